@@ -1,0 +1,53 @@
+// A backend turns a bundle's methods into executables. Inputs reaching a
+// backend were already validated against the method's specs by Method.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "staticllm/model_metadata.h"
+#include "staticllm/tensor.h"
+
+namespace staticllm {
+
+class MethodExecutable {
+ public:
+  virtual ~MethodExecutable() = default;
+  // `inputs` follow MethodMetadata::inputs order, then one tensor per state
+  // (states in MethodMetadata::states order). Returns outputs in
+  // MethodMetadata::outputs order, then the updated states.
+  // Must be safe to call from several threads at once.
+  virtual std::vector<Tensor> execute(const std::vector<Tensor>& inputs) = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "mil" or "coreml"
+  virtual std::unique_ptr<MethodExecutable> load_method(const MethodMetadata& method) = 0;
+};
+
+struct BundlePaths {
+  std::string root;          // the bundle directory
+  std::string metadata;      // root/metadata.json
+  std::string mlpackage;     // root/model.mlpackage
+  std::string program_json;  // root/program.json
+  std::string weights;       // root/model.mlpackage/Data/com.apple.CoreML/weights/weight.bin
+};
+BundlePaths bundle_paths(const std::string& root);
+
+// The portable interpreter (runtime/mil). Loads program.json, maps weight.bin
+// once and checks every op of every method is supported (UnsupportedOpError).
+std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata);
+
+// Core ML (Apple only). Elsewhere it throws BundleError explaining that the
+// coreml backend needs macOS/iOS and that backend="mil" runs everywhere.
+struct CoreMLOptions {
+  std::string compute_units = "all";  // all | cpu_only | cpu_and_gpu | cpu_and_ne
+  std::string cache_dir;              // compiled .mlmodelc cache; empty = default
+};
+std::unique_ptr<Backend> make_coreml_backend(const BundlePaths& paths, const ModelMetadata& metadata,
+                                             const CoreMLOptions& options);
+
+}  // namespace staticllm

@@ -1,0 +1,54 @@
+"""The `staticllm` command. Each subcommand lives in its own module, which
+exposes `register(subparsers)`; modules load only when their command runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from staticllm.errors import StaticLLMError
+
+# subcommand -> (module with register(), one-line help)
+_COMMANDS = {
+    "import": ("staticllm.importer", "turn a Core ML .mlpackage into a runnable bundle"),
+    "export": ("staticllm.export.cli", "export a Llama-family checkpoint to a bundle"),
+    "inspect": ("staticllm.inspect", "show a bundle's methods, specs and weight sharing"),
+    "extract": ("staticllm.inspect", "write one standalone .mlpackage per method"),
+    "generate": ("staticllm.generate.cli", "generate text from a bundle"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="staticllm",
+        description="Export Llama-family LLMs to Core ML bundles and run them on any platform.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    # Only the chosen command's module is imported (export pulls in torch).
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in _COMMANDS.items():
+        if name == wanted:
+            importlib.import_module(module).register(sub, name)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except StaticLLMError as exc:
+        print(f"staticllm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"staticllm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

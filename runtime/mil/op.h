@@ -1,0 +1,112 @@
+// The interface between the interpreter's planner and its op kernels.
+//
+// Each op family file (runtime/mil/ops/*.cpp) registers builders. A builder
+// runs once per op when a method is planned: it reads the op's input types and
+// constant arguments, validates them (throwing through ctx.fail, which names
+// function, op and type), computes the output types and returns a kernel
+// closure that captures every decision (strides, axes, sizes) so that running
+// it allocates nothing and branches little.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "staticllm/tensor.h"
+
+namespace staticllm::mil {
+
+class ThreadPool;
+
+struct ValueType {
+  DType dtype = DType::kFloat32;
+  Shape shape;
+};
+
+// What a kernel sees when it runs. Input slots are numbered in the order the
+// builder called OpPlanContext::input(); outputs in the op's output order.
+struct KernelCall {
+  const Tensor* const* inputs = nullptr;
+  Tensor* const* outputs = nullptr;
+  ThreadPool* pool = nullptr;
+  void* scratch = nullptr;  // `scratch_bytes` requested by the builder, 64-byte aligned
+
+  const Tensor& in(int slot) const { return *inputs[slot]; }
+  Tensor& out(int i) const { return *outputs[i]; }
+};
+
+using KernelFn = std::function<void(const KernelCall&)>;
+
+struct PlannedOp {
+  KernelFn run;
+  std::vector<ValueType> outputs;  // checked against the types the program declares
+  size_t scratch_bytes = 0;
+};
+
+// Plan-time view of one op. Parameter names are the MIL names ("x", "y", "axes").
+class OpPlanContext {
+ public:
+  virtual ~OpPlanContext() = default;
+  virtual const std::string& op_type() const = 0;
+  virtual const std::string& op_name() const = 0;  // the op's first output name
+  virtual bool has(const std::string& param) const = 0;
+  // Number of bindings of a parameter (variadic params like concat's "values").
+  virtual size_t arity(const std::string& param) const = 0;
+  virtual const ValueType& type(const std::string& param, size_t i = 0) const = 0;
+  // The constant bound to a parameter, or nullptr if it is computed at run time.
+  virtual const Tensor* constant(const std::string& param, size_t i = 0) const = 0;
+  // Declares that the kernel reads this parameter when it runs; returns its slot.
+  virtual int input(const std::string& param, size_t i = 0) = 0;
+  // The output types the program declares (for ops whose result type is only
+  // known from the program, e.g. a cast's target is in `dtype`).
+  virtual const std::vector<ValueType>& declared_outputs() const = 0;
+  // Throws BundleError: "<function>/<op name> (<op type>): <message>".
+  [[noreturn]] virtual void fail(const std::string& message) const = 0;
+
+  // Constant helpers: fail() when the parameter is missing, not constant or of
+  // the wrong kind. Integers accept any integer dtype; floats any float dtype.
+  int64_t const_int(const std::string& param) const;
+  std::vector<int64_t> const_ints(const std::string& param) const;
+  double const_float(const std::string& param) const;
+  bool const_bool(const std::string& param) const;
+  std::string const_string(const std::string& param) const;  // string constants (e.g. cast's dtype)
+  // Optional variants returning `fallback` if the parameter is absent.
+  int64_t const_int_or(const std::string& param, int64_t fallback) const;
+  bool const_bool_or(const std::string& param, bool fallback) const;
+};
+
+using OpBuilder = std::function<PlannedOp(OpPlanContext&)>;
+
+class OpRegistry {
+ public:
+  static OpRegistry& instance();  // populated on first use by the register_* calls below
+  void add(const std::string& op_type, OpBuilder builder);
+  const OpBuilder* find(const std::string& op_type) const;
+  std::vector<std::string> op_types() const;  // sorted
+
+ private:
+  std::vector<std::pair<std::string, OpBuilder>> builders_;
+};
+
+// One per op family file; OpRegistry::instance() calls them all.
+void register_elementwise_binary_ops(OpRegistry& r);  // ops/elementwise_binary.cpp
+void register_elementwise_unary_ops(OpRegistry& r);   // ops/elementwise_unary.cpp
+void register_reduction_ops(OpRegistry& r);           // ops/reduction.cpp (reduce_*, softmax)
+void register_shape_ops(OpRegistry& r);               // ops/shape.cpp (reshape, transpose, squeeze, expand_dims, tile, identity, shape)
+void register_slicing_ops(OpRegistry& r);             // ops/slicing.cpp (slice_by_index, slice_by_size, split, concat, gather*)
+void register_select_ops(OpRegistry& r);              // ops/select.cpp (select, cast, fill, range_1d, band_part)
+void register_linear_ops(OpRegistry& r);              // ops/linear.cpp (linear, matmul)
+void register_attention_ops(OpRegistry& r);           // ops/attention.cpp (scaled_dot_product_attention)
+void register_quantization_ops(OpRegistry& r);        // ops/quantization.cpp (constexpr_*)
+void register_state_ops(OpRegistry& r);               // ops/state.cpp (read_state, coreml_update_state)
+
+// Row-major strides (in elements) of a shape.
+std::vector<int64_t> contiguous_strides(const Shape& shape);
+// numpy broadcasting of two shapes; returns false if they do not broadcast.
+bool broadcast_shapes(const Shape& a, const Shape& b, Shape* out);
+// Normalises a possibly negative axis against `rank`; fails through ctx.
+int64_t normalize_axis(const OpPlanContext& ctx, int64_t axis, int64_t rank);
+
+}  // namespace staticllm::mil

@@ -64,6 +64,8 @@ class OpPlanContext {
   virtual const std::vector<ValueType>& declared_outputs() const = 0;
   // Throws BundleError: "<function>/<op name> (<op type>): <message>".
   [[noreturn]] virtual void fail(const std::string& message) const = 0;
+  // String constants (e.g. cast's "dtype"), which have no Tensor form.
+  virtual std::string const_string(const std::string& param) const = 0;
 
   // Constant helpers: fail() when the parameter is missing, not constant or of
   // the wrong kind. Integers accept any integer dtype; floats any float dtype.
@@ -71,7 +73,6 @@ class OpPlanContext {
   std::vector<int64_t> const_ints(const std::string& param) const;
   double const_float(const std::string& param) const;
   bool const_bool(const std::string& param) const;
-  std::string const_string(const std::string& param) const;  // string constants (e.g. cast's dtype)
   // Optional variants returning `fallback` if the parameter is absent.
   int64_t const_int_or(const std::string& param, int64_t fallback) const;
   bool const_bool_or(const std::string& param, bool fallback) const;

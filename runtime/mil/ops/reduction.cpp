@@ -1,0 +1,8 @@
+// Placeholder: the reduction op family is filled in by its owner.
+#include "mil/op.h"
+
+namespace staticllm::mil {
+
+void register_reduction_ops(OpRegistry& r) { (void)r; }
+
+}  // namespace staticllm::mil

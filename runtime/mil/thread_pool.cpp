@@ -1,0 +1,144 @@
+// Persistent workers that split one loop. Workers spin briefly after each job
+// before sleeping, because decode issues hundreds of small parallel loops per
+// token and a futex wake-up per loop would cost more than the work.
+#include "mil/thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define STATICLLM_PAUSE() _mm_pause()
+#else
+#define STATICLLM_PAUSE() std::this_thread::yield()
+#endif
+
+namespace staticllm::mil {
+
+struct ThreadPool::Impl {
+  std::vector<std::thread> workers;
+  std::mutex busy;  // one job at a time; other callers run inline
+
+  std::mutex wake_mutex;
+  std::condition_variable wake;
+  std::atomic<uint64_t> generation{0};
+  std::atomic<bool> stop{false};
+
+  // The current job.
+  const std::function<void(int64_t, int64_t)>* fn = nullptr;
+  int64_t n = 0;
+  int64_t chunk = 0;
+  int64_t chunks = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> remaining{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+
+  void run_chunks() {
+    for (;;) {
+      int64_t c = next.fetch_add(1, std::memory_order_acq_rel);
+      if (c >= chunks) return;
+      int64_t begin = c * chunk;
+      int64_t end = std::min(n, begin + chunk);
+      try {
+        (*fn)(begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+      remaining.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  void worker_loop() {
+    uint64_t seen = 0;
+    while (!stop.load(std::memory_order_acquire)) {
+      uint64_t gen = generation.load(std::memory_order_acquire);
+      if (gen != seen) {
+        seen = gen;
+        run_chunks();
+        continue;
+      }
+      bool woke = false;
+      for (int i = 0; i < 20000; ++i) {
+        if (generation.load(std::memory_order_acquire) != seen || stop.load()) {
+          woke = true;
+          break;
+        }
+        STATICLLM_PAUSE();
+      }
+      if (woke) continue;
+      std::unique_lock<std::mutex> lock(wake_mutex);
+      wake.wait(lock, [&] { return generation.load() != seen || stop.load(); });
+    }
+  }
+};
+
+static int default_threads() {
+  if (const char* env = std::getenv("STATICLLM_NUM_THREADS")) {
+    int v = std::atoi(env);
+    if (v > 0) return v;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+ThreadPool::ThreadPool(int threads) : impl_(new Impl()) {
+  int total = threads > 0 ? threads : default_threads();
+  for (int i = 1; i < total; ++i) {
+    impl_->workers.emplace_back([this] { impl_->worker_loop(); });
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->wake_mutex);
+    impl_->stop.store(true);
+  }
+  impl_->wake.notify_all();
+  for (auto& t : impl_->workers) t.join();
+  delete impl_;
+}
+
+int ThreadPool::size() const { return static_cast<int>(impl_->workers.size()) + 1; }
+
+void ThreadPool::parallel_for(int64_t n, int64_t min_chunk,
+                              const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  min_chunk = std::max<int64_t>(1, min_chunk);
+  int64_t max_chunks = std::min<int64_t>(size(), (n + min_chunk - 1) / min_chunk);
+  std::unique_lock<std::mutex> busy(impl_->busy, std::try_to_lock);
+  if (max_chunks <= 1 || !busy.owns_lock()) {
+    fn(0, n);  // small job, or another caller holds the workers
+    return;
+  }
+  Impl& s = *impl_;
+  s.fn = &fn;
+  s.n = n;
+  s.chunk = (n + max_chunks - 1) / max_chunks;
+  s.chunks = (n + s.chunk - 1) / s.chunk;
+  s.error = nullptr;
+  s.next.store(0, std::memory_order_relaxed);
+  s.remaining.store(s.chunks, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(s.wake_mutex);
+    s.generation.fetch_add(1, std::memory_order_acq_rel);
+  }
+  s.wake.notify_all();
+  s.run_chunks();
+  while (s.remaining.load(std::memory_order_acquire) > 0) STATICLLM_PAUSE();
+  if (s.error) std::rethrow_exception(s.error);
+}
+
+ThreadPool& default_thread_pool() {
+  static ThreadPool pool;
+  return pool;
+}
+
+}  // namespace staticllm::mil

@@ -124,7 +124,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t min_chunk,
   s.chunk = (n + max_chunks - 1) / max_chunks;
   s.chunks = (n + s.chunk - 1) / s.chunk;
   s.error = nullptr;
-  s.next.store(0, std::memory_order_relaxed);
+  s.next.store(0, std::memory_order_release);
   s.remaining.store(s.chunks, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(s.wake_mutex);

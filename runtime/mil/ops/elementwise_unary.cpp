@@ -1,8 +1,128 @@
-// Placeholder: the elementwise_unary op family is filled in by its owner.
-#include "mil/op.h"
+// Unary elementwise ops: math functions and activations. Float tensors
+// compute in fp32, fp16 converted per block; integers in double.
+#include <cmath>
+
+#include "mil/ops/elementwise_util.h"
 
 namespace staticllm::mil {
 
-void register_elementwise_unary_ops(OpRegistry& r) { (void)r; }
+namespace {
+
+// A unary op whose function may read float parameters (epsilon, alpha...)
+// fixed at plan time.
+using ParamReader = std::vector<double> (*)(const OpPlanContext&);
+
+template <typename C, typename F>
+void run_unary(const Tensor& x, Tensor& out, F f) {
+  C xb[kBlock], ob[kBlock];
+  int64_t n = x.numel();
+  for (int64_t start = 0; start < n; start += kBlock) {
+    int64_t len = std::min(kBlock, n - start);
+    const C* xs = load_run<C>(x.dtype(), x.data(), start, 1, len, xb);
+    for (int64_t i = 0; i < len; ++i) ob[i] = f(xs[i]);
+    store_run<C>(out.dtype(), out.data(), start, len, ob);
+  }
+}
+
+// `make(params)` returns the elementwise function given plan-time parameters.
+template <typename Make>
+OpBuilder unary(bool float_only, bool bool_only, std::vector<const char*> param_names,
+                std::vector<double> defaults, Make make) {
+  return [=](OpPlanContext& ctx) {
+    const ValueType& xt = ctx.type("x");
+    if (float_only && !is_float_dtype(xt.dtype)) ctx.fail(std::string("needs a float dtype, got ") + dtype_name(xt.dtype));
+    if (bool_only && xt.dtype != DType::kBool) ctx.fail(std::string("needs a bool input, got ") + dtype_name(xt.dtype));
+    std::vector<double> params(defaults);
+    for (size_t i = 0; i < param_names.size(); ++i) {
+      if (ctx.has(param_names[i])) params[i] = ctx.const_float(param_names[i]);
+    }
+    auto f = make(params);
+    int xs = ctx.input("x");
+    PlannedOp op;
+    op.outputs.push_back(xt);
+    bool use_float = is_float_dtype(xt.dtype);
+    op.run = [xs, use_float, f](const KernelCall& call) {
+      if (use_float) {
+        run_unary<float>(call.in(xs), call.out(0), [&](float v) { return static_cast<float>(f(v)); });
+      } else {
+        run_unary<double>(call.in(xs), call.out(0), [&](double v) { return static_cast<double>(f(v)); });
+      }
+    };
+    return op;
+  };
+}
+
+// Shorthand for functions without parameters.
+template <typename F>
+OpBuilder simple(F f, bool float_only = true) {
+  return unary(float_only, false, {}, {}, [f](const std::vector<double>&) { return f; });
+}
+
+float gelu_exact(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678f)); }
+float gelu_tanh(float v) {
+  return 0.5f * v * (1.0f + std::tanh(0.7978845608f * (v + 0.044715f * v * v * v)));
+}
+float gelu_sigmoid(float v) { return v / (1.0f + std::exp(-1.702f * v)); }
+
+PlannedOp build_gelu(OpPlanContext& ctx) {
+  std::string mode = ctx.has("mode") ? ctx.const_string("mode") : "EXACT";
+  float (*fn)(float) = nullptr;
+  if (mode == "EXACT") fn = gelu_exact;
+  if (mode == "TANH_APPROXIMATION") fn = gelu_tanh;
+  if (mode == "SIGMOID_APPROXIMATION") fn = gelu_sigmoid;
+  if (fn == nullptr) ctx.fail("unknown gelu mode '" + mode + "'");
+  return unary(true, false, {}, {}, [fn](const std::vector<double>&) { return [fn](auto v) { return fn(static_cast<float>(v)); }; })(ctx);
+}
+
+}  // namespace
+
+void register_elementwise_unary_ops(OpRegistry& r) {
+  r.add("rsqrt", unary(true, false, {"epsilon"}, {1e-12}, [](const std::vector<double>& p) {
+          float eps = static_cast<float>(p[0]);
+          return [eps](auto v) { return 1.0f / std::sqrt(static_cast<float>(v) + eps); };
+        }));
+  r.add("inverse", unary(true, false, {"epsilon"}, {1e-4}, [](const std::vector<double>& p) {
+          float eps = static_cast<float>(p[0]);
+          return [eps](auto v) { return 1.0f / (static_cast<float>(v) + eps); };
+        }));
+  r.add("log", unary(true, false, {"epsilon"}, {1e-45}, [](const std::vector<double>& p) {
+          float eps = static_cast<float>(p[0]);
+          return [eps](auto v) { return std::log(static_cast<float>(v) + eps); };
+        }));
+  r.add("clip", unary(true, false, {"alpha", "beta"}, {0.0, 1.0}, [](const std::vector<double>& p) {
+          float lo = static_cast<float>(p[0]), hi = static_cast<float>(p[1]);
+          return [lo, hi](auto v) { return std::min(std::max(static_cast<float>(v), lo), hi); };
+        }));
+  r.add("threshold", unary(true, false, {"alpha"}, {0.0}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]);
+          return [a](auto v) { return std::max(static_cast<float>(v), a); };
+        }));
+  r.add("leaky_relu", unary(true, false, {"alpha"}, {0.01}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]);
+          return [a](auto v) { return v >= 0 ? static_cast<float>(v) : a * static_cast<float>(v); };
+        }));
+  r.add("sqrt", simple([](auto v) { return std::sqrt(v); }));
+  r.add("exp", simple([](auto v) { return std::exp(v); }));
+  r.add("exp2", simple([](auto v) { return std::exp2(v); }));
+  r.add("abs", simple([](auto v) { return v < 0 ? -v : v; }, false));
+  r.add("sign", simple([](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); }, false));
+  r.add("ceil", simple([](auto v) { return std::ceil(v); }));
+  r.add("floor", simple([](auto v) { return std::floor(v); }));
+  r.add("round", simple([](auto v) { return std::nearbyint(v); }));
+  r.add("square", simple([](auto v) { return v * v; }, false));
+  r.add("sin", simple([](auto v) { return std::sin(v); }));
+  r.add("cos", simple([](auto v) { return std::cos(v); }));
+  r.add("tan", simple([](auto v) { return std::tan(v); }));
+  r.add("tanh", simple([](auto v) { return std::tanh(v); }));
+  r.add("erf", simple([](auto v) { return std::erf(v); }));
+  r.add("relu", simple([](auto v) { return v > 0 ? v : decltype(v)(0); }));
+  r.add("sigmoid", simple([](auto v) { return 1.0f / (1.0f + std::exp(-static_cast<float>(v))); }));
+  r.add("silu", simple([](auto v) { return static_cast<float>(v) / (1.0f + std::exp(-static_cast<float>(v))); }));
+  r.add("softplus", simple([](auto v) { return std::log1p(std::exp(v)); }));
+  r.add("gelu", build_gelu);
+  r.add("logical_not", unary(false, true, {}, {}, [](const std::vector<double>&) {
+          return [](auto v) { return v != 0 ? 0 : 1; };
+        }));
+}
 
 }  // namespace staticllm::mil

@@ -1,8 +1,188 @@
-// Placeholder: the reduction op family is filled in by its owner.
-#include "mil/op.h"
+// Reductions over a contiguous block of axes and softmax. The shape is viewed
+// as [outer, reduced, inner]; accumulation is in fp32 (double for integers).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "mil/ops/elementwise_util.h"
 
 namespace staticllm::mil {
 
-void register_reduction_ops(OpRegistry& r) { (void)r; }
+namespace {
+
+struct ReducePlan {
+  int64_t outer = 1, reduced = 1, inner = 1;
+};
+
+enum class Kind { kSum, kMean, kMax, kMin, kProd, kArgMax, kArgMin, kL2, kSumSquare, kLogSumExp };
+
+ReducePlan plan_axes(const OpPlanContext& ctx, const Shape& shape, std::vector<int64_t> axes) {
+  int64_t rank = static_cast<int64_t>(shape.size());
+  for (auto& a : axes) a = normalize_axis(ctx, a, rank);
+  std::sort(axes.begin(), axes.end());
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  for (size_t i = 1; i < axes.size(); ++i) {
+    if (axes[i] != axes[i - 1] + 1) ctx.fail("only reductions over adjacent axes are supported");
+  }
+  ReducePlan p;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (d < axes.front()) p.outer *= shape[d];
+    else if (d <= axes.back()) p.reduced *= shape[d];
+    else p.inner *= shape[d];
+  }
+  return p;
+}
+
+template <typename C>
+C reduce_row(Kind kind, const C* v, int64_t n, int64_t* arg) {
+  switch (kind) {
+    case Kind::kMax: case Kind::kArgMax: {
+      int64_t best = 0;
+      for (int64_t i = 1; i < n; ++i) if (v[i] > v[best]) best = i;
+      *arg = best;
+      return v[best];
+    }
+    case Kind::kMin: case Kind::kArgMin: {
+      int64_t best = 0;
+      for (int64_t i = 1; i < n; ++i) if (v[i] < v[best]) best = i;
+      *arg = best;
+      return v[best];
+    }
+    case Kind::kProd: {
+      C acc = 1;
+      for (int64_t i = 0; i < n; ++i) acc *= v[i];
+      return acc;
+    }
+    case Kind::kSumSquare: case Kind::kL2: {
+      C acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += v[i] * v[i];
+      return kind == Kind::kL2 ? std::sqrt(acc) : acc;
+    }
+    case Kind::kLogSumExp: {
+      C m = *std::max_element(v, v + n);
+      C acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += std::exp(v[i] - m);
+      return m + std::log(acc);
+    }
+    default: {
+      C acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += v[i];
+      return kind == Kind::kMean ? acc / static_cast<C>(n) : acc;
+    }
+  }
+}
+
+// Gathers one reduced row (stride `inner`) into `row`, reduces it, stores one value.
+template <typename C>
+void run_reduce(Kind kind, const ReducePlan& p, const Tensor& x, Tensor& out, C* row) {
+  bool arg = kind == Kind::kArgMax || kind == Kind::kArgMin;
+  for (int64_t o = 0; o < p.outer; ++o) {
+    for (int64_t i = 0; i < p.inner; ++i) {
+      int64_t base = o * p.reduced * p.inner + i;
+      const C* vals = load_run<C>(x.dtype(), x.data(), base, p.inner, p.reduced, row);
+      int64_t index = 0;
+      C r = reduce_row<C>(kind, vals, p.reduced, &index);
+      if (arg) r = static_cast<C>(index);
+      store_run<C>(out.dtype(), out.data(), o * p.inner + i, 1, &r);
+    }
+  }
+}
+
+OpBuilder reduce(Kind kind) {
+  return [kind](OpPlanContext& ctx) {
+    const ValueType& xt = ctx.type("x");
+    int64_t rank = static_cast<int64_t>(xt.shape.size());
+    std::vector<int64_t> axes;
+    bool arg = kind == Kind::kArgMax || kind == Kind::kArgMin;
+    if (arg) {
+      axes = {ctx.const_int_or("axis", -1)};
+    } else if (ctx.has("axes")) {
+      axes = ctx.const_ints("axes");
+    } else {
+      axes.resize(rank);
+      std::iota(axes.begin(), axes.end(), 0);
+    }
+    if (axes.empty() || rank == 0) ctx.fail("nothing to reduce");
+    ReducePlan p = plan_axes(ctx, xt.shape, axes);
+    bool keep = ctx.const_bool_or("keep_dims", false);
+    Shape out_shape;
+    for (int64_t d = 0; d < rank; ++d) {
+      bool reduced = false;
+      for (int64_t a : axes) reduced |= normalize_axis(ctx, a, rank) == d;
+      if (!reduced) out_shape.push_back(xt.shape[d]);
+      else if (keep) out_shape.push_back(1);
+    }
+    PlannedOp op;
+    op.outputs.push_back({arg ? DType::kInt32 : xt.dtype, out_shape});
+    bool use_float = is_float_dtype(xt.dtype);
+    op.scratch_bytes = static_cast<size_t>(p.reduced) * 8;
+    int xs = ctx.input("x");
+    op.run = [kind, p, xs, use_float](const KernelCall& call) {
+      if (use_float) run_reduce<float>(kind, p, call.in(xs), call.out(0), static_cast<float*>(call.scratch));
+      else run_reduce<double>(kind, p, call.in(xs), call.out(0), static_cast<double*>(call.scratch));
+    };
+    return op;
+  };
+}
+
+// softmax over one axis; the common last-axis case reads contiguous rows.
+void softmax_rows(const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner, float* row, ThreadPool* pool) {
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t base = o * n * inner + i;
+      const float* v = load_run<float>(x.dtype(), x.data(), base, inner, n, row);
+      if (v != row) std::copy(v, v + n, row);
+      float m = -std::numeric_limits<float>::infinity();
+      for (int64_t k = 0; k < n; ++k) m = std::max(m, row[k]);
+      float sum = 0.f;
+      for (int64_t k = 0; k < n; ++k) {
+        row[k] = std::exp(row[k] - m);
+        sum += row[k];
+      }
+      float inv = 1.0f / sum;
+      for (int64_t k = 0; k < n; ++k) row[k] *= inv;
+      if (inner == 1) {
+        store_run<float>(out.dtype(), out.data(), base, n, row);
+      } else {
+        for (int64_t k = 0; k < n; ++k) store_run<float>(out.dtype(), out.data(), base + k * inner, 1, row + k);
+      }
+    }
+  }
+}
+
+PlannedOp build_softmax(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  if (!is_float_dtype(xt.dtype)) ctx.fail("softmax needs a float input");
+  int64_t rank = static_cast<int64_t>(xt.shape.size());
+  int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", -1), rank);
+  int64_t outer = 1, inner = 1, n = xt.shape[axis];
+  for (int64_t d = 0; d < axis; ++d) outer *= xt.shape[d];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= xt.shape[d];
+  PlannedOp op;
+  op.outputs.push_back(xt);
+  int xs = ctx.input("x");
+  op.scratch_bytes = static_cast<size_t>(n) * sizeof(float) * 2;
+  op.run = [=](const KernelCall& call) {
+    softmax_rows(call.in(xs), call.out(0), outer, n, inner, static_cast<float*>(call.scratch), call.pool);
+  };
+  return op;
+}
+
+}  // namespace
+
+void register_reduction_ops(OpRegistry& r) {
+  r.add("reduce_sum", reduce(Kind::kSum));
+  r.add("reduce_mean", reduce(Kind::kMean));
+  r.add("reduce_max", reduce(Kind::kMax));
+  r.add("reduce_min", reduce(Kind::kMin));
+  r.add("reduce_prod", reduce(Kind::kProd));
+  r.add("reduce_argmax", reduce(Kind::kArgMax));
+  r.add("reduce_argmin", reduce(Kind::kArgMin));
+  r.add("reduce_l2_norm", reduce(Kind::kL2));
+  r.add("reduce_sum_square", reduce(Kind::kSumSquare));
+  r.add("reduce_log_sum_exp", reduce(Kind::kLogSumExp));
+  r.add("softmax", build_softmax);
+}
 
 }  // namespace staticllm::mil

@@ -1,8 +1,154 @@
-// Placeholder: the select op family is filled in by its owner.
-#include "mil/op.h"
+// select (where), cast, and ops that produce tensors from constants: fill,
+// range_1d, band_part.
+#include <cmath>
+
+#include "mil/ops/elementwise_util.h"
 
 namespace staticllm::mil {
 
-void register_select_ops(OpRegistry& r) { (void)r; }
+namespace {
+
+template <typename C>
+void run_select(const BroadcastPlan& plan, const Tensor& c, const Tensor& a, const Tensor& b, Tensor& out) {
+  C cb[kBlock], ab[kBlock], bb[kBlock], ob[kBlock];
+  plan.for_each_run([&](const int64_t* offs, const int64_t* steps, int64_t out_off, int64_t len) {
+    const C* cs = load_run<C>(c.dtype(), c.data(), offs[0], steps[0], len, cb);
+    const C* as = load_run<C>(a.dtype(), a.data(), offs[1], steps[1], len, ab);
+    const C* bs = load_run<C>(b.dtype(), b.data(), offs[2], steps[2], len, bb);
+    for (int64_t i = 0; i < len; ++i) ob[i] = cs[i] != C(0) ? as[i] : bs[i];
+    store_run<C>(out.dtype(), out.data(), out_off, len, ob);
+  });
+}
+
+PlannedOp build_select(OpPlanContext& ctx) {
+  const ValueType& ct = ctx.type("cond");
+  const ValueType& at = ctx.type("a");
+  const ValueType& bt = ctx.type("b");
+  if (at.dtype != bt.dtype) ctx.fail("a and b must have the same dtype");
+  BroadcastPlan plan;
+  if (!plan_broadcast({ct.shape, at.shape, bt.shape}, &plan)) ctx.fail("cond, a and b do not broadcast");
+  int cs = ctx.input("cond"), as = ctx.input("a"), bs = ctx.input("b");
+  bool use_float = is_float_dtype(at.dtype);
+  PlannedOp op;
+  op.outputs.push_back({at.dtype, plan.out_shape});
+  op.run = [=](const KernelCall& call) {
+    if (use_float) run_select<float>(plan, call.in(cs), call.in(as), call.in(bs), call.out(0));
+    else run_select<double>(plan, call.in(cs), call.in(as), call.in(bs), call.out(0));
+  };
+  return op;
+}
+
+bool cast_target(const std::string& name, DType* out) {
+  if (dtype_from_name(name, out)) return true;
+  // MIL spells some types differently from metadata.json.
+  if (name == "int32") { *out = DType::kInt32; return true; }
+  if (name == "float16") { *out = DType::kFloat16; return true; }
+  if (name == "float32") { *out = DType::kFloat32; return true; }
+  return false;
+}
+
+template <typename C>
+void run_cast(const Tensor& x, Tensor& out, bool to_int) {
+  C buf[kBlock], res[kBlock];
+  int64_t n = x.numel();
+  for (int64_t start = 0; start < n; start += kBlock) {
+    int64_t len = std::min(kBlock, n - start);
+    const C* v = load_run<C>(x.dtype(), x.data(), start, 1, len, buf);
+    if (to_int) {
+      for (int64_t i = 0; i < len; ++i) res[i] = std::trunc(v[i]);
+      v = res;
+    }
+    store_run<C>(out.dtype(), out.data(), start, len, v);
+  }
+}
+
+PlannedOp build_cast(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  std::string name = ctx.const_string("dtype");
+  DType target;
+  if (!cast_target(name, &target)) ctx.fail("unknown cast dtype '" + name + "'");
+  int xs = ctx.input("x");
+  bool via_float = is_float_dtype(xt.dtype) && is_float_dtype(target);
+  bool to_int = !is_float_dtype(target) && target != DType::kBool;
+  PlannedOp op;
+  op.outputs.push_back({target, xt.shape});
+  op.run = [=](const KernelCall& call) {
+    if (via_float) run_cast<float>(call.in(xs), call.out(0), false);
+    else run_cast<double>(call.in(xs), call.out(0), to_int);
+  };
+  return op;
+}
+
+PlannedOp build_fill(OpPlanContext& ctx) {
+  std::vector<int64_t> shape = ctx.const_ints("shape");
+  double value = ctx.has("value") ? ctx.const_float("value") : 0.0;
+  DType dtype = ctx.has("value") ? ctx.type("value").dtype : DType::kFloat32;
+  PlannedOp op;
+  op.outputs.push_back({dtype, shape});
+  op.run = [=](const KernelCall& call) {
+    Tensor& o = call.out(0);
+    double buf[kBlock];
+    std::fill(buf, buf + kBlock, value);
+    for (int64_t s = 0; s < o.numel(); s += kBlock) {
+      store_run<double>(o.dtype(), o.data(), s, std::min(kBlock, o.numel() - s), buf);
+    }
+  };
+  return op;
+}
+
+PlannedOp build_range_1d(OpPlanContext& ctx) {
+  double start = ctx.const_float("start"), end = ctx.const_float("end"), step = ctx.const_float("step");
+  if (step == 0) ctx.fail("range_1d step is 0");
+  int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
+  DType dtype = ctx.type("start").dtype;
+  PlannedOp op;
+  op.outputs.push_back({dtype, {n}});
+  op.run = [=](const KernelCall& call) {
+    for (int64_t i = 0; i < n; ++i) {
+      double v = start + static_cast<double>(i) * step;
+      store_run<double>(call.out(0).dtype(), call.out(0).data(), i, 1, &v);
+    }
+  };
+  return op;
+}
+
+// Keeps a band of the last two dims: lower/upper < 0 keep everything that side.
+PlannedOp build_band_part(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  int64_t rank = static_cast<int64_t>(xt.shape.size());
+  if (rank < 2) ctx.fail("band_part needs rank >= 2");
+  int64_t lower = ctx.const_int_or("lower", -1), upper = ctx.const_int_or("upper", -1);
+  int64_t rows = xt.shape[rank - 2], cols = xt.shape[rank - 1];
+  int64_t mats = shape_numel(xt.shape) / std::max<int64_t>(rows * cols, 1);
+  size_t elem = dtype_size(xt.dtype);
+  int xs = ctx.input("x");
+  PlannedOp op;
+  op.outputs.push_back(xt);
+  op.run = [=](const KernelCall& call) {
+    const auto* src = static_cast<const uint8_t*>(call.in(xs).data());
+    auto* dst = static_cast<uint8_t*>(call.out(0).data());
+    for (int64_t m = 0; m < mats; ++m) {
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+          bool keep = (lower < 0 || i - j <= lower) && (upper < 0 || j - i <= upper);
+          int64_t off = ((m * rows + i) * cols + j) * static_cast<int64_t>(elem);
+          if (keep) std::memcpy(dst + off, src + off, elem);
+          else std::memset(dst + off, 0, elem);
+        }
+      }
+    }
+  };
+  return op;
+}
+
+}  // namespace
+
+void register_select_ops(OpRegistry& r) {
+  r.add("select", build_select);
+  r.add("cast", build_cast);
+  r.add("fill", build_fill);
+  r.add("range_1d", build_range_1d);
+  r.add("band_part", build_band_part);
+}
 
 }  // namespace staticllm::mil

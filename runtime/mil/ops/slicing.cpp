@@ -1,8 +1,305 @@
-// Placeholder: the slicing op family is filled in by its owner.
-#include "mil/op.h"
+// Ops that cut, join or index tensors: slice_by_index, slice_by_size, split,
+// concat, stack, gather, gather_along_axis.
+#include <algorithm>
+#include <cstring>
+
+#include "mil/ops/elementwise_util.h"
+#include "mil/ops/strided_copy.h"
+#include "staticllm/errors.h"
 
 namespace staticllm::mil {
 
-void register_slicing_ops(OpRegistry& r) { (void)r; }
+namespace {
+
+std::vector<bool> mask_or(const OpPlanContext& ctx, const char* name, size_t rank) {
+  std::vector<bool> m(rank, false);
+  if (!ctx.has(name)) return m;
+  const Tensor* t = ctx.constant(name);
+  if (t == nullptr || t->dtype() != DType::kBool || static_cast<size_t>(t->numel()) != rank) {
+    ctx.fail(std::string("'") + name + "' must be a constant bool list of length " + std::to_string(rank));
+  }
+  for (size_t i = 0; i < rank; ++i) m[i] = t->data_as<uint8_t>()[i] != 0;
+  return m;
+}
+
+PlannedOp build_slice_by_index(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  size_t rank = xt.shape.size();
+  std::vector<int64_t> begin = ctx.const_ints("begin");
+  std::vector<int64_t> end = ctx.const_ints("end");
+  std::vector<int64_t> stride = ctx.has("stride") ? ctx.const_ints("stride") : std::vector<int64_t>(rank, 1);
+  if (begin.size() != rank || end.size() != rank || stride.size() != rank) {
+    ctx.fail("begin, end and stride must have one entry per input axis (" + std::to_string(rank) + ")");
+  }
+  std::vector<bool> bmask = mask_or(ctx, "begin_mask", rank), emask = mask_or(ctx, "end_mask", rank),
+                    smask = mask_or(ctx, "squeeze_mask", rank);
+  std::vector<int64_t> strides = contiguous_strides(xt.shape);
+  StridedCopy copy;
+  Shape out;
+  for (size_t d = 0; d < rank; ++d) {
+    int64_t n = xt.shape[d], s = stride[d];
+    if (s == 0) ctx.fail("slice stride 0 at axis " + std::to_string(d));
+    // numpy slice semantics: negative indices count from the end, clamped.
+    auto clamp = [&](int64_t v, bool is_end) {
+      if (v < 0) v += n;
+      int64_t lo = s > 0 ? 0 : -1, hi = s > 0 ? n : n - 1;
+      (void)is_end;
+      return std::min(std::max(v, lo), hi);
+    };
+    int64_t b = bmask[d] ? (s > 0 ? 0 : n - 1) : clamp(begin[d], false);
+    int64_t e = emask[d] ? (s > 0 ? n : -1) : clamp(end[d], true);
+    if (smask[d]) e = b + (s > 0 ? 1 : -1);
+    int64_t len = s > 0 ? std::max<int64_t>(0, (e - b + s - 1) / s) : std::max<int64_t>(0, (b - e - s - 1) / (-s));
+    if (smask[d] && len != 1) ctx.fail("squeezed slice axis " + std::to_string(d) + " is empty");
+    copy.src_offset += b * strides[d];
+    copy.out_shape.push_back(len);
+    copy.src_strides.push_back(s * strides[d]);
+    if (!smask[d]) out.push_back(len);
+  }
+  PlannedOp op = strided_op(ctx, xt, copy);
+  op.outputs[0].shape = out;
+  return op;
+}
+
+PlannedOp build_slice_by_size(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  size_t rank = xt.shape.size();
+  std::vector<int64_t> begin = ctx.const_ints("begin"), size = ctx.const_ints("size");
+  if (begin.size() != rank || size.size() != rank) ctx.fail("begin and size need one entry per input axis");
+  std::vector<int64_t> strides = contiguous_strides(xt.shape);
+  StridedCopy copy;
+  for (size_t d = 0; d < rank; ++d) {
+    int64_t b = begin[d] < 0 ? begin[d] + xt.shape[d] : begin[d];
+    int64_t len = size[d] == -1 ? xt.shape[d] - b : size[d];
+    if (b < 0 || len < 0 || b + len > xt.shape[d]) {
+      ctx.fail("slice [" + std::to_string(begin[d]) + ", +" + std::to_string(size[d]) + ") out of range for axis " +
+               std::to_string(d) + " of size " + std::to_string(xt.shape[d]));
+    }
+    copy.src_offset += b * strides[d];
+    copy.out_shape.push_back(len);
+    copy.src_strides.push_back(strides[d]);
+  }
+  return strided_op(ctx, xt, copy);
+}
+
+// Concatenation as [outer, axis-part, inner] blocks copied side by side.
+PlannedOp build_concat(OpPlanContext& ctx) {
+  size_t n = ctx.arity("values");
+  if (n == 0) ctx.fail("concat needs at least one value");
+  if (ctx.has("interleave") && ctx.const_bool("interleave")) ctx.fail("interleave=True is not supported");
+  const ValueType& first = ctx.type("values", 0);
+  int64_t rank = static_cast<int64_t>(first.shape.size());
+  int64_t axis = normalize_axis(ctx, ctx.const_int("axis"), rank);
+  Shape out = first.shape;
+  out[axis] = 0;
+  std::vector<int64_t> part_bytes;
+  std::vector<int> slots;
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= first.shape[d];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= first.shape[d];
+  size_t elem = dtype_size(first.dtype);
+  for (size_t i = 0; i < n; ++i) {
+    const ValueType& t = ctx.type("values", i);
+    if (t.dtype != first.dtype || static_cast<int64_t>(t.shape.size()) != rank) ctx.fail("concat values differ in dtype or rank");
+    for (int64_t d = 0; d < rank; ++d) {
+      if (d != axis && t.shape[d] != first.shape[d]) ctx.fail("concat values differ in shape off the concat axis");
+    }
+    out[axis] += t.shape[axis];
+    part_bytes.push_back(t.shape[axis] * inner * static_cast<int64_t>(elem));
+    slots.push_back(ctx.input("values", i));
+  }
+  int64_t row_bytes = out[axis] * inner * static_cast<int64_t>(elem);
+  PlannedOp op;
+  op.outputs.push_back({first.dtype, out});
+  op.run = [=](const KernelCall& call) {
+    auto* dst = static_cast<uint8_t*>(call.out(0).data());
+    int64_t col = 0;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const auto* src = static_cast<const uint8_t*>(call.in(slots[i]).data());
+      for (int64_t o = 0; o < outer; ++o) std::memcpy(dst + o * row_bytes + col, src + o * part_bytes[i], part_bytes[i]);
+      col += part_bytes[i];
+    }
+  };
+  return op;
+}
+
+PlannedOp build_stack(OpPlanContext& ctx) {
+  size_t n = ctx.arity("values");
+  if (n == 0) ctx.fail("stack needs at least one value");
+  const ValueType& first = ctx.type("values", 0);
+  int64_t rank = static_cast<int64_t>(first.shape.size());
+  int64_t axis = normalize_axis(ctx, ctx.const_int("axis"), rank + 1);
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= first.shape[d];
+  for (int64_t d = axis; d < rank; ++d) inner *= first.shape[d];
+  std::vector<int> slots;
+  for (size_t i = 0; i < n; ++i) {
+    if (ctx.type("values", i).shape != first.shape || ctx.type("values", i).dtype != first.dtype) ctx.fail("stack values differ");
+    slots.push_back(ctx.input("values", i));
+  }
+  Shape out = first.shape;
+  out.insert(out.begin() + axis, static_cast<int64_t>(n));
+  int64_t part = inner * static_cast<int64_t>(dtype_size(first.dtype));
+  PlannedOp op;
+  op.outputs.push_back({first.dtype, out});
+  op.run = [=](const KernelCall& call) {
+    auto* dst = static_cast<uint8_t*>(call.out(0).data());
+    int64_t k = static_cast<int64_t>(slots.size());
+    for (int64_t i = 0; i < k; ++i) {
+      const auto* src = static_cast<const uint8_t*>(call.in(slots[i]).data());
+      for (int64_t o = 0; o < outer; ++o) std::memcpy(dst + (o * k + i) * part, src + o * part, part);
+    }
+  };
+  return op;
+}
+
+PlannedOp build_split(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  int64_t rank = static_cast<int64_t>(xt.shape.size());
+  int64_t axis = normalize_axis(ctx, ctx.const_int("axis"), rank);
+  int64_t dim = xt.shape[axis];
+  std::vector<int64_t> sizes;
+  if (ctx.has("split_sizes")) {
+    sizes = ctx.const_ints("split_sizes");
+  } else {
+    int64_t k = ctx.const_int("num_splits");
+    if (k <= 0 || dim % k != 0) ctx.fail("num_splits must divide the axis size " + std::to_string(dim));
+    sizes.assign(k, dim / k);
+  }
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  if (total != dim) ctx.fail("split sizes add up to " + std::to_string(total) + ", axis size is " + std::to_string(dim));
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= xt.shape[d];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= xt.shape[d];
+  size_t elem = dtype_size(xt.dtype);
+  PlannedOp op;
+  for (int64_t s : sizes) {
+    Shape o = xt.shape;
+    o[axis] = s;
+    op.outputs.push_back({xt.dtype, o});
+  }
+  int xs = ctx.input("x");
+  int64_t row = dim * inner * static_cast<int64_t>(elem);
+  op.run = [=](const KernelCall& call) {
+    const auto* src = static_cast<const uint8_t*>(call.in(xs).data());
+    int64_t col = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      int64_t part = sizes[i] * inner * static_cast<int64_t>(elem);
+      auto* dst = static_cast<uint8_t*>(call.out(static_cast<int>(i)).data());
+      for (int64_t o = 0; o < outer; ++o) std::memcpy(dst + o * part, src + o * row + col, part);
+      col += part;
+    }
+  };
+  return op;
+}
+
+int64_t read_index(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::kInt32: return t.data_as<int32_t>()[i];
+    case DType::kInt64: return t.data_as<int64_t>()[i];
+    case DType::kInt16: return t.data_as<int16_t>()[i];
+    case DType::kUInt16: return t.data_as<uint16_t>()[i];
+    case DType::kInt8: return t.data_as<int8_t>()[i];
+    case DType::kUInt8: return t.data_as<uint8_t>()[i];
+    default: return 0;
+  }
+}
+
+bool is_index_dtype(DType t) {
+  return t == DType::kInt32 || t == DType::kInt64 || t == DType::kInt16 || t == DType::kUInt16 ||
+         t == DType::kInt8 || t == DType::kUInt8;
+}
+
+// Checks and wraps one index; out-of-range indices come from inputs, so they
+// are an InputError, raised before anything is written for that row.
+int64_t checked_index(int64_t idx, int64_t dim, const std::string& where) {
+  int64_t v = idx < 0 ? idx + dim : idx;
+  if (v < 0 || v >= dim) {
+    throw InputError(where + ": index " + std::to_string(idx) + " out of range for axis of size " + std::to_string(dim));
+  }
+  return v;
+}
+
+PlannedOp build_gather(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const ValueType& it = ctx.type("indices");
+  if (!is_index_dtype(it.dtype)) ctx.fail("indices must be integers");
+  if (ctx.const_int_or("batch_dims", 0) != 0) ctx.fail("batch_dims other than 0 is not supported");
+  int64_t rank = static_cast<int64_t>(xt.shape.size());
+  int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", 0), rank);
+  int64_t outer = 1, inner = 1, dim = xt.shape[axis];
+  for (int64_t d = 0; d < axis; ++d) outer *= xt.shape[d];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= xt.shape[d];
+  Shape out(xt.shape.begin(), xt.shape.begin() + axis);
+  out.insert(out.end(), it.shape.begin(), it.shape.end());
+  out.insert(out.end(), xt.shape.begin() + axis + 1, xt.shape.end());
+  int64_t count = shape_numel(it.shape);
+  int64_t chunk = inner * static_cast<int64_t>(dtype_size(xt.dtype));
+  std::string where = "op '" + ctx.op_name() + "' (gather)";
+  int xs = ctx.input("x"), is = ctx.input("indices");
+  PlannedOp op;
+  op.outputs.push_back({xt.dtype, out});
+  op.run = [=](const KernelCall& call) {
+    const Tensor& idx = call.in(is);
+    for (int64_t j = 0; j < count; ++j) checked_index(read_index(idx, j), dim, where);
+    const auto* src = static_cast<const uint8_t*>(call.in(xs).data());
+    auto* dst = static_cast<uint8_t*>(call.out(0).data());
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t j = 0; j < count; ++j) {
+        int64_t v = checked_index(read_index(idx, j), dim, where);
+        std::memcpy(dst + (o * count + j) * chunk, src + (o * dim + v) * chunk, chunk);
+      }
+    }
+  };
+  return op;
+}
+
+PlannedOp build_gather_along_axis(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const ValueType& it = ctx.type("indices");
+  if (!is_index_dtype(it.dtype)) ctx.fail("indices must be integers");
+  int64_t rank = static_cast<int64_t>(xt.shape.size());
+  if (static_cast<int64_t>(it.shape.size()) != rank) ctx.fail("indices must have the rank of x");
+  int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", 0), rank);
+  for (int64_t d = 0; d < rank; ++d) {
+    if (d != axis && it.shape[d] != xt.shape[d]) ctx.fail("indices shape must match x off the gather axis");
+  }
+  int64_t outer = 1, inner = 1, dim = xt.shape[axis], n = it.shape[axis];
+  for (int64_t d = 0; d < axis; ++d) outer *= xt.shape[d];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= xt.shape[d];
+  size_t elem = dtype_size(xt.dtype);
+  std::string where = "op '" + ctx.op_name() + "' (gather_along_axis)";
+  int xs = ctx.input("x"), is = ctx.input("indices");
+  PlannedOp op;
+  op.outputs.push_back({xt.dtype, it.shape});
+  op.run = [=](const KernelCall& call) {
+    const Tensor& idx = call.in(is);
+    const auto* src = static_cast<const uint8_t*>(call.in(xs).data());
+    auto* dst = static_cast<uint8_t*>(call.out(0).data());
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t i = 0; i < inner; ++i) {
+          int64_t pos = (o * n + j) * inner + i;
+          int64_t v = checked_index(read_index(idx, pos), dim, where);
+          std::memcpy(dst + pos * elem, src + ((o * dim + v) * inner + i) * elem, elem);
+        }
+      }
+    }
+  };
+  return op;
+}
+
+}  // namespace
+
+void register_slicing_ops(OpRegistry& r) {
+  r.add("slice_by_index", build_slice_by_index);
+  r.add("slice_by_size", build_slice_by_size);
+  r.add("concat", build_concat);
+  r.add("stack", build_stack);
+  r.add("split", build_split);
+  r.add("gather", build_gather);
+  r.add("gather_along_axis", build_gather_along_axis);
+}
 
 }  // namespace staticllm::mil

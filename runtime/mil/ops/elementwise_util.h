@@ -1,0 +1,140 @@
+// Shared machinery of the elementwise op families: loading runs of any dtype
+// into a compute type (float for fp16/fp32, double for integers so int32
+// stays exact), storing them back, and planning numpy broadcasting as runs
+// along the innermost dimension.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "mil/half.h"
+#include "mil/op.h"
+
+namespace staticllm::mil {
+
+constexpr int64_t kBlock = 1024;  // elements converted per block (stack buffers)
+
+inline bool is_float_dtype(DType t) {
+  return t == DType::kFloat16 || t == DType::kFloat32 || t == DType::kFloat64;
+}
+
+// Reads `len` elements starting at element `off`, `step` apart (0 = repeat one
+// element), converted to C. Returns a pointer to them: straight into the
+// tensor when no conversion is needed, else into `buf`.
+template <typename C>
+const C* load_run(DType t, const void* base, int64_t off, int64_t step, int64_t len, C* buf) {
+  if (step == 1 && sizeof(C) == 4 && t == DType::kFloat32) {
+    return reinterpret_cast<const C*>(static_cast<const float*>(base) + off);
+  }
+  if (step == 1 && sizeof(C) == 8 && t == DType::kFloat64) {
+    return reinterpret_cast<const C*>(static_cast<const double*>(base) + off);
+  }
+  if (step == 1 && sizeof(C) == 4 && t == DType::kFloat16) {
+    half_to_float_n(static_cast<const half_bits*>(base) + off, reinterpret_cast<float*>(buf), len);
+    return buf;
+  }
+  auto fill = [&](auto* p, auto convert) {
+    if (step == 0) {
+      C v = convert(p[off]);
+      std::fill(buf, buf + len, v);
+    } else {
+      for (int64_t i = 0; i < len; ++i) buf[i] = convert(p[off + i * step]);
+    }
+  };
+  auto same = [](auto v) { return static_cast<C>(v); };
+  switch (t) {
+    case DType::kFloat16: fill(static_cast<const half_bits*>(base), [](half_bits h) { return static_cast<C>(half_to_float(h)); }); break;
+    case DType::kFloat32: fill(static_cast<const float*>(base), same); break;
+    case DType::kFloat64: fill(static_cast<const double*>(base), same); break;
+    case DType::kInt8: fill(static_cast<const int8_t*>(base), same); break;
+    case DType::kUInt8: fill(static_cast<const uint8_t*>(base), same); break;
+    case DType::kInt16: fill(static_cast<const int16_t*>(base), same); break;
+    case DType::kUInt16: fill(static_cast<const uint16_t*>(base), same); break;
+    case DType::kInt32: fill(static_cast<const int32_t*>(base), same); break;
+    case DType::kInt64: fill(static_cast<const int64_t*>(base), same); break;
+    case DType::kBool: fill(static_cast<const uint8_t*>(base), [](uint8_t b) { return static_cast<C>(b != 0); }); break;
+  }
+  return buf;
+}
+
+// Writes `len` values of C to contiguous elements starting at `off`.
+template <typename C>
+void store_run(DType t, void* base, int64_t off, int64_t len, const C* src) {
+  auto put = [&](auto* p) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    for (int64_t i = 0; i < len; ++i) p[off + i] = static_cast<T>(src[i]);
+  };
+  switch (t) {
+    case DType::kFloat16:
+      if constexpr (sizeof(C) == 4) {
+        float_to_half_n(reinterpret_cast<const float*>(src), static_cast<half_bits*>(base) + off, len);
+      } else {
+        auto* p = static_cast<half_bits*>(base) + off;
+        for (int64_t i = 0; i < len; ++i) p[i] = float_to_half(static_cast<float>(src[i]));
+      }
+      break;
+    case DType::kFloat32: put(static_cast<float*>(base)); break;
+    case DType::kFloat64: put(static_cast<double*>(base)); break;
+    case DType::kInt8: put(static_cast<int8_t*>(base)); break;
+    case DType::kUInt8: put(static_cast<uint8_t*>(base)); break;
+    case DType::kInt16: put(static_cast<int16_t*>(base)); break;
+    case DType::kUInt16: put(static_cast<uint16_t*>(base)); break;
+    case DType::kInt32: put(static_cast<int32_t*>(base)); break;
+    case DType::kInt64: put(static_cast<int64_t*>(base)); break;
+    case DType::kBool: {
+      auto* p = static_cast<uint8_t*>(base) + off;
+      for (int64_t i = 0; i < len; ++i) p[i] = src[i] != C(0) ? 1 : 0;
+      break;
+    }
+  }
+}
+
+// Broadcasting of several operands to one output shape, iterated as runs
+// along the (collapsed) innermost dimension.
+struct BroadcastPlan {
+  Shape out_shape;
+  std::vector<int64_t> dims;                   // collapsed output dims
+  std::vector<std::vector<int64_t>> strides;   // per operand, per collapsed dim (0 = broadcast)
+
+  static constexpr size_t kMaxOperands = 4;
+  static constexpr size_t kMaxRank = 8;
+
+  // fn(const int64_t* offsets, const int64_t* steps, int64_t out_offset, int64_t len)
+  // Offsets are element offsets of each operand; steps their innermost stride.
+  template <typename F>
+  void for_each_run(F&& fn) const {
+    size_t k = strides.size();
+    int64_t rank = static_cast<int64_t>(dims.size());
+    int64_t inner = rank == 0 ? 1 : dims[rank - 1];
+    int64_t outer = 1;
+    for (int64_t d = 0; d + 1 < rank; ++d) outer *= dims[d];
+    int64_t idx[kMaxRank] = {0};
+    int64_t offs[kMaxOperands] = {0};
+    int64_t steps[kMaxOperands] = {0};
+    int64_t cur[kMaxOperands] = {0};
+    for (size_t j = 0; j < k; ++j) steps[j] = rank == 0 ? 0 : strides[j][rank - 1];
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t start = 0; start < inner; start += kBlock) {
+        int64_t len = std::min(kBlock, inner - start);
+        for (size_t j = 0; j < k; ++j) cur[j] = offs[j] + start * steps[j];
+        fn(static_cast<const int64_t*>(cur), static_cast<const int64_t*>(steps), o * inner + start, len);
+      }
+      for (int64_t d = rank - 2; d >= 0; --d) {  // advance the outer multi-index
+        ++idx[d];
+        for (size_t j = 0; j < k; ++j) offs[j] += strides[j][d];
+        if (idx[d] < dims[d]) break;
+        for (size_t j = 0; j < k; ++j) offs[j] -= strides[j][d] * dims[d];
+        idx[d] = 0;
+      }
+    }
+  }
+};
+
+// Builds the plan; returns false if the shapes do not broadcast (or exceed
+// kMaxOperands operands / kMaxRank collapsed dims).
+bool plan_broadcast(const std::vector<Shape>& inputs, BroadcastPlan* plan);
+
+}  // namespace staticllm::mil

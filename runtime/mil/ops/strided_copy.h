@@ -1,0 +1,64 @@
+// A strided copy planned once: out[i] = x[sum(i[d] * src_strides[d])],
+// with a memcpy per innermost run when it is contiguous. Transpose, tile and
+// slicing all reduce to it.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "mil/op.h"
+
+namespace staticllm::mil {
+
+// Copies x into out where out's element at multi-index i reads x at
+// sum(i[d] * src_strides[d]); the innermost run is memcpy'd when contiguous.
+struct StridedCopy {
+  Shape out_shape;
+  std::vector<int64_t> src_strides;
+  size_t elem = 0;
+  int64_t src_offset = 0;  // element offset of the first read (slices)
+
+  void run(const uint8_t* src, uint8_t* dst) const {
+    src += src_offset * static_cast<int64_t>(elem);
+    int64_t rank = static_cast<int64_t>(out_shape.size());
+    if (rank == 0) {
+      std::memcpy(dst, src, elem);
+      return;
+    }
+    int64_t inner = out_shape[rank - 1];
+    int64_t step = src_strides[rank - 1];
+    int64_t outer = shape_numel(out_shape) / std::max<int64_t>(inner, 1);
+    int64_t idx[8] = {0};
+    int64_t off = 0;
+    for (int64_t o = 0; o < outer; ++o) {
+      uint8_t* d = dst + o * inner * elem;
+      if (step == 1) {
+        std::memcpy(d, src + off * elem, inner * elem);
+      } else {
+        for (int64_t k = 0; k < inner; ++k) std::memcpy(d + k * elem, src + (off + k * step) * elem, elem);
+      }
+      for (int64_t a = rank - 2; a >= 0; --a) {
+        ++idx[a];
+        off += src_strides[a];
+        if (idx[a] < out_shape[a]) break;
+        off -= src_strides[a] * out_shape[a];
+        idx[a] = 0;
+      }
+    }
+  }
+};
+
+// The op whose output is `copy` applied to parameter "x" (src_offset added).
+inline PlannedOp strided_op(OpPlanContext& ctx, const ValueType& xt, StridedCopy copy) {
+  if (copy.out_shape.size() > 8) ctx.fail("rank above 8 is not supported");
+  copy.elem = dtype_size(xt.dtype);
+  PlannedOp op;
+  op.outputs.push_back({xt.dtype, copy.out_shape});
+  int xs = ctx.input("x");
+  op.run = [xs, copy](const KernelCall& call) {
+    copy.run(static_cast<const uint8_t*>(call.in(xs).data()), static_cast<uint8_t*>(call.out(0).data()));
+  };
+  return op;
+}
+
+}  // namespace staticllm::mil

@@ -1,8 +1,184 @@
-// Placeholder: the linear op family is filled in by its owner.
-#include "mil/op.h"
+// linear and matmul on the gemm kernels. Activations are widened to fp32 once
+// per call into scratch; fp16 weights (and fp16 right-hand matmul operands in
+// [N, K] layout) are read as stored. Work is split across the thread pool:
+// over output features for linear, over batches for matmul.
+#include <algorithm>
+#include <cstring>
+
+#include "mil/kernels/gemm.h"
+#include "mil/ops/elementwise_util.h"
+#include "mil/thread_pool.h"
 
 namespace staticllm::mil {
 
-void register_linear_ops(OpRegistry& r) { (void)r; }
+namespace {
+
+constexpr int64_t kParallelFlops = 1 << 16;  // below this a call stays on one thread
+
+bool is_gemm_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat32; }
+
+WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32; }
+
+// Rows of output features in multiples of 4 keep the kernels' blocks whole.
+void parallel_rows(ThreadPool* pool, int64_t n, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool == nullptr || work < kParallelFlops || n < 8) return fn(0, n);
+  int64_t blocks = (n + 3) / 4;
+  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 4, std::min(n, b1 * 4)); });
+}
+
+PlannedOp build_linear(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const ValueType& wt = ctx.type("weight");
+  if (!is_gemm_dtype(xt.dtype) || !is_gemm_dtype(wt.dtype)) ctx.fail("linear needs fp16 or fp32 x and weight");
+  if (xt.shape.empty() || wt.shape.size() != 2) ctx.fail("linear needs x of rank >= 1 and a rank-2 weight");
+  int64_t K = xt.shape.back(), N = wt.shape[0];
+  if (wt.shape[1] != K) {
+    ctx.fail("weight " + shape_to_string(wt.shape) + " does not match x " + shape_to_string(xt.shape));
+  }
+  bool has_bias = ctx.has("bias");
+  if (has_bias) {
+    const ValueType& bt = ctx.type("bias");
+    if (shape_numel(bt.shape) != N || !is_gemm_dtype(bt.dtype)) ctx.fail("bias must hold " + std::to_string(N) + " floats");
+  }
+  int64_t M = shape_numel(xt.shape) / std::max<int64_t>(K, 1);
+  Shape out = xt.shape;
+  out.back() = N;
+  int xs = ctx.input("x"), ws = ctx.input("weight"), bs = has_bias ? ctx.input("bias") : -1;
+  bool x_f32 = xt.dtype == DType::kFloat32;
+  bool out_f32 = xt.dtype == DType::kFloat32;
+  WeightType wtype = weight_type(wt.dtype);
+  PlannedOp op;
+  op.outputs.push_back({xt.dtype, out});
+  op.scratch_bytes = static_cast<size_t>((x_f32 ? 0 : M * K) + (out_f32 ? 0 : M * N) + N) * sizeof(float) + 128;
+  op.run = [=](const KernelCall& call) {
+    auto* scratch = static_cast<float*>(call.scratch);
+    const float* x = x_f32 ? call.in(xs).data_as<float>() : scratch;
+    if (!x_f32) half_to_float_n(call.in(xs).data_as<half_bits>(), scratch, M * K);
+    float* y = out_f32 ? call.out(0).data_as<float>() : scratch + (x_f32 ? 0 : M * K);
+    const void* w = call.in(ws).data();
+    parallel_rows(call.pool, N, M * N * K, [&](int64_t n0, int64_t n1) { gemm_nt(x, M, K, w, wtype, y, N, n0, n1); });
+    if (bs >= 0) {
+      float* bias = y + M * N;
+      if (out_f32) bias = scratch;  // y lives in the output; scratch is free
+      const float* b = load_run<float>(call.in(bs).dtype(), call.in(bs).data(), 0, 1, N, bias);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) y[m * N + n] += b[n];
+    }
+    if (!out_f32) float_to_half_n(y, call.out(0).data_as<half_bits>(), M * N);
+  };
+  return op;
+}
+
+// Batched matmul. Per batch: x as [M, K] fp32, y either [N, K] (transpose_y:
+// gemm_nt straight from the stored dtype) or [K, N] (widened, gemm_nn).
+struct MatmulPlan {
+  int64_t M = 0, K = 0, N = 0, batches = 1;
+  bool tx = false, ty = false;
+  std::vector<int64_t> x_batch, y_batch;  // element offsets per output batch
+  DType x_dtype = DType::kFloat32, y_dtype = DType::kFloat32, out_dtype = DType::kFloat32;
+  size_t per_slot = 0;  // scratch floats per thread slot
+  int slots = 1;
+};
+
+std::vector<int64_t> batch_offsets(const Shape& batch, const Shape& own, int64_t matrix) {
+  // Offsets of `own` (right-aligned, broadcast) for each index of `batch`.
+  std::vector<int64_t> strides(batch.size(), 0);
+  int64_t stride = matrix;
+  for (size_t d = 0; d < own.size(); ++d) {
+    size_t od = batch.size() - 1 - d;
+    int64_t dim = own[own.size() - 1 - d];
+    strides[od] = dim == 1 ? 0 : stride;
+    stride *= dim;
+  }
+  std::vector<int64_t> offs;
+  int64_t total = shape_numel(batch);
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t rem = i, off = 0;
+    for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
+      off += (rem % batch[d]) * strides[d];
+      rem /= batch[d];
+    }
+    offs.push_back(off);
+  }
+  return offs;
+}
+
+void matmul_batch(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor& out, int64_t b, float* scratch) {
+  float* x = scratch;
+  float* ybuf = x + p.M * p.K;
+  float* o = ybuf + (p.ty ? 0 : p.K * p.N);
+  // x -> [M, K] fp32
+  if (!p.tx) {
+    const float* src = load_run<float>(p.x_dtype, xt.data(), p.x_batch[b], 1, p.M * p.K, x);
+    if (src != x) std::memcpy(x, src, sizeof(float) * p.M * p.K);
+  } else {
+    for (int64_t m = 0; m < p.M; ++m) load_run<float>(p.x_dtype, xt.data(), p.x_batch[b] + m, p.M, p.K, x + m * p.K);
+  }
+  bool out_f32 = p.out_dtype == DType::kFloat32;
+  float* dst = out_f32 ? out.data_as<float>() + b * p.M * p.N : o;
+  if (p.ty) {
+    const auto* base = static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
+    gemm_nt(x, p.M, p.K, base, weight_type(p.y_dtype), dst, p.N, 0, p.N);
+  } else {
+    const float* y = load_run<float>(p.y_dtype, yt.data(), p.y_batch[b], 1, p.K * p.N, ybuf);
+    gemm_nn(x, p.K, y, p.N, dst, 0, p.M);
+  }
+  if (!out_f32) store_run<float>(p.out_dtype, out.data(), b * p.M * p.N, p.M * p.N, dst);
+}
+
+PlannedOp build_matmul(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const ValueType& yt = ctx.type("y");
+  if (!is_gemm_dtype(xt.dtype) || !is_gemm_dtype(yt.dtype)) ctx.fail("matmul needs fp16 or fp32 inputs");
+  if (xt.shape.size() < 2 || yt.shape.size() < 2) ctx.fail("matmul needs inputs of rank >= 2");
+  MatmulPlan p;
+  p.tx = ctx.const_bool_or("transpose_x", false);
+  p.ty = ctx.const_bool_or("transpose_y", false);
+  size_t xr = xt.shape.size(), yr = yt.shape.size();
+  p.M = p.tx ? xt.shape[xr - 1] : xt.shape[xr - 2];
+  p.K = p.tx ? xt.shape[xr - 2] : xt.shape[xr - 1];
+  int64_t ky = p.ty ? yt.shape[yr - 1] : yt.shape[yr - 2];
+  p.N = p.ty ? yt.shape[yr - 2] : yt.shape[yr - 1];
+  if (ky != p.K) ctx.fail("inner dimensions differ: " + shape_to_string(xt.shape) + " x " + shape_to_string(yt.shape));
+  Shape xb(xt.shape.begin(), xt.shape.end() - 2), yb(yt.shape.begin(), yt.shape.end() - 2), batch;
+  if (!broadcast_shapes(xb, yb, &batch)) ctx.fail("batch dimensions do not broadcast");
+  p.x_batch = batch_offsets(batch, xb, p.M * p.K);
+  p.y_batch = batch_offsets(batch, yb, p.K * p.N);
+  p.batches = shape_numel(batch);
+  p.x_dtype = xt.dtype;
+  p.y_dtype = yt.dtype;
+  p.out_dtype = xt.dtype;
+  p.per_slot = static_cast<size_t>(p.M * p.K + (p.ty ? 0 : p.K * p.N) + p.M * p.N) + 16;
+  p.slots = std::max(1, default_thread_pool().size());
+  Shape out = batch;
+  out.push_back(p.M);
+  out.push_back(p.N);
+  int xs = ctx.input("x"), ys = ctx.input("y");
+  PlannedOp op;
+  op.outputs.push_back({xt.dtype, out});
+  op.scratch_bytes = p.per_slot * p.slots * sizeof(float);
+  op.run = [p, xs, ys](const KernelCall& call) {
+    auto* scratch = static_cast<float*>(call.scratch);
+    auto work = [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s)
+        for (int64_t b = s; b < p.batches; b += p.slots)
+          matmul_batch(p, call.in(xs), call.in(ys), call.out(0), b, scratch + s * p.per_slot);
+    };
+    bool parallel = call.pool != nullptr && p.batches > 1 && p.batches * p.M * p.N * p.K >= kParallelFlops;
+    if (parallel) {
+      call.pool->parallel_for(p.slots, 1, work);
+    } else {
+      for (int64_t b = 0; b < p.batches; ++b) matmul_batch(p, call.in(xs), call.in(ys), call.out(0), b, scratch);
+    }
+  };
+  return op;
+}
+
+}  // namespace
+
+void register_linear_ops(OpRegistry& r) {
+  r.add("linear", build_linear);
+  r.add("matmul", build_matmul);
+}
 
 }  // namespace staticllm::mil

@@ -1,0 +1,75 @@
+// AVX2 + FMA + F16C kernels: 8 fp32 lanes; the K tail runs in scalar code.
+#include <immintrin.h>
+
+#include "mil/half.h"
+#include "mil/kernels/gemm.h"
+#include "mil/kernels/gemm_nn_impl.h"
+
+namespace staticllm::mil {
+
+namespace {
+
+inline __m256 load_w(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load_w(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline float scalar_w(const float* p) { return *p; }
+inline float scalar_w(const uint16_t* p) { return half_to_float(*p); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+template <int MB, int NB, typename W>
+void block(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
+  __m256 acc[MB][NB];
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[NB];
+    for (int j = 0; j < NB; ++j) wv[j] = load_w(w + j * K + k);
+    for (int i = 0; i < MB; ++i) {
+      __m256 xv = _mm256_loadu_ps(x + i * K + k);
+      for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MB; ++i) {
+    for (int j = 0; j < NB; ++j) {
+      float s = hsum(acc[i][j]);
+      for (int64_t t = k; t < K; ++t) s += x[i * K + t] * scalar_w(w + j * K + t);
+      y[i * ldy + j] = s;
+    }
+  }
+}
+
+template <int NB, typename W>
+void rows(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy) {
+  int64_t m = 0;
+  for (; m + 2 <= M; m += 2) block<2, NB>(x + m * K, K, w, y + m * ldy, ldy);
+  for (; m < M; ++m) block<1, NB>(x + m * K, K, w, y + m * ldy, ldy);
+}
+
+template <typename W>
+void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) rows<4>(x, M, K, w + n * K, y + n, ldy);
+  for (; n < n1; ++n) rows<1>(x, M, K, w + n * K, y + n, ldy);
+}
+
+}  // namespace
+
+void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
+                  int64_t n0, int64_t n1) {
+  if (wt == WeightType::kF32) nt(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
+  else nt(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
+}
+
+void gemm_nn_avx2(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1) {
+  detail::gemm_nn_body(x, K, b, N, y, m0, m1);
+}
+
+}  // namespace staticllm::mil

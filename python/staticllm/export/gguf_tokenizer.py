@@ -1,0 +1,86 @@
+"""Rebuild a Hugging Face `tokenizer.json` from the vocabulary a GGUF file
+carries in its metadata, so a bundle exported from GGUF can tokenize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from staticllm.errors import ExportError
+
+# llama.cpp token types
+_CONTROL, _USER_DEFINED = 3, 4
+
+
+def _field(reader: Any, key: str, default: Any = None) -> Any:
+    f = reader.fields.get(key)
+    return default if f is None else f.contents()
+
+
+def _bpe(tokens: list[str], merges: list[str], pre: str | None) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {t: i for i, t in enumerate(tokens)}
+    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, ignore_merges=False))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre in ("smollm", "starcoder", "refact", "qwen2", "deepseek-llm"):
+        # these pre-tokenizers split digits one by one before the GPT-2 regex
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _unigram(tokens: list[str], scores: list[float], unk: int) -> Any:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    tok = Tokenizer(models.Unigram(list(zip(tokens, scores)), unk_id=unk, byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Sequence([
+        decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0),
+    ])
+    return tok
+
+
+def tokenizer_from_gguf(reader: Any) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
+    """Returns (tokenizer.json text, tokenizer_config dict, special token ids)."""
+    from tokenizers import AddedToken
+
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    if not tokens:
+        return None, None, {}
+    kind = _field(reader, "tokenizer.ggml.model", "llama")
+    types = _field(reader, "tokenizer.ggml.token_type") or [1] * len(tokens)
+    if kind == "gpt2":
+        merges = _field(reader, "tokenizer.ggml.merges") or []
+        tok = _bpe(list(tokens), list(merges), _field(reader, "tokenizer.ggml.pre"))
+    elif kind == "llama":
+        scores = _field(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens)
+        tok = _unigram(list(tokens), [float(s) for s in scores], int(_field(reader, "tokenizer.ggml.unknown_token_id", 0)))
+    else:
+        raise ExportError(f"GGUF tokenizer model {kind!r} is not supported (gpt2 and llama are)")
+    specials = [AddedToken(t, special=True, normalized=False)
+                for t, ty in zip(tokens, types) if ty in (_CONTROL, _USER_DEFINED)]
+    if specials:
+        tok.add_special_tokens(specials)
+
+    def tid(key: str) -> int | None:
+        v = _field(reader, f"tokenizer.ggml.{key}_token_id")
+        return None if v is None else int(v)
+
+    bos, eos, pad, eot = tid("bos"), tid("eos"), tid("padding"), tid("eot")
+    eos_ids = [i for i in (eos, eot) if i is not None]
+    special = {"bos": bos, "eos": sorted(set(eos_ids)), "pad": pad,
+               "add_bos": bool(_field(reader, "tokenizer.ggml.add_bos_token", kind == "llama"))}
+    config: dict[str, Any] = {}
+    template = _field(reader, "tokenizer.chat_template")
+    if template:
+        config["chat_template"] = template
+    if bos is not None:
+        config["bos_token"] = tokens[bos]
+    if eos is not None:
+        config["eos_token"] = tokens[eos]
+    config["add_bos_token"] = special["add_bos"]
+    return tok.to_str(), config, special

@@ -1,0 +1,98 @@
+"""Tracing the static-shape Llama and converting one function to Core ML."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from staticllm.export.model import Llama
+
+# The RMSNorm reduction runs in fp32 even in fp16 models: a residual stream
+# with activations above ~256 overflows fp16 once squared.
+_FP32_OPS = {"pow", "reduce_mean", "rsqrt"}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str          # Core ML function name in the bundle: forward / prefill / decode
+    seq_len: int       # tokens per call
+    logits: str        # "full" or "last"
+
+    @property
+    def has_last_index(self) -> bool:
+        return self.logits == "last" and self.seq_len > 1
+
+
+def input_names(model: Llama, fn: FunctionSpec) -> list[str]:
+    names = ["tokens", "input_pos", "attn_mask"]
+    if fn.has_last_index:
+        names.append("last_index")
+    for i in range(model.cfg.n_layers):
+        names += [f"k_cache_{i}", f"v_cache_{i}"]
+    return names
+
+
+def output_names(model: Llama) -> list[str]:
+    names = ["logits"]
+    for i in range(model.cfg.n_layers):
+        names += [f"k_out_{i}", f"v_out_{i}"]
+    return names
+
+
+def example_inputs(model: Llama, fn: FunctionSpec, cache_len: int) -> list[torch.Tensor]:
+    cfg = model.cfg
+    seq = fn.seq_len
+    xs = [
+        torch.zeros(1, seq, dtype=torch.int32),
+        torch.arange(seq, dtype=torch.int32),
+        torch.zeros(1, seq, cache_len + seq),
+    ]
+    if fn.has_last_index:
+        xs.append(torch.tensor([seq - 1], dtype=torch.int32))
+    for _ in range(cfg.n_layers):
+        xs += [torch.zeros(1, cfg.n_kv_heads, cache_len, cfg.head_dim)] * 2
+    return xs
+
+
+def _fp16_selector(op: Any) -> bool:
+    if op.op_type in _FP32_OPS:
+        return False
+    # the epsilon add between reduce_mean and rsqrt stays fp32 too
+    if op.op_type == "add":
+        return not any(getattr(v.op, "op_type", None) == "reduce_mean" for v in op.inputs.values() if hasattr(v, "op"))
+    return True
+
+
+def convert_function(model: Llama, fn: FunctionSpec, cache_len: int, dtype: str) -> Any:
+    """Returns the ct.models.MLModel of one function (named "main" inside)."""
+    import coremltools as ct
+
+    model.logits_mode = fn.logits
+    xs = example_inputs(model, fn, cache_len)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model.eval(), tuple(xs), check_trace=False)
+    float_type = np.float16 if dtype == "fp16" else np.float32
+    inputs = [
+        ct.TensorType(name=n, shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int32 else float_type)
+        for n, x in zip(input_names(model, fn), xs)
+    ]
+    outputs = [ct.TensorType(name=n, dtype=float_type) for n in output_names(model)]
+    precision = (
+        ct.transform.FP16ComputePrecision(op_selector=_fp16_selector) if dtype == "fp16" else ct.precision.FLOAT32
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ct.convert(
+            traced,
+            inputs=inputs,
+            outputs=outputs,
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS18,
+            compute_precision=precision,
+            skip_model_load=True,
+        )

@@ -1,0 +1,76 @@
+"""Reading a Core ML package's spec: function descriptions for metadata.json
+and the ML Program as JSON (program.json) for the portable interpreter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from staticllm.errors import BundleError
+
+WEIGHTS_RELPATH = Path("Data/com.apple.CoreML/weights/weight.bin")
+
+# Core ML ArrayFeatureType.ArrayDataType -> metadata dtype names
+_ARRAY_DTYPES = {65552: "fp16", 65568: "fp32", 65600: "fp64", 131104: "int32", 131080: "int8"}
+
+
+def load_spec(package: str | Path) -> Any:
+    import coremltools as ct
+
+    p = Path(package)
+    if not (p / "Manifest.json").is_file():
+        raise BundleError(f"{p}: not a Core ML package (no Manifest.json)")
+    try:
+        return ct.utils.load_spec(str(p))
+    except Exception as exc:  # coremltools raises bare Exceptions for bad packages
+        raise BundleError(f"{p}: cannot read the model spec ({exc})") from exc
+
+
+def _tensor_spec(feature: Any, where: str) -> dict[str, Any]:
+    kind = feature.type.WhichOneof("Type")
+    if kind == "stateType":
+        arr = feature.type.stateType.arrayType
+    elif kind == "multiArrayType":
+        arr = feature.type.multiArrayType
+    else:
+        raise BundleError(f"{where}: feature '{feature.name}' is a {kind}; staticllm handles multi-arrays and states")
+    if arr.dataType not in _ARRAY_DTYPES:
+        raise BundleError(f"{where}: feature '{feature.name}' has unsupported array type {arr.dataType}")
+    shape = [int(s) for s in arr.shape]
+    if not shape:
+        raise BundleError(f"{where}: feature '{feature.name}' has no fixed shape (flexible shapes are not supported)")
+    return {"name": feature.name, "dtype": _ARRAY_DTYPES[arr.dataType], "shape": shape}
+
+
+def function_descriptions(spec: Any, where: str) -> tuple[list[dict[str, Any]], str, bool]:
+    """Returns (methods, default method, multifunction) from the package spec."""
+    if spec.WhichOneof("Type") != "mlProgram":
+        kind = spec.WhichOneof("Type")
+        raise BundleError(
+            f"{where} is a {kind} model; staticllm runs ML Program packages "
+            "(convert with convert_to='mlprogram')"
+        )
+    desc = spec.description
+    if len(desc.functions) > 0:
+        funcs = [(f.name, f.input, f.output, f.state) for f in desc.functions]
+        default = desc.defaultFunctionName or funcs[0][0]
+        multi = True
+    else:
+        funcs = [("main", desc.input, desc.output, desc.state)]
+        default, multi = "main", False
+    methods = []
+    for name, ins, outs, states in funcs:
+        w = f"{where}: function '{name}'"
+        methods.append({
+            "name": name, "function_name": name,
+            "inputs": [_tensor_spec(f, w) for f in ins],
+            "outputs": [_tensor_spec(f, w) for f in outs],
+            "states": [_tensor_spec(f, w) for f in states],
+        })
+    return methods, default, multi
+
+
+def program_json(spec: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(spec.mlProgram)

@@ -1,0 +1,10 @@
+#include "staticllm/function_selection.h"
+
+namespace staticllm {
+
+std::optional<std::string> coreml_function_name(const ModelMetadata& model, const MethodMetadata& method) {
+  if (!model.is_multifunction()) return std::nullopt;
+  return method.function_name;
+}
+
+}  // namespace staticllm

@@ -1,0 +1,217 @@
+// pybind11 module staticllm._core: Runtime and Method over numpy arrays.
+// C++ exceptions become the classes of staticllm.errors. The GIL is released
+// while a method runs; inputs are borrowed from their numpy arrays (no copy
+// when already contiguous) and outputs are handed to numpy without copies.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/numpy.h>
+
+#include "mil/cpu_features.h"
+#include "mil/op.h"
+#include "staticllm/errors.h"
+#include "staticllm/function_selection.h"
+#include "staticllm/runtime.h"
+#include "staticllm/serde_json.h"
+
+namespace py = pybind11;
+using namespace staticllm;
+
+namespace {
+
+py::object error_class(const char* name) { return py::module_::import("staticllm.errors").attr(name); }
+
+void translate(std::exception_ptr p) {
+  try {
+    if (p) std::rethrow_exception(p);
+  } catch (const MetadataError& e) {
+    PyErr_SetString(error_class("MetadataError").ptr(), e.what());
+  } catch (const InputError& e) {
+    PyErr_SetString(error_class("InputError").ptr(), e.what());
+  } catch (const UnsupportedOpError& e) {
+    PyErr_SetString(error_class("UnsupportedOpError").ptr(), e.what());
+  } catch (const BundleError& e) {
+    PyErr_SetString(error_class("BundleError").ptr(), e.what());
+  } catch (const StaticLLMError& e) {
+    PyErr_SetString(error_class("StaticLLMError").ptr(), e.what());
+  }
+}
+
+py::dtype numpy_dtype(DType t) {
+  switch (t) {
+    case DType::kFloat16: return py::dtype("float16");
+    case DType::kFloat32: return py::dtype("float32");
+    case DType::kFloat64: return py::dtype("float64");
+    case DType::kInt8: return py::dtype("int8");
+    case DType::kUInt8: return py::dtype("uint8");
+    case DType::kInt16: return py::dtype("int16");
+    case DType::kUInt16: return py::dtype("uint16");
+    case DType::kInt32: return py::dtype("int32");
+    case DType::kInt64: return py::dtype("int64");
+    case DType::kBool: return py::dtype("bool");
+  }
+  return py::dtype("float32");
+}
+
+bool dtype_of(const py::dtype& d, DType* out) {
+  for (DType t : {DType::kFloat16, DType::kFloat32, DType::kFloat64, DType::kInt8, DType::kUInt8, DType::kInt16,
+                  DType::kUInt16, DType::kInt32, DType::kInt64, DType::kBool}) {
+    if (d.is(numpy_dtype(t)) || d.equal(numpy_dtype(t))) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Borrows the array's memory; the Tensor keeps the array alive and drops it
+// under the GIL.
+Tensor to_tensor(const py::handle& obj, const std::string& what) {
+  py::object arr = py::module_::import("numpy").attr("ascontiguousarray")(obj);
+  auto a = py::reinterpret_borrow<py::array>(arr);
+  DType t;
+  if (!dtype_of(a.dtype(), &t)) {
+    throw InputError(what + ": unsupported array dtype " + std::string(py::str(a.dtype())));
+  }
+  Shape shape(a.shape(), a.shape() + a.ndim());
+  auto* keep = new py::object(arr);
+  std::shared_ptr<void> owner(keep, [](void* p) {
+    py::gil_scoped_acquire gil;
+    delete static_cast<py::object*>(p);
+  });
+  return Tensor::shared(t, shape, const_cast<void*>(a.data()), owner);
+}
+
+py::array to_numpy(const Tensor& t) {
+  auto* keep = new Tensor(t);
+  py::capsule owner(keep, [](void* p) { delete static_cast<Tensor*>(p); });
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  return py::array(numpy_dtype(t.dtype()), shape, keep->data(), owner);
+}
+
+std::string names_of(const std::vector<TensorSpec>& specs) {
+  std::string s;
+  for (const auto& x : specs) s += (s.empty() ? "" : ", ") + x.name;
+  return s;
+}
+
+// Orders a dict (by name) or a sequence (by position) as the method expects:
+// inputs, then states (states may be omitted: zero-filled).
+std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
+  const MethodMetadata& spec = m.spec();
+  std::vector<Tensor> out;
+  std::string prefix = "method '" + spec.name + "'";
+  if (py::isinstance<py::dict>(given)) {
+    py::dict d = given;
+    for (auto item : d) {
+      std::string key = py::str(item.first);
+      if (!spec.find_input(key)) {
+        bool is_state = false;
+        for (const auto& s : spec.states) is_state |= s.name == key;
+        if (!is_state) throw InputError(prefix + ": unknown input '" + key + "'; it takes: " + names_of(spec.inputs));
+      }
+    }
+    for (const auto& s : spec.inputs) {
+      if (!d.contains(s.name)) throw InputError(prefix + ": missing input '" + s.name + "' (" + dtype_name(s.dtype) + " " + shape_to_string(s.shape) + ")");
+      out.push_back(to_tensor(d[py::str(s.name)], prefix + ": input '" + s.name + "'"));
+    }
+    for (const auto& s : spec.states) {
+      if (d.contains(s.name)) out.push_back(to_tensor(d[py::str(s.name)], prefix + ": state '" + s.name + "'"));
+      else out.emplace_back(s.dtype, s.shape);
+    }
+    return out;
+  }
+  if (py::isinstance<py::str>(given) || !py::isinstance<py::sequence>(given)) {
+    throw InputError(prefix + ": inputs must be a dict by name or a list by position");
+  }
+  py::sequence seq = given;
+  size_t n = py::len(seq);
+  if (n != spec.inputs.size() && n != spec.inputs.size() + spec.states.size()) {
+    throw InputError(prefix + ": expected " + std::to_string(spec.inputs.size()) + " inputs (" + names_of(spec.inputs) +
+                     "), got " + std::to_string(n));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& name = i < spec.inputs.size() ? spec.inputs[i].name : spec.states[i - spec.inputs.size()].name;
+    out.push_back(to_tensor(seq[i], prefix + ": input '" + name + "'"));
+  }
+  for (size_t i = n - spec.inputs.size(); i < spec.states.size(); ++i) {
+    out.emplace_back(spec.states[i].dtype, spec.states[i].shape);
+  }
+  return out;
+}
+
+py::dict execute(const Method& m, const py::object& given) {
+  std::vector<Tensor> inputs = gather_inputs(m, given);
+  m.validate(inputs);
+  std::vector<Tensor> outputs;
+  {
+    py::gil_scoped_release release;
+    outputs = m.execute(inputs);
+  }
+  const MethodMetadata& spec = m.spec();
+  py::dict result;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const std::string& name = i < spec.outputs.size() ? spec.outputs[i].name : spec.states[i - spec.outputs.size()].name;
+    result[py::str(name)] = to_numpy(outputs[i]);
+  }
+  return result;
+}
+
+py::list specs_list(const std::vector<TensorSpec>& specs) {
+  py::list out;
+  for (const auto& s : specs) {
+    py::tuple shape(s.shape.size());
+    for (size_t i = 0; i < s.shape.size(); ++i) shape[i] = s.shape[i];
+    out.append(py::make_tuple(s.name, numpy_dtype(s.dtype), shape));
+  }
+  return out;
+}
+
+py::object json_to_python(const nlohmann::json& j) {
+  return py::module_::import("json").attr("loads")(j.dump());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "staticllm native core: bundles, metadata serde, backends (Core ML / portable ML Program interpreter)";
+  py::register_exception_translator(&translate);
+
+  py::class_<Method, std::shared_ptr<Method>>(m, "Method")
+      .def_property_readonly("name", &Method::name)
+      .def_property_readonly("function_name", [](const Method& self) { return self.spec().function_name; })
+      .def_property_readonly("input_specs", [](const Method& self) { return specs_list(self.spec().inputs); })
+      .def_property_readonly("output_specs", [](const Method& self) { return specs_list(self.spec().outputs); })
+      .def_property_readonly("state_specs", [](const Method& self) { return specs_list(self.spec().states); })
+      .def("execute", &execute, py::arg("inputs"),
+           "Run the method on a dict (by name) or list (by position) of arrays; returns a dict of arrays by name.");
+
+  py::class_<Runtime, std::shared_ptr<Runtime>>(m, "Runtime")
+      .def_static("load", &Runtime::load, py::arg("path"), py::arg("backend") = "auto",
+                  py::arg("options") = CoreMLOptions{})
+      .def_property_readonly("method_names", &Runtime::method_names)
+      .def_property_readonly("default_method", &Runtime::default_method)
+      .def_property_readonly("backend", &Runtime::backend_name)
+      .def_property_readonly("metadata", [](const Runtime& self) { return json_to_python(metadata_to_json(self.metadata())); })
+      .def("method", &Runtime::method, py::arg("name"));
+
+  py::class_<CoreMLOptions>(m, "CoreMLOptions")
+      .def(py::init<>())
+      .def_readwrite("compute_units", &CoreMLOptions::compute_units)
+      .def_readwrite("cache_dir", &CoreMLOptions::cache_dir);
+
+  m.def("save_metadata", [](const std::string& text, const std::string& path) {
+    save_metadata_file(metadata_from_string(text), path);
+  }, py::arg("json_text"), py::arg("path"), "Validate metadata JSON text and write it as metadata.json.");
+  m.def("load_metadata", [](const std::string& path) { return metadata_to_json(load_metadata_file(path)).dump(); },
+        py::arg("path"));
+  m.def("validate_metadata", [](const std::string& text) { return metadata_to_json(metadata_from_string(text)).dump(); },
+        py::arg("json_text"));
+  m.def("coreml_function_name", [](const std::string& text, const std::string& method) -> py::object {
+    ModelMetadata md = metadata_from_string(text);
+    auto name = coreml_function_name(md, md.method(method));
+    if (!name) return py::none();
+    return py::str(*name);
+  }, py::arg("json_text"), py::arg("method"));
+  m.def("simd_level", [] { return std::string(mil::simd_level_name(mil::simd_level())); });
+  m.def("supported_ops", [] { return mil::OpRegistry::instance().op_types(); });
+}

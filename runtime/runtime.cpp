@@ -1,0 +1,88 @@
+#include "staticllm/runtime.h"
+
+#include <sys/stat.h>
+
+#include "staticllm/errors.h"
+#include "staticllm/serde_json.h"
+
+namespace staticllm {
+
+namespace {
+
+std::string spec_string(DType dtype, const Shape& shape) {
+  return std::string(dtype_name(dtype)) + " " + shape_to_string(shape);
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+Method::Method(const MethodMetadata& spec, std::unique_ptr<MethodExecutable> exe)
+    : spec_(spec), exe_(std::move(exe)) {}
+
+void Method::validate(const std::vector<Tensor>& inputs) const {
+  size_t expected = spec_.inputs.size() + spec_.states.size();
+  if (inputs.size() != expected) {
+    throw InputError("method '" + spec_.name + "': expected " + std::to_string(spec_.inputs.size()) +
+                     " inputs" + (spec_.states.empty() ? "" : " and " + std::to_string(spec_.states.size()) + " states") +
+                     ", got " + std::to_string(inputs.size()));
+  }
+  for (size_t i = 0; i < expected; ++i) {
+    bool is_state = i >= spec_.inputs.size();
+    const TensorSpec& s = is_state ? spec_.states[i - spec_.inputs.size()] : spec_.inputs[i];
+    const Tensor& t = inputs[i];
+    if (t.dtype() != s.dtype || t.shape() != s.shape) {
+      throw InputError("method '" + spec_.name + "': " + (is_state ? "state" : "input") + " '" + s.name +
+                       "' expects " + spec_string(s.dtype, s.shape) + ", got " + spec_string(t.dtype(), t.shape()));
+    }
+    if (t.data() == nullptr && t.numel() > 0) {
+      throw InputError("method '" + spec_.name + "': input '" + s.name + "' has no data");
+    }
+  }
+}
+
+std::vector<Tensor> Method::execute(const std::vector<Tensor>& inputs) const {
+  validate(inputs);
+  return exe_->execute(inputs);
+}
+
+std::shared_ptr<Runtime> Runtime::load(const std::string& path, const std::string& backend,
+                                       const CoreMLOptions& options) {
+  if (backend != "auto" && backend != "mil" && backend != "coreml") {
+    throw InputError("unknown backend '" + backend + "'; choose auto, mil or coreml");
+  }
+  if (!is_directory(path)) throw BundleError("bundle directory not found: " + path);
+  BundlePaths paths = bundle_paths(path);
+  std::shared_ptr<Runtime> rt(new Runtime());
+  rt->metadata_ = load_metadata_file(paths.metadata);
+  std::string chosen = backend;
+  if (chosen == "auto") {
+#ifdef STATICLLM_HAVE_COREML
+    chosen = "coreml";
+#else
+    chosen = "mil";
+#endif
+  }
+  rt->backend_name_ = chosen;
+  if (chosen == "coreml") {
+    rt->backend_ = make_coreml_backend(paths, rt->metadata_, options);
+  } else {
+    rt->backend_ = make_mil_backend(paths, rt->metadata_);
+  }
+  return rt;
+}
+
+std::shared_ptr<Method> Runtime::method(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = methods_.find(name);
+  if (it != methods_.end()) return it->second;
+  const MethodMetadata& spec = metadata_.method(name);
+  auto m = std::make_shared<Method>(spec, backend_->load_method(spec));
+  methods_[name] = m;
+  return m;
+}
+
+}  // namespace staticllm

@@ -1,8 +1,46 @@
-// Placeholder: the state op family is filled in by its owner.
+// Core ML states (iOS18): read_state copies the state out; coreml_update_state
+// writes a new value into the state's buffer (which the planner keeps in the
+// arena for the whole call) and passes it on.
+#include <cstring>
+
 #include "mil/op.h"
 
 namespace staticllm::mil {
 
-void register_state_ops(OpRegistry& r) { (void)r; }
+namespace {
+
+PlannedOp build_read_state(OpPlanContext& ctx) {
+  const ValueType& t = ctx.type("input");
+  int in = ctx.input("input");
+  PlannedOp op;
+  op.outputs.push_back(t);
+  op.run = [in](const KernelCall& call) {
+    std::memcpy(call.out(0).data(), call.in(in).data(), call.in(in).nbytes());
+  };
+  return op;
+}
+
+PlannedOp build_update_state(OpPlanContext& ctx) {
+  const ValueType& st = ctx.type("state");
+  const ValueType& vt = ctx.type("value");
+  if (st.dtype != vt.dtype || st.shape != vt.shape) ctx.fail("value does not match the state's type");
+  int s = ctx.input("state"), v = ctx.input("value");
+  PlannedOp op;
+  if (!ctx.declared_outputs().empty()) op.outputs.push_back(vt);
+  op.run = [s, v, has_out = !op.outputs.empty()](const KernelCall& call) {
+    const Tensor& value = call.in(v);
+    // the state tensor is an arena slot owned by this call
+    std::memcpy(const_cast<void*>(call.in(s).data()), value.data(), value.nbytes());
+    if (has_out) std::memcpy(call.out(0).data(), value.data(), value.nbytes());
+  };
+  return op;
+}
+
+}  // namespace
+
+void register_state_ops(OpRegistry& r) {
+  r.add("read_state", build_read_state);
+  r.add("coreml_update_state", build_update_state);
+}
 
 }  // namespace staticllm::mil

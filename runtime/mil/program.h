@@ -1,0 +1,59 @@
+// program.json (the ML Program in protobuf's JSON mapping), parsed into
+// functions of ops whose arguments are value names or inline constants.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mil/op.h"
+#include "mil/weight_store.h"
+
+namespace staticllm::mil {
+
+// A constant: a tensor, or a string (MIL strings have no tensor form).
+struct ConstValue {
+  bool is_string = false;
+  std::string str;
+  Tensor tensor;
+};
+
+struct ValueDecl {
+  std::string name;
+  ValueType type;
+  bool is_string = false;
+  bool is_state = false;  // a function input of state type
+};
+
+// One argument of a parameter: a named value, or an inline constant.
+struct Binding {
+  std::string name;
+  std::shared_ptr<ConstValue> value;
+};
+
+struct OpDecl {
+  std::string type;
+  std::string name;  // first output's name, for messages
+  std::map<std::string, std::vector<Binding>> inputs;
+  std::vector<ValueDecl> outputs;
+  std::shared_ptr<ConstValue> const_val;  // for "const" ops
+  bool has_blocks = false;
+};
+
+struct FunctionDecl {
+  std::string name;
+  std::vector<ValueDecl> inputs;
+  std::vector<OpDecl> ops;
+  std::vector<std::string> outputs;
+};
+
+struct Program {
+  std::map<std::string, FunctionDecl> functions;
+};
+
+// Parses the file; blob constants are read through `weights` (validated there).
+// BundleError names the file and the JSON location of any problem.
+Program load_program(const std::string& path, WeightStore* weights);
+
+}  // namespace staticllm::mil

@@ -1,0 +1,139 @@
+#include "mil/weight_store.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "staticllm/errors.h"
+
+namespace staticllm::mil {
+
+namespace {
+
+constexpr uint32_t kSentinel = 0xDEADBEEF;
+constexpr uint64_t kHeaderSize = 64;
+constexpr uint64_t kRecordSize = 64;
+
+struct BlobType {
+  uint32_t code;
+  const char* name;
+  int bits;       // element width in the file
+  bool is_signed; // for sub-byte integers
+  DType dtype;    // how the runtime holds it
+};
+
+// MIL blob storage dtype codes.
+constexpr BlobType kBlobTypes[] = {
+    {1, "fp16", 16, true, DType::kFloat16}, {2, "fp32", 32, true, DType::kFloat32},
+    {3, "uint8", 8, false, DType::kUInt8},  {4, "int8", 8, true, DType::kInt8},
+    {6, "int16", 16, true, DType::kInt16},  {7, "uint16", 16, false, DType::kUInt16},
+    {8, "int4", 4, true, DType::kInt8},     {9, "uint1", 1, false, DType::kUInt8},
+    {10, "uint2", 2, false, DType::kUInt8}, {11, "uint4", 4, false, DType::kUInt8},
+    {12, "uint3", 3, false, DType::kUInt8}, {13, "uint6", 6, false, DType::kUInt8},
+    {14, "int32", 32, true, DType::kInt32}, {15, "uint32", 32, false, DType::kInt32},
+};
+
+template <typename T>
+T read_le(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+// Unpacks `n` elements of `bits` each, least significant bits first.
+Tensor unpack_bits(const uint8_t* src, int64_t n, int bits, bool is_signed, DType dtype, const Shape& shape) {
+  Tensor t(dtype, shape);
+  auto* out = t.data_as<uint8_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t bit = static_cast<uint64_t>(i) * bits;
+    uint32_t v = 0;
+    for (int b = 0; b < bits; ++b) {
+      uint64_t pos = bit + b;
+      v |= static_cast<uint32_t>((src[pos / 8] >> (pos % 8)) & 1u) << b;
+    }
+    if (is_signed && (v & (1u << (bits - 1)))) v |= ~((1u << bits) - 1u);
+    out[i] = static_cast<uint8_t>(v);
+  }
+  return t;
+}
+
+}  // namespace
+
+std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw BundleError("cannot open weights " + path);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw BundleError("cannot stat weights " + path);
+  }
+  std::shared_ptr<WeightStore> ws(new WeightStore());
+  ws->path_ = path;
+  ws->size_ = static_cast<uint64_t>(st.st_size);
+  if (ws->size_ < kHeaderSize) {
+    ::close(fd);
+    throw BundleError(path + ": file is " + std::to_string(ws->size_) + " bytes, shorter than the 64-byte header");
+  }
+  void* p = ::mmap(nullptr, ws->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw BundleError("cannot map weights " + path);
+  ws->data_ = static_cast<const uint8_t*>(p);
+  ws->count_ = read_le<uint32_t>(ws->data_);
+  uint32_t version = read_le<uint32_t>(ws->data_ + 4);
+  if (version != 2) {
+    throw BundleError(path + ": weight file version " + std::to_string(version) + ", expected 2");
+  }
+  ws->self_ = ws;
+  return ws;
+}
+
+WeightStore::~WeightStore() {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where) {
+  std::string at = path_ + " offset " + std::to_string(offset) + " (" + where + ")";
+  if (offset < kHeaderSize || offset > size_ || size_ - offset < kRecordSize) {
+    throw BundleError(at + ": blob record lies outside the " + std::to_string(size_) + "-byte file");
+  }
+  const uint8_t* rec = data_ + offset;
+  uint32_t sentinel = read_le<uint32_t>(rec);
+  if (sentinel != kSentinel) throw BundleError(at + ": bad blob sentinel (file corrupt or offset wrong)");
+  uint32_t code = read_le<uint32_t>(rec + 4);
+  uint64_t nbytes = read_le<uint64_t>(rec + 8);
+  uint64_t data_offset = read_le<uint64_t>(rec + 16);
+  const BlobType* type = nullptr;
+  for (const auto& t : kBlobTypes) {
+    if (t.code == code) type = &t;
+  }
+  if (type == nullptr) throw BundleError(at + ": unsupported blob dtype code " + std::to_string(code));
+  if (data_offset > size_ || nbytes > size_ - data_offset) {
+    throw BundleError(at + ": blob data [" + std::to_string(data_offset) + ", +" + std::to_string(nbytes) +
+                      ") runs past the end of the " + std::to_string(size_) + "-byte file");
+  }
+  int bits = declared_bits > 0 ? declared_bits : static_cast<int>(dtype_size(declared.dtype) * 8);
+  if (type->dtype != declared.dtype || type->bits != bits) {
+    throw BundleError(at + ": blob holds " + type->name + ", the program declares " + dtype_name(declared.dtype) +
+                      (declared_bits ? " (" + std::to_string(declared_bits) + "-bit)" : ""));
+  }
+  int64_t n = shape_numel(declared.shape);
+  uint64_t expected = (static_cast<uint64_t>(n) * type->bits + 7) / 8;
+  if (nbytes != expected) {
+    throw BundleError(at + ": blob is " + std::to_string(nbytes) + " bytes, shape " + shape_to_string(declared.shape) +
+                      " of " + type->name + " needs " + std::to_string(expected));
+  }
+  const uint8_t* src = data_ + data_offset;
+  if (type->bits < 8) return unpack_bits(src, n, type->bits, type->is_signed, type->dtype, declared.shape);
+  if (type->code == 15) {  // uint32 held as int32 bit pattern
+    Tensor t(DType::kInt32, declared.shape);
+    std::memcpy(t.data(), src, nbytes);
+    return t;
+  }
+  std::shared_ptr<WeightStore> keep = self_.lock();
+  return Tensor::shared(type->dtype, declared.shape, const_cast<uint8_t*>(src), keep);
+}
+
+}  // namespace staticllm::mil

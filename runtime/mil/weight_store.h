@@ -1,0 +1,41 @@
+// weight.bin of an ML Program package, memory-mapped once per bundle and
+// shared by every method. Every blob is validated before a tensor views it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "mil/op.h"
+
+namespace staticllm::mil {
+
+class WeightStore {
+ public:
+  // Maps `path` and checks the file header; BundleError on any problem.
+  static std::shared_ptr<WeightStore> open(const std::string& path);
+  ~WeightStore();
+  WeightStore(const WeightStore&) = delete;
+  WeightStore& operator=(const WeightStore&) = delete;
+
+  // The blob whose metadata record starts at `offset`, checked against the
+  // declared dtype and shape. Sub-byte blobs (int4, uint1..uint6) are unpacked
+  // into owned int8/uint8 tensors; everything else is a view into the mapping
+  // that keeps the mapping alive. `declared_bits` is the element width the
+  // program declares (4 for INT4/UINT4, etc.; 0 = the dtype's own width).
+  Tensor blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where);
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  uint32_t blob_count() const { return count_; }
+
+ private:
+  WeightStore() = default;
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+  uint32_t count_ = 0;
+  std::weak_ptr<WeightStore> self_;
+};
+
+}  // namespace staticllm::mil

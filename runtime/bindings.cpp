@@ -176,6 +176,11 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "staticllm native core: bundles, metadata serde, backends (Core ML / portable ML Program interpreter)";
   py::register_exception_translator(&translate);
 
+  py::class_<CoreMLOptions>(m, "CoreMLOptions")
+      .def(py::init<>())
+      .def_readwrite("compute_units", &CoreMLOptions::compute_units)
+      .def_readwrite("cache_dir", &CoreMLOptions::cache_dir);
+
   py::class_<Method, std::shared_ptr<Method>>(m, "Method")
       .def_property_readonly("name", &Method::name)
       .def_property_readonly("function_name", [](const Method& self) { return self.spec().function_name; })
@@ -193,11 +198,6 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("backend", &Runtime::backend_name)
       .def_property_readonly("metadata", [](const Runtime& self) { return json_to_python(metadata_to_json(self.metadata())); })
       .def("method", &Runtime::method, py::arg("name"));
-
-  py::class_<CoreMLOptions>(m, "CoreMLOptions")
-      .def(py::init<>())
-      .def_readwrite("compute_units", &CoreMLOptions::compute_units)
-      .def_readwrite("cache_dir", &CoreMLOptions::cache_dir);
 
   m.def("save_metadata", [](const std::string& text, const std::string& path) {
     save_metadata_file(metadata_from_string(text), path);

@@ -45,8 +45,8 @@ def write_metadata(metadata: dict[str, Any], path: Path) -> None:
     """metadata.json goes through the C++ serde, which validates it."""
     try:
         from staticllm import _core  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - the native module is part of every install
-        raise BundleError("staticllm._core is missing: reinstall staticllm") from None
+    except ImportError as exc:  # the native module is part of every install
+        raise BundleError(f"staticllm._core cannot be imported ({exc}): reinstall staticllm") from exc
     _core.save_metadata(json.dumps(metadata), str(path))
 
 

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 import shutil
 import tempfile
 from pathlib import Path
@@ -242,3 +244,15 @@ def _write_bundle(staging: Path, ckpt: Any, functions: list[Any], options: dict[
 
 def output_names_from(n_layers: int) -> list[str]:
     return [f"{kv}_out_{i}" for i in range(n_layers) for kv in ("k", "v")]
+
+
+class _CallableModule(types.ModuleType):
+    """`staticllm.export` is both this package and the export function: once
+    the package is imported Python binds the name to the module, so the module
+    itself forwards calls to `export`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Path:
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

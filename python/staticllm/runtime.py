@@ -1,0 +1,100 @@
+"""The Python face of the native runtime: `Runtime.load(path).method(name)`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from staticllm import _core
+from staticllm.errors import InputError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    def zeros(self) -> np.ndarray:
+        return np.zeros(self.shape, self.dtype)
+
+
+def _specs(raw: list[tuple[str, Any, tuple[int, ...]]]) -> list[TensorSpec]:
+    return [TensorSpec(name, np.dtype(dtype), tuple(shape)) for name, dtype, shape in raw]
+
+
+class Method:
+    """One callable function of a bundle (e.g. "prefill", "decode", "forward")."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+        self.input_specs = _specs(native.input_specs)
+        self.output_specs = _specs(native.output_specs)
+        self.state_specs = _specs(native.state_specs)
+
+    @property
+    def name(self) -> str:
+        return self._native.name
+
+    def execute(self, inputs: Mapping[str, Any] | Sequence[Any]) -> dict[str, np.ndarray]:
+        """Run on arrays given by name (dict) or position (list); returns outputs by name.
+
+        Arrays may be numpy arrays, torch tensors or anything numpy can view.
+        """
+        if not isinstance(inputs, (Mapping, Sequence)) or isinstance(inputs, (str, bytes)):
+            raise InputError(f"method '{self.name}': inputs must be a dict by name or a list by position")
+        if isinstance(inputs, Mapping):
+            inputs = dict(inputs)
+        else:
+            inputs = list(inputs)
+        return self._native.execute(inputs)
+
+    def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
+        return self.execute(inputs)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in self.input_specs)
+        return f"Method({self.name!r}, inputs=[{ins}])"
+
+
+class Runtime:
+    """An opened bundle. `backend`: "auto" (Core ML on Apple, the portable
+    interpreter elsewhere), "mil" (the interpreter) or "coreml"."""
+
+    def __init__(self, native: Any, path: Path) -> None:
+        self._native = native
+        self.path = path
+        self._methods: dict[str, Method] = {}
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "auto") -> Runtime:
+        return cls(_core.Runtime.load(str(path), backend), Path(path))
+
+    @property
+    def method_names(self) -> list[str]:
+        return list(self._native.method_names)
+
+    @property
+    def default_method(self) -> str:
+        return self._native.default_method
+
+    @property
+    def backend(self) -> str:
+        return self._native.backend
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._native.metadata
+
+    def method(self, name: str | None = None) -> Method:
+        name = name or self.default_method
+        if name not in self._methods:
+            self._methods[name] = Method(self._native.method(name))
+        return self._methods[name]
+
+    def __repr__(self) -> str:
+        return f"Runtime({str(self.path)!r}, backend={self.backend!r}, methods={self.method_names})"

@@ -160,7 +160,7 @@ json metadata_to_json(const ModelMetadata& md) {
                              {"outputs", &m.outputs}, {"states", &m.states}}) {
       json arr = json::array();
       for (const auto& s : *list) arr.push_back(spec_to_json(s));
-      j[key] = arr;
+      if (!arr.empty() || std::string(key) != "states") j[key] = arr;  // states are optional
     }
     methods.push_back(j);
   }

@@ -1,0 +1,113 @@
+// Runs one interpreter op outside a program: parameters are given as tensors
+// (constant or run-time) and the kernel is planned and executed like the
+// planner would, with owned output tensors.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mil/half.h"
+#include "mil/op.h"
+#include "mil/thread_pool.h"
+#include "staticllm/errors.h"
+
+namespace staticllm::test {
+
+struct Arg {
+  Tensor tensor;
+  bool is_const = true;
+  std::string str;  // string constant when non-empty
+};
+
+inline Tensor f32(Shape shape, std::vector<float> v) {
+  Tensor t(DType::kFloat32, std::move(shape));
+  std::copy(v.begin(), v.end(), t.data_as<float>());
+  return t;
+}
+inline Tensor f16(Shape shape, const std::vector<float>& v) {
+  Tensor t(DType::kFloat16, std::move(shape));
+  for (size_t i = 0; i < v.size(); ++i) t.data_as<uint16_t>()[i] = mil::float_to_half(v[i]);
+  return t;
+}
+inline Tensor i32(Shape shape, std::vector<int32_t> v) {
+  Tensor t(DType::kInt32, std::move(shape));
+  std::copy(v.begin(), v.end(), t.data_as<int32_t>());
+  return t;
+}
+inline Tensor boolean(Shape shape, std::vector<uint8_t> v) {
+  Tensor t(DType::kBool, std::move(shape));
+  std::copy(v.begin(), v.end(), t.data_as<uint8_t>());
+  return t;
+}
+inline std::vector<float> values(const Tensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    switch (t.dtype()) {
+      case DType::kFloat16: out[i] = mil::half_to_float(t.data_as<uint16_t>()[i]); break;
+      case DType::kFloat32: out[i] = t.data_as<float>()[i]; break;
+      case DType::kInt32: out[i] = static_cast<float>(t.data_as<int32_t>()[i]); break;
+      case DType::kBool: out[i] = t.data_as<uint8_t>()[i]; break;
+      default: out[i] = 0; break;
+    }
+  }
+  return out;
+}
+
+inline Arg input(Tensor t) { return {std::move(t), false, ""}; }
+inline Arg constant(Tensor t) { return {std::move(t), true, ""}; }
+inline Arg str(const std::string& s) { return {Tensor(), true, s}; }
+
+class HarnessContext : public mil::OpPlanContext {
+ public:
+  HarnessContext(std::string type, std::map<std::string, std::vector<Arg>> params)
+      : type_(std::move(type)), params_(std::move(params)) {
+    for (auto& [name, args] : params_)
+      for (auto& a : args) types_[name].push_back({a.tensor.dtype(), a.tensor.shape()});
+  }
+  const std::string& op_type() const override { return type_; }
+  const std::string& op_name() const override { return type_; }
+  bool has(const std::string& p) const override { return params_.count(p) > 0; }
+  size_t arity(const std::string& p) const override { return has(p) ? params_.at(p).size() : 0; }
+  const mil::ValueType& type(const std::string& p, size_t i) const override { return types_.at(p).at(i); }
+  const Tensor* constant(const std::string& p, size_t i) const override {
+    const Arg& a = params_.at(p).at(i);
+    return a.is_const && a.str.empty() ? &a.tensor : nullptr;
+  }
+  int input(const std::string& p, size_t i) override {
+    slots.push_back(&params_.at(p).at(i).tensor);
+    return static_cast<int>(slots.size()) - 1;
+  }
+  const std::vector<mil::ValueType>& declared_outputs() const override { return declared_; }
+  [[noreturn]] void fail(const std::string& m) const override { throw BundleError(type_ + ": " + m); }
+  std::string const_string(const std::string& p) const override {
+    if (!has(p) || params_.at(p)[0].str.empty()) fail("no string " + p);
+    return params_.at(p)[0].str;
+  }
+  std::vector<const Tensor*> slots;
+
+ private:
+  std::string type_;
+  std::map<std::string, std::vector<Arg>> params_;
+  std::map<std::string, std::vector<mil::ValueType>> types_;
+  std::vector<mil::ValueType> declared_;
+};
+
+// Plans and runs `type`; returns its outputs.
+inline std::vector<Tensor> run_op(const std::string& type, std::map<std::string, std::vector<Arg>> params) {
+  const mil::OpBuilder* b = mil::OpRegistry::instance().find(type);
+  if (b == nullptr) throw UnsupportedOpError("no op " + type);
+  HarnessContext ctx(type, std::move(params));
+  mil::PlannedOp op = (*b)(ctx);
+  std::vector<Tensor> outs;
+  for (const auto& t : op.outputs) outs.emplace_back(t.dtype, t.shape);
+  std::vector<Tensor*> out_ptrs;
+  for (auto& t : outs) out_ptrs.push_back(&t);
+  std::vector<uint8_t> scratch(op.scratch_bytes + 64);
+  mil::KernelCall call{ctx.slots.data(), out_ptrs.data(), &mil::default_thread_pool(), scratch.data()};
+  op.run(call);
+  return outs;
+}
+
+}  // namespace staticllm::test

@@ -1,0 +1,70 @@
+"""Small Core ML packages built with coremltools (MIL builder and torch
+conversion) and turned into bundles with staticllm.import_mlpackage."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import staticllm
+
+
+def convert_program(prog: Any, path: Path, fp16: bool = False) -> Path:
+    import coremltools as ct
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
+                           compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
+                           skip_model_load=True)
+    model.save(str(path))
+    return path
+
+
+def bundle_from_program(prog: Any, tmp: Path, name: str, fp16: bool = False) -> Path:
+    pkg = convert_program(prog, tmp / f"{name}.mlpackage", fp16)
+    return staticllm.import_mlpackage(pkg, tmp / name)
+
+
+def affine_program(weight: np.ndarray, bias: np.ndarray, dtype: Any = np.float32) -> Any:
+    """y = x @ weight.T + bias, with x [2, K] in `dtype`."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    k = weight.shape[1]
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, k), dtype=ct.converters.mil.mil.types.fp16 if dtype == np.float16
+                                           else ct.converters.mil.mil.types.fp32)],
+                opset_version=ct.target.iOS18)
+    def prog(x: Any) -> Any:
+        return mb.linear(x=x, weight=weight.astype(dtype), bias=bias.astype(dtype), name="y")
+
+    return prog
+
+
+def two_function_bundle(tmp: Path, weight: np.ndarray) -> Path:
+    """A multifunction package whose functions 'double' and 'negate' both read `weight`."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    k = weight.shape[1]
+    specs = [mb.TensorSpec(shape=(1, k))]
+
+    @mb.program(input_specs=specs, opset_version=ct.target.iOS18)
+    def double(x: Any) -> Any:
+        return mb.mul(x=mb.linear(x=x, weight=weight), y=np.float32(2.0), name="out")
+
+    @mb.program(input_specs=specs, opset_version=ct.target.iOS18)
+    def negate(x: Any) -> Any:
+        return mb.mul(x=mb.linear(x=x, weight=weight), y=np.float32(-1.0), name="out")
+
+    paths = [convert_program(double, tmp / "double.mlpackage"), convert_program(negate, tmp / "negate.mlpackage")]
+    desc = ct.utils.MultiFunctionDescriptor()
+    desc.add_function(str(paths[0]), src_function_name="main", target_function_name="double")
+    desc.add_function(str(paths[1]), src_function_name="main", target_function_name="negate")
+    desc.default_function_name = "negate"
+    ct.utils.save_multifunction(desc, str(tmp / "pair.mlpackage"))
+    return staticllm.import_mlpackage(tmp / "pair.mlpackage", tmp / "pair")

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from staticllm.export.checkpoints import interleaved_to_half
 from staticllm.export.config import LlamaConfig
 from staticllm.export.model import Llama
 

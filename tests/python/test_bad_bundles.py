@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-from mil_fixtures import affine_program, bundle_from_program
 
 import staticllm
+from mil_fixtures import affine_program, bundle_from_program
 
 
 @pytest.fixture(scope="module")

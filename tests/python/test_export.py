@@ -12,6 +12,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+import staticllm
 from bundle_loop import BundleLoop
 from llama_fixtures import (
     full_logits,
@@ -22,8 +24,6 @@ from llama_fixtures import (
     tiny_config,
     torch_greedy,
 )
-
-import staticllm
 from staticllm.export.checkpoints import load_gguf, load_hf, load_meta
 
 INPUT_LEN, CONTEXT = 8, 64

@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from mil_fixtures import bundle_from_program
 
 import staticllm
+from mil_fixtures import bundle_from_program
 
 
 def _run_torch_module(module: torch.nn.Module, inputs: list[torch.Tensor], tmp, fp16: bool) -> list[np.ndarray]:

@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 import torch
-from mil_fixtures import affine_program, bundle_from_program, two_function_bundle
 
 import staticllm
+from mil_fixtures import affine_program, bundle_from_program, two_function_bundle
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 import shutil
+import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 

@@ -37,6 +37,16 @@ def interleaved_to_half(w: torch.Tensor, n_heads: int, head_dim: int) -> torch.T
     return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(n_heads * head_dim, *rest)
 
 
+def qk_to_rotate_half(sd: dict[str, torch.Tensor], cfg: LlamaConfig) -> None:
+    """In place: every layer's wq/wk from interleaved to rotate-half rows.
+    Tensors of an unexpected shape are left for check_state_dict to report."""
+    for i in range(cfg.n_layers):
+        for name, heads in (("wq", cfg.n_heads), ("wk", cfg.n_kv_heads)):
+            key = f"layers.{i}.attention.{name}.weight"
+            if key in sd and sd[key].shape[0] == heads * cfg.head_dim:
+                sd[key] = interleaved_to_half(sd[key], heads, cfg.head_dim)
+
+
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise ExportError(f"{what} not found: {path}")
@@ -130,11 +140,7 @@ def load_meta(checkpoint: str | Path, params: str | Path | None = None) -> Check
     if "output.weight" not in sd:
         cfg.tied_embeddings = True
     sd = {k: v.float() for k, v in sd.items() if not k.endswith("rope.freqs")}
-    for i in range(cfg.n_layers):
-        for name, heads in (("wq", cfg.n_heads), ("wk", cfg.n_kv_heads)):
-            key = f"layers.{i}.attention.{name}.weight"
-            if key in sd and sd[key].shape[0] == heads * cfg.head_dim:
-                sd[key] = interleaved_to_half(sd[key], heads, cfg.head_dim)
+    qk_to_rotate_half(sd, cfg)
     check_state_dict(cfg, sd, str(ckpt))
     files = {}
     tok = ckpt.parent / "tokenizer.model"
@@ -284,11 +290,7 @@ def load_gguf(path: str | Path) -> Checkpoint:
         shape = tuple(int(s) for s in reversed(t.shape))
         sd[name] = torch.from_numpy(np.array(arr, dtype=np.float32).reshape(shape))
     cfg.tied_embeddings = "output.weight" not in sd
-    for i in range(cfg.n_layers):
-        for nm, heads in (("wq", cfg.n_heads), ("wk", cfg.n_kv_heads)):
-            key = f"layers.{i}.attention.{nm}.weight"
-            if key in sd and sd[key].shape[0] == heads * cfg.head_dim:
-                sd[key] = interleaved_to_half(sd[key], heads, cfg.head_dim)
+    qk_to_rotate_half(sd, cfg)
     check_state_dict(cfg, sd, str(p))
     tok_json, tok_config, special = tokenizer_from_gguf(reader)
     return Checkpoint(cfg, sd, "gguf", tokenizer_json=tok_json, tokenizer_config=tok_config,

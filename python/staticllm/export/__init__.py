@@ -86,7 +86,7 @@ def export(
     from tqdm.auto import tqdm
 
     from staticllm.bundle_io import check_output_dir, staged_bundle
-    from staticllm.export.convert import FunctionSpec
+    from staticllm.export.convert import FunctionSpec, quiet_coremltools
 
     source = _validate({"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf}, input_len, max_context_len,
                        dtype, quantize)
@@ -111,7 +111,8 @@ def export(
             packages = []
             for i, fn in enumerate(functions):
                 stage(1 + i)
-                packages.append(_convert_one(model, fn, max_context_len, dtype, quantize, Path(work)))
+                with quiet_coremltools():
+                    packages.append(_convert_one(model, fn, max_context_len, dtype, quantize, Path(work)))
                 bar.update()
             stage(len(functions) + 1)
             _write_package(packages, functions, staging / "model.mlpackage")

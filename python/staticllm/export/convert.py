@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +100,39 @@ def convert_function(model: Llama, fn: FunctionSpec, cache_len: int, dtype: str)
             compute_precision=precision,
             skip_model_load=True,
         )
+
+
+# coremltools draws a progress bar per conversion pass; ours already shows
+# the export's stages, so theirs are silenced while we convert.
+_TQDM_USERS = [
+    ("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
+    ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+    ("coremltools.optimize.coreml._quantization_passes", "tqdm"),
+    ("coremltools.optimize.coreml._post_training_quantization", "tqdm"),
+]
+
+
+@contextlib.contextmanager
+def quiet_coremltools() -> Iterator[None]:
+    import importlib
+
+    from tqdm import tqdm
+
+    saved = []
+    for module_name, attr in _TQDM_USERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, attr):
+            saved.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, functools.partial(tqdm, disable=True))
+    log = logging.getLogger("coremltools")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        for module, attr, original in saved:
+            setattr(module, attr, original)

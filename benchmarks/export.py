@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python")
 
 SHAPES = {
     "4L-256d": dict(dim=256, n_layers=4, n_heads=8, n_kv_heads=4, hidden_dim=688, vocab_size=4096),
-    "110M": dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, hidden_dim=2048, vocab_size=32000),
+    "110M": dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, hidden_dim=2048, vocab_size=32000,
+                 tied_embeddings=True),
 }
 
 

@@ -1,0 +1,10 @@
+"""Text generation over a bundle: KV cache, masks, prefill/decode runner,
+lookahead decoding, sampling, stopping and streaming."""
+
+from __future__ import annotations
+
+from staticllm.generate.generator import GenerateOptions, GenerationResult, Generator, Timings
+from staticllm.generate.lookahead import LookaheadOptions
+from staticllm.generate.spec import LLMSpec
+
+__all__ = ["GenerateOptions", "GenerationResult", "Generator", "LLMSpec", "LookaheadOptions", "Timings"]

@@ -1,0 +1,61 @@
+"""Additive attention masks [1, L, cache_len + L] that match the cache contents.
+
+Columns [0, cache_len) are cache slots, [cache_len, cache_len + L) the call's
+own tokens. 0 means attend, -inf means not. A cache slot is visible to a row
+only when it holds a position (it was written and not overwritten since) that
+lies before the row's position. Among the new tokens, `allowed[j, i]` says
+whether row j sees token i; padding rows see only themselves so that no row
+is all -inf (softmax of an all -inf row is NaN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEG_INF = float("-inf")
+
+
+def fill_mask(out: np.ndarray, slot_pos: np.ndarray, row_pos: np.ndarray, allowed: np.ndarray) -> None:
+    """Writes the mask for one call into `out` in place.
+
+    slot_pos[s]: position held by cache slot s, -1 for an empty slot.
+    row_pos[j]: position of input row j.
+    allowed[j, i]: row j attends to new token i.
+    """
+    cache_len = slot_pos.shape[0]
+    n = row_pos.shape[0]
+    if out.shape != (1, n, cache_len + n) or allowed.shape != (n, n):
+        raise ValueError(
+            f"mask shape {out.shape} does not fit {n} rows over {cache_len} cache slots "
+            f"(allowed is {allowed.shape})"
+        )
+    visible = (slot_pos[None, :] >= 0) & (slot_pos[None, :] < row_pos[:, None])
+    np.copyto(out[0, :, :cache_len], np.where(visible, 0.0, NEG_INF), casting="unsafe")
+    np.copyto(out[0, :, cache_len:], np.where(allowed, 0.0, NEG_INF), casting="unsafe")
+
+
+def causal_allowed(n_rows: int, n_valid: int) -> np.ndarray:
+    """Causal among the first n_valid rows; padding rows see only themselves."""
+    allowed = np.tril(np.ones((n_rows, n_rows), dtype=bool))
+    allowed[:, n_valid:] = False
+    allowed[n_valid:, :] = False
+    idx = np.arange(n_valid, n_rows)
+    allowed[idx, idx] = True
+    return allowed
+
+
+def tree_allowed(parents: np.ndarray) -> np.ndarray:
+    """Rows form a forest: each row sees itself and its chain of ancestors.
+
+    parents[j] is the row index of j's parent (< j) or -1 for a root. This is
+    how lookahead lays out its grid and candidate branches in one call.
+    """
+    n = parents.shape[0]
+    allowed = np.eye(n, dtype=bool)
+    for j in range(n):
+        p = int(parents[j])
+        if p >= j:
+            raise ValueError(f"row {j} has parent {p}; a parent must come before its child")
+        if p >= 0:
+            allowed[j] |= allowed[p]
+    return allowed

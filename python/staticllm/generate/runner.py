@@ -1,0 +1,195 @@
+"""Runs bundle methods over the KV cache the runner owns.
+
+Every method gets its input arrays once (tokens, input_pos, attn_mask,
+last_index) and shares the cache arrays with the other methods, so the
+prefill -> decode handover copies nothing. A call fills the small arrays in
+place, runs, and `KVCache.commit` copies only the kept k_out/v_out rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from staticllm.errors import BundleError, ContextOverflowError, MetadataError
+from staticllm.generate.cache import KVCache
+from staticllm.generate.masks import causal_allowed, fill_mask
+from staticllm.generate.spec import LLMSpec, MethodInfo
+
+
+class MethodIO:
+    """One method with its preallocated inputs."""
+
+    def __init__(self, method: Any, info: MethodInfo, spec: LLMSpec, cache: KVCache) -> None:
+        self.method = method
+        self.info = info
+        self.n_rows = info.input_len
+        self.full_logits = info.logits == "full"
+        self.cache = cache
+        self.max_pos = spec.max_context_len - 1
+        specs = {s.name: s for s in method.input_specs}
+        n, c = self.n_rows, spec.cache_len
+        io = spec.io
+        self.tokens = self._alloc(specs, io["tokens"], (1, n))
+        self.input_pos = self._alloc(specs, io["input_pos"], (n,))
+        self.attn_mask = self._alloc(specs, io["attn_mask"], (1, n, c + n))
+        self.last_index: np.ndarray | None = None
+        li_name = io.get("last_index")
+        if not self.full_logits and n > 1:
+            if li_name is None or li_name not in specs:
+                raise MetadataError(f"method {info.name!r} returns last-token logits over {n} rows but has no "
+                                    f"last_index input (llm.io.last_index = {li_name!r})")
+            self.last_index = self._alloc(specs, li_name, (1,))
+        self.inputs: dict[str, np.ndarray] = {io["tokens"]: self.tokens, io["input_pos"]: self.input_pos,
+                                              io["attn_mask"]: self.attn_mask}
+        if self.last_index is not None:
+            self.inputs[str(li_name)] = self.last_index
+        for name in cache.inputs:
+            self._check(specs, name, cache.shape, cache.arrays[name].dtype)
+            self.inputs[name] = cache.arrays[name]  # shared, not copied
+        unknown = sorted(set(specs) - set(self.inputs))
+        if unknown:
+            raise MetadataError(f"method {info.name!r} has inputs {unknown} the llm section does not describe")
+        self.logits_name = io["logits"]
+        self._check_logits(method, spec)
+
+    def _alloc(self, specs: Mapping[str, Any], name: str, shape: tuple[int, ...]) -> np.ndarray:
+        self._check(specs, name, shape, None)
+        return np.zeros(shape, dtype=specs[name].dtype)
+
+    def _check(self, specs: Mapping[str, Any], name: str, shape: tuple[int, ...], dtype: Any) -> None:
+        where = f"method {self.info.name!r}"
+        if name not in specs:
+            raise MetadataError(f"{where} has no input {name!r}, which the llm section names "
+                                f"(inputs: {sorted(specs)})")
+        got = tuple(specs[name].shape)
+        if got != tuple(shape):
+            raise MetadataError(f"{where}: input {name!r} has shape {list(got)}; the llm section implies "
+                                f"{list(shape)} (input_len {self.n_rows})")
+        if dtype is not None and np.dtype(specs[name].dtype) != np.dtype(dtype):
+            raise MetadataError(f"{where}: input {name!r} has dtype {np.dtype(specs[name].dtype)}, "
+                                f"the cache is {np.dtype(dtype)}")
+
+    def _check_logits(self, method: Any, spec: LLMSpec) -> None:
+        outs = {s.name: s for s in method.output_specs}
+        if self.logits_name not in outs:
+            raise MetadataError(f"method {self.info.name!r} has no output {self.logits_name!r}")
+        shape = tuple(outs[self.logits_name].shape)
+        want = (1, self.n_rows, spec.vocab_size) if self.full_logits else (1, spec.vocab_size)
+        if shape != want:
+            raise MetadataError(f"method {self.info.name!r}: logits shape {list(shape)} does not match "
+                                f"logits mode {self.info.logits!r} (expected {list(want)})")
+        for name in spec.cache_outputs:
+            if name not in outs:
+                raise MetadataError(f"method {self.info.name!r} has no output {name!r} (llm.cache.outputs)")
+
+    def run(self, tokens: Sequence[int] | np.ndarray, positions: np.ndarray, allowed: np.ndarray,
+            logits_row: int) -> dict[str, np.ndarray]:
+        """One call: len(tokens) real rows, the rest padding. For "last"
+        logits, `logits_row` selects the row returned."""
+        n = len(tokens)
+        if n > self.n_rows or n < 1:
+            raise ValueError(f"{n} tokens for method {self.info.name!r} of {self.n_rows} rows")
+        self.tokens[0, :n] = tokens
+        self.tokens[0, n:] = 0
+        self.input_pos[:n] = positions
+        # Padding rows: any valid rotary row; they see only themselves.
+        self.input_pos[n:] = min(int(positions[-1]), self.max_pos)
+        fill_mask(self.attn_mask, self.cache.slot_pos, self.input_pos, allowed)
+        if self.last_index is not None:
+            self.last_index[0] = logits_row
+        return self.method.execute(self.inputs)
+
+    def logits(self, outputs: Mapping[str, np.ndarray], row: int) -> np.ndarray:
+        out = outputs[self.logits_name]
+        if out.ndim == 3:
+            return out[0, row]
+        if out.ndim == 2:
+            return out[0]
+        raise BundleError(f"method {self.info.name!r} returned logits of shape {list(out.shape)}")
+
+
+class Runner:
+    """Owns the caches and the position; prompt chunks, decode steps, tree calls."""
+
+    def __init__(self, runtime: Any, spec: LLMSpec) -> None:
+        self.spec = spec
+        methods = {spec.prefill_method, spec.decode_method}
+        first = {s.name: s for s in runtime.method(spec.decode_method).input_specs}
+        if spec.cache_inputs[0] not in first:
+            raise MetadataError(f"method {spec.decode_method!r} has no input {spec.cache_inputs[0]!r} "
+                                f"(llm.cache.inputs); its inputs: {sorted(first)}")
+        cache_dtype = first[spec.cache_inputs[0]].dtype
+        self.cache = KVCache(spec.cache_inputs, spec.cache_outputs, spec.cache_shape, np.dtype(cache_dtype))
+        self.io = {name: MethodIO(runtime.method(name), spec.methods[name], spec, self.cache)
+                   for name in sorted(methods)}
+        self.prefill_io = self.io[spec.prefill_method]
+        self.decode_io = self.io[spec.decode_method]
+        self.position = 0  # tokens whose KV is in the cache
+        self.calls = 0
+        self._chunk_masks: dict[tuple[int, int], np.ndarray] = {}
+
+    def reset(self) -> None:
+        self.cache.reset()
+        self.position = 0
+        self.calls = 0
+
+    def check_room(self, n: int) -> None:
+        """A call of n tokens at the current position must see its whole history."""
+        limit = self.spec.context_limit
+        if self.position + n > limit:
+            raise ContextOverflowError(
+                f"{self.position} tokens in context + {n} more exceed the context limit of {limit} "
+                f"(max_context_len {self.spec.max_context_len}, cache_len {self.spec.cache_len})"
+            )
+
+    def _causal(self, n_rows: int, n_valid: int) -> np.ndarray:
+        key = (n_rows, n_valid)
+        if key not in self._chunk_masks:
+            self._chunk_masks[key] = causal_allowed(n_rows, n_valid)
+        return self._chunk_masks[key]
+
+    def feed(self, tokens: Sequence[int], io: MethodIO | None = None) -> np.ndarray:
+        """Runs tokens in chunks through `io` (default: prefill), commits all of
+        them and returns the logits after the last one."""
+        io = io or self.prefill_io
+        self.check_room(len(tokens))
+        logits: np.ndarray | None = None
+        for start in range(0, len(tokens), io.n_rows):
+            chunk = tokens[start:start + io.n_rows]
+            n = len(chunk)
+            positions = np.arange(self.position, self.position + n, dtype=np.int64)
+            out = io.run(chunk, positions, self._causal(io.n_rows, n), n - 1)
+            self.calls += 1
+            self.cache.commit(out, slice(0, n), positions)
+            self.position += n
+            logits = io.logits(out, n - 1)
+        if logits is None:
+            raise ValueError("feed() needs at least one token")
+        return logits
+
+    def step(self, token: int) -> np.ndarray:
+        """One generated token through the decode method."""
+        return self.feed([token], self.decode_io)
+
+    def run_tree(self, tokens: np.ndarray, depth: np.ndarray, allowed: np.ndarray) -> dict[str, np.ndarray]:
+        """A lookahead call through the decode method (single-method: forward).
+        Row j sits at position `position + depth[j]`; nothing is committed."""
+        io = self.decode_io
+        self.check_room(1)
+        out = io.run(tokens, self.position + depth, allowed, 0)
+        self.calls += 1
+        return out
+
+    def commit_rows(self, outputs: Mapping[str, np.ndarray], rows: Sequence[int]) -> None:
+        """Commits `rows` of a tree call as the next len(rows) positions."""
+        n = len(rows)
+        self.check_room(n)
+        positions = np.arange(self.position, self.position + n, dtype=np.int64)
+        if list(rows) == list(range(rows[0], rows[0] + n)):
+            self.cache.commit(outputs, slice(rows[0], rows[0] + n), positions)
+        else:
+            self.cache.commit(outputs, np.asarray(rows, dtype=np.int64), positions)
+        self.position += n

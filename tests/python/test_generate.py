@@ -200,3 +200,13 @@ def test_cli_generate_prints_text_and_stats(bundles, capsys):
     code = main(["generate", str(bundles["multi"]), "--prompt", "hi", "--temperature", "-2"])
     _, err = capsys.readouterr()
     assert code == 2 and "temperature must be >= 0" in err
+
+
+def test_short_prompt_tail_goes_through_decode(multi, torch_model):
+    prompt = PROMPT[:34]  # 2 prefill chunks of 16 + a 2-token tail (<= 16 / 8): two decode calls
+    ref = f.torch_greedy(torch_model, prompt, 6)
+    r = multi.generate(prompt, max_new_tokens=6, ignore_eos=True)
+    assert r.token_ids == ref
+    assert multi.runner.calls == 2 + 2 + 5
+    r = multi.generate(prompt[:35 - 6], max_new_tokens=2, ignore_eos=True)  # 29 = 16 + 13: padded prefill
+    assert multi.runner.calls == 2 + 1

@@ -202,6 +202,7 @@ class _Session:
         self.result = GenerationResult("", [], ids, "", self.timings, look)
         self._first_at = 0.0
         self._produced: list[int] = []  # lookahead: tokens produced by each decode call
+        self._prefill_calls: int | None = None
 
     def choose(self, logits: np.ndarray) -> int:
         token = self.sampler(logits)
@@ -236,12 +237,11 @@ class _Session:
                 self.reason = stopping.CONTEXT_LIMIT
             else:
                 t0 = time.perf_counter()
-                logits = runner.feed(self.ids)
+                logits = runner.prefill(self.ids)
                 self.timings.prefill_s = time.perf_counter() - t0
-                calls_after_prefill = runner.calls
+                self._prefill_calls = runner.calls
                 steps = self._lookahead_steps(logits) if self.look else self._plain_steps(logits)
                 yield from (p for p in steps if p)
-                self.timings.decode_calls = runner.calls - calls_after_prefill
             tail = self.text.finish()
             if tail:
                 yield tail
@@ -312,6 +312,8 @@ class _Session:
         t = self.timings
         end = time.perf_counter()
         t.total_s = end - self.start
+        if self._prefill_calls is not None:
+            t.decode_calls = self.gen.runner.calls - self._prefill_calls
         if t.prefill_s > 0:
             t.prefill_tokens_per_s = t.prefill_tokens / t.prefill_s
         if self.generated:

@@ -170,6 +170,26 @@ class Runner:
             raise ValueError("feed() needs at least one token")
         return logits
 
+    def prefill(self, tokens: Sequence[int]) -> np.ndarray:
+        """The prompt: chunks through the prefill method, returns the last logits.
+
+        With a separate decode method, a short last chunk (at most 1/8 of the
+        prefill rows) goes through decode one token at a time: a padded
+        prefill call computes every row, a decode call only one. The rule is
+        fixed, so the same prompt always takes the same path.
+        """
+        io = self.prefill_io
+        tail = len(tokens) % io.n_rows
+        if self.decode_io is io or tail == 0 or tail > io.n_rows // 8:
+            return self.feed(tokens)
+        self.check_room(len(tokens))
+        head = len(tokens) - tail
+        logits = self.feed(tokens[:head]) if head else None
+        for token in tokens[head:]:
+            logits = self.step(token)
+        assert logits is not None
+        return logits
+
     def step(self, token: int) -> np.ndarray:
         """One generated token through the decode method."""
         return self.feed([token], self.decode_io)

@@ -1,5 +1,5 @@
 // Core ML states (iOS18): read_state copies the state out; coreml_update_state
-// writes a new value into the state's buffer (which the planner keeps in the
+// (write_state once saved) writes a new value into the state's buffer (which the planner keeps in the
 // arena for the whole call) and passes it on.
 #include <cstring>
 
@@ -36,11 +36,25 @@ PlannedOp build_update_state(OpPlanContext& ctx) {
   return op;
 }
 
+// What coreml_update_state becomes in a saved program: write, no result.
+PlannedOp build_write_state(OpPlanContext& ctx) {
+  const ValueType& st = ctx.type("input");
+  const ValueType& vt = ctx.type("data");
+  if (st.dtype != vt.dtype || st.shape != vt.shape) ctx.fail("data does not match the state's type");
+  int s = ctx.input("input"), v = ctx.input("data");
+  PlannedOp op;
+  op.run = [s, v](const KernelCall& call) {
+    std::memcpy(const_cast<void*>(call.in(s).data()), call.in(v).data(), call.in(v).nbytes());
+  };
+  return op;
+}
+
 }  // namespace
 
 void register_state_ops(OpRegistry& r) {
   r.add("read_state", build_read_state);
   r.add("coreml_update_state", build_update_state);
+  r.add("write_state", build_write_state);
 }
 
 }  // namespace staticllm::mil

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <vector>
 
+#include <unistd.h>
+
 #include "mil/weight_store.h"
 #include "staticllm/errors.h"
 
@@ -31,8 +33,11 @@ std::vector<uint8_t> good_file() {
   return f;
 }
 
+// A fresh file per call: ctest runs test cases in parallel processes.
 std::string write(const std::vector<uint8_t>& bytes) {
-  std::string path = (std::filesystem::temp_directory_path() / "staticllm_weights_test.bin").string();
+  static int counter = 0;
+  std::string name = "staticllm_weights_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".bin";
+  std::string path = (std::filesystem::temp_directory_path() / name).string();
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   return path;
 }

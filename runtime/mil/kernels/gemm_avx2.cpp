@@ -46,18 +46,24 @@ void block(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
   }
 }
 
-template <int NB, typename W>
+template <int MB, int NB, typename W>
 void rows(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy) {
   int64_t m = 0;
-  for (; m + 2 <= M; m += 2) block<2, NB>(x + m * K, K, w, y + m * ldy, ldy);
+  for (; m + MB <= M; m += MB) block<MB, NB>(x + m * K, K, w, y + m * ldy, ldy);
   for (; m < M; ++m) block<1, NB>(x + m * K, K, w, y + m * ldy, ldy);
 }
 
+// Prefill-sized M uses 4x3 blocks (12 accumulators + 3 weights + 1 input =
+// the 16 ymm registers), decode-sized M 2x4 blocks.
 template <typename W>
 void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
   int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) rows<4>(x, M, K, w + n * K, y + n, ldy);
-  for (; n < n1; ++n) rows<1>(x, M, K, w + n * K, y + n, ldy);
+  if (M >= 4) {
+    for (; n + 3 <= n1; n += 3) rows<4, 3>(x, M, K, w + n * K, y + n, ldy);
+  } else {
+    for (; n + 4 <= n1; n += 4) rows<2, 4>(x, M, K, w + n * K, y + n, ldy);
+  }
+  for (; n < n1; ++n) rows<2, 1>(x, M, K, w + n * K, y + n, ldy);
 }
 
 }  // namespace

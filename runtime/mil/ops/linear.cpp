@@ -19,11 +19,11 @@ bool is_gemm_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat3
 
 WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32; }
 
-// Rows of output features in multiples of 4 keep the kernels' blocks whole.
+// Rows of output features in multiples of 12 keep the kernels' 3- and 4-row blocks whole.
 void parallel_rows(ThreadPool* pool, int64_t n, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
   if (pool == nullptr || work < kParallelFlops || n < 8) return fn(0, n);
-  int64_t blocks = (n + 3) / 4;
-  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 4, std::min(n, b1 * 4)); });
+  int64_t blocks = (n + 11) / 12;
+  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 12, std::min(n, b1 * 12)); });
 }
 
 PlannedOp build_linear(OpPlanContext& ctx) {

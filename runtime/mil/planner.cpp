@@ -1,6 +1,9 @@
 #include "mil/planner.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -104,6 +107,44 @@ class ArenaPlanner {
  private:
   std::vector<std::pair<size_t, size_t>> free_;
   size_t end_ = 0;
+};
+
+// STATICLLM_PROFILE=1: time every op and print the totals per op type when
+// the process exits, to see where a method spends its time.
+class OpProfile {
+ public:
+  static OpProfile* get() {
+    static OpProfile* profile = std::getenv("STATICLLM_PROFILE") ? new OpProfile() : nullptr;
+    return profile;
+  }
+  void add(const std::string& type, double seconds) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& e = totals_[type];
+    e.first += seconds;
+    e.second += 1;
+  }
+  ~OpProfile() = default;
+
+ private:
+  OpProfile() {
+    std::atexit([] { get()->print(); });
+  }
+  void print() {
+    std::vector<std::pair<double, std::string>> rows;
+    double all = 0;
+    for (const auto& [type, e] : totals_) {
+      rows.push_back({e.first, type});
+      all += e.first;
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "staticllm op profile (%.3f s in ops)\n", all);
+    for (const auto& [sec, type] : rows) {
+      std::fprintf(stderr, "  %-32s %9.3f s %5.1f%% %9ld calls\n", type.c_str(), sec, 100 * sec / all,
+                   static_cast<long>(totals_[type].second));
+    }
+  }
+  std::mutex mutex_;
+  std::map<std::string, std::pair<double, int64_t>> totals_;
 };
 
 }  // namespace
@@ -338,9 +379,16 @@ std::vector<Tensor> PlannedFunction::execute(const std::vector<Tensor>& inputs) 
     else ctx->tensors[id] = inputs[i];
   }
   ThreadPool& pool = default_thread_pool();
+  OpProfile* profile = OpProfile::get();
   for (size_t s = 0; s < steps_.size(); ++s) {
     KernelCall call{ctx->step_inputs[s].data(), ctx->step_outputs[s].data(), &pool, ctx->scratch.get()};
+    if (profile == nullptr) {
+      steps_[s].run(call);
+      continue;
+    }
+    auto start = std::chrono::steady_clock::now();
     steps_[s].run(call);
+    profile->add(steps_[s].op_type, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::vector<Tensor> outputs;
   for (int id : output_values_) {

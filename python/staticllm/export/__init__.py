@@ -115,7 +115,8 @@ def export(
                     packages.append(_convert_one(model, fn, max_context_len, dtype, quantize, Path(work)))
                 bar.update()
             stage(len(functions) + 1)
-            _write_package(packages, functions, staging / "model.mlpackage")
+            with quiet_coremltools():
+                _write_package(packages, functions, staging / "model.mlpackage")
             bar.update()
             stage(len(functions) + 2)
             _write_bundle(staging, ckpt, functions, dict(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -107,12 +106,12 @@ def export(
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
         bar.update()
-        with tempfile.TemporaryDirectory(prefix="staticllm-export-") as work, staged_bundle(out, overwrite) as staging:
+        with staged_bundle(out, overwrite) as staging:
             packages = []
             for i, fn in enumerate(functions):
                 stage(1 + i)
                 with quiet_coremltools():
-                    packages.append(_convert_one(model, fn, max_context_len, dtype, quantize, Path(work)))
+                    packages.append(_convert_one(model, fn, max_context_len, dtype, quantize))
                 bar.update()
             stage(len(functions) + 1)
             with quiet_coremltools():
@@ -129,27 +128,20 @@ def export(
     return out
 
 
-def _convert_one(model: Any, fn: Any, cache_len: int, dtype: str, mode: str, work: Path) -> Path:
+def _convert_one(model: Any, fn: Any, cache_len: int, dtype: str, mode: str) -> Any:
     from staticllm.export.convert import convert_function
     from staticllm.export.quantize import quantize
 
-    mlmodel = quantize(convert_function(model, fn, cache_len, dtype), mode)
-    path = work / f"{fn.name}.mlpackage"
-    mlmodel.save(str(path))
-    return path
+    return quantize(convert_function(model, fn, cache_len, dtype), mode)
 
 
-def _write_package(packages: list[Path], functions: list[Any], dest: Path) -> None:
-    import coremltools as ct
+def _write_package(models: list[Any], functions: list[Any], dest: Path) -> None:
+    from staticllm.export.multifunction import merge_functions
 
-    if len(packages) == 1:
-        shutil.move(str(packages[0]), str(dest))
+    if len(models) == 1:
+        models[0].save(str(dest))
         return
-    desc = ct.utils.MultiFunctionDescriptor()
-    for path, fn in zip(packages, functions):
-        desc.add_function(str(path), src_function_name="main", target_function_name=fn.name)
-    desc.default_function_name = functions[-1].name
-    ct.utils.save_multifunction(desc, str(dest))
+    merge_functions({fn.name: m for m, fn in zip(models, functions)}, functions[-1].name, dest)
 
 
 def _copy_tokenizer(staging: Path, ckpt: Any, tokenizer: str | Path | None) -> tuple[str | None, str | None]:

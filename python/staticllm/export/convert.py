@@ -89,7 +89,7 @@ def convert_function(model: Llama, fn: FunctionSpec, cache_len: int, dtype: str)
     precision = (
         ct.transform.FP16ComputePrecision(op_selector=_fp16_selector) if dtype == "fp16" else ct.precision.FLOAT32
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), fast_fp16_checks():
         warnings.simplefilter("ignore")
         return ct.convert(
             traced,
@@ -110,6 +110,32 @@ _TQDM_USERS = [
     ("coremltools.optimize.coreml._quantization_passes", "tqdm"),
     ("coremltools.optimize.coreml._post_training_quantization", "tqdm"),
 ]
+
+
+def _fp16_overflow(op: Any) -> bool:
+    """coremltools' FP16ComputePrecision.fp16_overflow with the same answer:
+    does a finite fp32 const input exceed the fp16 range? It masks and copies
+    every weight; this looks at the maximum first, which settles almost all."""
+    for inputs in op.inputs.values():
+        for var in inputs if isinstance(inputs, (list, tuple)) else [inputs]:
+            if var.op is None or var.op.op_type != "const" or not var.is_tensor_or_scalar_of(dtype="fp32"):
+                continue
+            a = np.abs(np.asarray(var.op.val.val))
+            if a.size and not float(a.max()) <= 65504 and np.any((a > 65504) & (a < 1e38)):
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def fast_fp16_checks() -> Iterator[None]:
+    from coremltools.converters.mil.mil.passes.defs.quantization import FP16ComputePrecision
+
+    original = FP16ComputePrecision.__dict__["fp16_overflow"]
+    FP16ComputePrecision.fp16_overflow = staticmethod(_fp16_overflow)
+    try:
+        yield
+    finally:
+        FP16ComputePrecision.fp16_overflow = original
 
 
 @contextlib.contextmanager

@@ -47,7 +47,8 @@ def run(name: str, shape: dict, tmp: Path, input_len: int, context: int) -> None
     from staticllm.inspect import weight_sharing
 
     cfg = tiny_config(**shape)
-    n_params = sum(v.numel() for v in __import__("llama_fixtures").random_state_dict(cfg).values())
+    sd = __import__("llama_fixtures").random_state_dict(cfg)
+    n_params = sum(v.numel() for k, v in sd.items() if not (cfg.tied_embeddings and k == "output.weight"))
     ckpt = make_hf_checkpoint(tmp / f"{name}-hf", cfg, with_tokenizer=False)
     single = tmp / f"{name}-single"
     multi = tmp / f"{name}-multi"

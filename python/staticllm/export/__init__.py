@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def export(
 
     from staticllm.bundle_io import check_output_dir, staged_bundle
     from staticllm.export.convert import FunctionSpec, quiet_coremltools
+    from staticllm.export.parallel import convert_functions
 
     source = _validate({"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf}, input_len, max_context_len,
                        dtype, quantize)
@@ -106,13 +108,11 @@ def export(
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
         bar.update()
-        with staged_bundle(out, overwrite) as staging:
-            packages = []
-            for i, fn in enumerate(functions):
-                stage(1 + i)
-                with quiet_coremltools():
-                    packages.append(_convert_one(model, fn, max_context_len, dtype, quantize))
-                bar.update()
+        with staged_bundle(out, overwrite) as staging, tempfile.TemporaryDirectory(prefix="staticllm-") as work:
+            stage(1)
+            with quiet_coremltools():
+                packages = convert_functions(model, functions, max_context_len, dtype, quantize, Path(work),
+                                             on_done=bar.update)
             stage(len(functions) + 1)
             with quiet_coremltools():
                 _write_package(packages, functions, staging / "model.mlpackage")

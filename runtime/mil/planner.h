@@ -1,15 +1,16 @@
 // Planning a function once per method: resolve every op to a kernel, fold
-// constants, check declared types, and lay out one arena for all run-time
-// values by liveness. Execution reuses per-thread contexts built from the plan.
+// constants, check declared types against what the kernels compute and the
+// method's metadata, and lay out one arena for all run-time values by
+// liveness. The Plan is immutable; Executor (executor.h) runs it.
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "mil/op.h"
 #include "mil/program.h"
+#include "staticllm/model_metadata.h"
 
 namespace staticllm::mil {
 
@@ -17,12 +18,15 @@ struct PlanValue {
   std::string name;
   ValueType type;
   bool is_const = false;
-  Tensor constant;         // when is_const
+  Tensor constant;         // when is_const (and not a string)
   std::string string_val;  // string constants
   bool is_string = false;
-  int input_index = -1;    // function input (position in the caller's order)
+  int input_index = -1;    // function input: position in the caller's order
   bool is_state = false;
   int64_t offset = -1;     // arena offset of run-time values
+  // Reshape-like ops whose input is a run-time value share its bytes: this is
+  // the value owning them (an arena value or a function input), -1 otherwise.
+  int alias_of = -1;
 };
 
 struct PlanStep {
@@ -33,33 +37,19 @@ struct PlanStep {
   size_t scratch = 0;
 };
 
-class PlannedFunction {
- public:
-  // `input_names` / `output_names` / `state_names` give the caller's order (metadata).
-  PlannedFunction(const FunctionDecl& fn, const std::vector<std::string>& input_names,
-                  const std::vector<std::string>& output_names, const std::vector<std::string>& state_names);
-  ~PlannedFunction();
-
-  // Thread-safe; inputs in caller order followed by states.
-  std::vector<Tensor> execute(const std::vector<Tensor>& inputs);
-
-  const std::vector<PlanValue>& values() const { return values_; }
-  size_t arena_bytes() const { return arena_bytes_; }
-
- private:
-  struct Context;
-  std::unique_ptr<Context> make_context() const;
-
-  std::string function_;
-  std::vector<PlanValue> values_;
-  std::vector<PlanStep> steps_;
-  std::vector<int> input_values_;   // caller order, then states
-  std::vector<int> output_values_;  // caller order, then states
-  size_t arena_bytes_ = 0;
-  size_t scratch_bytes_ = 0;
-
-  std::mutex pool_mutex_;
-  std::vector<std::unique_ptr<Context>> free_contexts_;
+struct Plan {
+  std::string where;  // "method 'decode' (function 'decode')", for messages
+  std::vector<PlanValue> values;
+  std::vector<PlanStep> steps;
+  std::vector<int> input_values;   // metadata input order, then states
+  std::vector<int> output_values;  // metadata output order, then states
+  size_t arena_bytes = 0;
+  size_t scratch_bytes = 0;
 };
+
+// Plans `fn` for `method`. Throws UnsupportedOpError for an op the
+// interpreter lacks (naming function, op and type, listing supported ops) and
+// BundleError when the program, the kernels or the metadata disagree.
+std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method);
 
 }  // namespace staticllm::mil

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -35,7 +36,12 @@ int64_t as_int(const Ctx& c, const json& v, const std::string& where) {
   // protobuf's JSON mapping writes 64-bit integers as strings
   try {
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_string()) return std::stoll(v.get<std::string>());
+    if (v.is_string()) {
+      const std::string s = v.get<std::string>();
+      size_t used = 0;
+      int64_t n = std::stoll(s, &used);
+      if (used == s.size()) return n;
+    }
   } catch (const std::exception&) {
   }
   fail(c, where, "expected an integer, got " + v.dump());
@@ -48,6 +54,12 @@ double as_double(const Ctx& c, const json& v, const std::string& where) {
     if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
     if (s == "Infinity") return std::numeric_limits<double>::infinity();
     if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
+    try {
+      size_t used = 0;
+      double d = std::stod(s, &used);
+      if (used == s.size()) return d;
+    } catch (const std::exception&) {
+    }
   }
   fail(c, where, "expected a number, got " + v.dump());
 }
@@ -103,6 +115,14 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
     }
   }
   if (static_cast<int64_t>(p.type.shape.size()) != rank) fail(c, where, "rank does not match the dimension list");
+  // Bounding the element count keeps every later size computation free of
+  // overflow; 2^40 elements is far beyond any model this runs.
+  constexpr int64_t kMaxElements = int64_t{1} << 40;
+  int64_t n = 1;
+  for (int64_t d : p.type.shape) {
+    if (d != 0 && n > kMaxElements / d) fail(c, where, "shape " + shape_to_string(p.type.shape) + " has too many elements");
+    n *= d;
+  }
   return p;
 }
 
@@ -126,9 +146,42 @@ std::string decode_base64(const Ctx& c, const std::string& in, const std::string
 }
 
 template <typename T>
-void fill_from(Tensor& t, const std::vector<double>& vals) {
+void fill_from(const Ctx& c, Tensor& t, const std::vector<double>& vals, const std::string& where) {
   auto* p = t.data_as<T>();
-  for (size_t i = 0; i < vals.size(); ++i) p[i] = static_cast<T>(vals[i]);
+  for (size_t i = 0; i < vals.size(); ++i) {
+    if constexpr (std::is_floating_point_v<T>) {
+      p[i] = static_cast<T>(vals[i]);
+    } else {
+      // double -> integer is undefined out of range; go through int64 (which
+      // wraps like the file's own two's-complement storage would)
+      if (!std::isfinite(vals[i]) || std::fabs(vals[i]) >= 9.2e18) {
+        fail(c, where, "integer immediate value " + std::to_string(vals[i]) + " out of range");
+      }
+      p[i] = static_cast<T>(static_cast<int64_t>(vals[i]));
+    }
+  }
+}
+
+// Raw little-endian element bytes (fp16, 8-bit and sub-byte immediates);
+// sub-byte values are packed least significant bits first, like blobs.
+std::shared_ptr<ConstValue> parse_bytes(const Ctx& c, const ParsedType& pt, const std::string& b64, const std::string& where) {
+  auto cv = std::make_shared<ConstValue>();
+  std::string raw = decode_base64(c, b64, where);
+  int64_t n = shape_numel(pt.type.shape);
+  int bits = pt.bits > 0 ? pt.bits : static_cast<int>(dtype_size(pt.type.dtype) * 8);
+  size_t expected = static_cast<size_t>((static_cast<uint64_t>(n) * bits + 7) / 8);
+  if (raw.size() != expected) {
+    fail(c, where, "bytes value holds " + std::to_string(raw.size()) + " bytes, shape " + shape_to_string(pt.type.shape) +
+                       " needs " + std::to_string(expected));
+  }
+  const auto* src = reinterpret_cast<const uint8_t*>(raw.data());
+  if (pt.bits > 0) {
+    cv->tensor = unpack_sub_byte(src, n, pt.bits, pt.type.dtype == DType::kInt8, pt.type.shape);
+  } else {
+    cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
+    std::memcpy(cv->tensor.data(), src, raw.size());
+  }
+  return cv;
 }
 
 std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, const json& imm, const std::string& where) {
@@ -142,15 +195,17 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
     cv->str = vals[0].get<std::string>();
     return cv;
   }
+  if (tv.contains("bytes")) return parse_bytes(c, pt, tv["bytes"].value("values", std::string()), where);
   cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
-  if (tv.contains("bytes")) {
-    std::string raw = decode_base64(c, tv["bytes"].value("values", std::string()), where);
-    size_t expected = static_cast<size_t>(cv->tensor.nbytes());
-    if (pt.bits > 0) fail(c, where, "sub-byte immediate values are not supported");
-    if (raw.size() != expected) {
-      fail(c, where, "bytes value holds " + std::to_string(raw.size()) + " bytes, shape needs " + std::to_string(expected));
+  if (pt.bits > 0) fail(c, where, "sub-byte immediate values must be stored as bytes");
+  if (pt.type.dtype == DType::kInt64 && tv.contains("longInts")) {
+    // exact: int64 values do not all survive a round trip through double
+    const json& vals = tv["longInts"].value("values", json::array());
+    if (static_cast<int64_t>(vals.size()) != n) {
+      fail(c, where, "immediate value has " + std::to_string(vals.size()) + " elements, shape " +
+                         shape_to_string(pt.type.shape) + " needs " + std::to_string(n));
     }
-    std::memcpy(cv->tensor.data(), raw.data(), raw.size());
+    for (size_t i = 0; i < vals.size(); ++i) cv->tensor.data_as<int64_t>()[i] = as_int(c, vals[i], where);
     return cv;
   }
   std::vector<double> vals;
@@ -170,14 +225,14 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
       for (size_t i = 0; i < vals.size(); ++i) p[i] = float_to_half(static_cast<float>(vals[i]));
       break;
     }
-    case DType::kFloat32: fill_from<float>(cv->tensor, vals); break;
-    case DType::kFloat64: fill_from<double>(cv->tensor, vals); break;
-    case DType::kInt8: fill_from<int8_t>(cv->tensor, vals); break;
-    case DType::kUInt8: case DType::kBool: fill_from<uint8_t>(cv->tensor, vals); break;
-    case DType::kInt16: fill_from<int16_t>(cv->tensor, vals); break;
-    case DType::kUInt16: fill_from<uint16_t>(cv->tensor, vals); break;
-    case DType::kInt32: fill_from<int32_t>(cv->tensor, vals); break;
-    case DType::kInt64: fill_from<int64_t>(cv->tensor, vals); break;
+    case DType::kFloat32: fill_from<float>(c, cv->tensor, vals, where); break;
+    case DType::kFloat64: fill_from<double>(c, cv->tensor, vals, where); break;
+    case DType::kInt8: fill_from<int8_t>(c, cv->tensor, vals, where); break;
+    case DType::kUInt8: case DType::kBool: fill_from<uint8_t>(c, cv->tensor, vals, where); break;
+    case DType::kInt16: fill_from<int16_t>(c, cv->tensor, vals, where); break;
+    case DType::kUInt16: fill_from<uint16_t>(c, cv->tensor, vals, where); break;
+    case DType::kInt32: fill_from<int32_t>(c, cv->tensor, vals, where); break;
+    case DType::kInt64: fill_from<int64_t>(c, cv->tensor, vals, where); break;
   }
   return cv;
 }
@@ -197,14 +252,13 @@ std::shared_ptr<ConstValue> parse_value(const Ctx& c, const json& v, const std::
   fail(c, where, "value has neither an immediate nor a blob");
 }
 
-OpDecl parse_op(const Ctx& c, const json& j, const std::string& where) {
-  OpDecl op;
-  op.type = get(c, j, "type", where).get<std::string>();
+// Arguments, outputs and the const value of one op.
+void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl& op) {
+  op.outputs.clear();
   for (const json& o : j.value("outputs", json::array())) {
     ParsedType pt = parse_type(c, get(c, o, "type", where), where);
     op.outputs.push_back({get(c, o, "name", where).get<std::string>(), pt.type, pt.is_string, pt.is_state});
   }
-  op.name = op.outputs.empty() ? op.type : op.outputs[0].name;
   std::string w = where + " op '" + op.name + "' (" + op.type + ")";
   if (j.contains("inputs")) {
     for (auto it = j["inputs"].begin(); it != j["inputs"].end(); ++it) {
@@ -219,10 +273,26 @@ OpDecl parse_op(const Ctx& c, const json& j, const std::string& where) {
       op.inputs[it.key()] = std::move(bindings);
     }
   }
-  op.has_blocks = j.contains("blocks") && !j["blocks"].empty();
   if (op.type == "const") {
     const json& attrs = get(c, j, "attributes", w);
     op.const_val = parse_value(c, get(c, attrs, "val", w), w);
+  }
+}
+
+OpDecl parse_op(const Ctx& c, const json& j, const std::string& where) {
+  OpDecl op;
+  op.type = get(c, j, "type", where).get<std::string>();
+  const json& outs = j.value("outputs", json::array());
+  op.name = !outs.empty() && outs[0].contains("name") ? outs[0]["name"].get<std::string>() : op.type;
+  op.has_blocks = j.contains("blocks") && !j["blocks"].empty();
+  bool supported = !op.has_blocks && (op.type == "const" || OpRegistry::instance().find(op.type) != nullptr);
+  try {
+    parse_op_body(c, j, where, op);
+  } catch (const std::exception&) {  // BundleError or a JSON type error
+    // An op the interpreter cannot run anyway may use types it cannot parse
+    // (lists, dynamic shapes); the planner reports it as unsupported instead.
+    if (supported) throw;
+    op.unparsed = true;
   }
   return op;
 }

@@ -43,24 +43,23 @@ T read_le(const uint8_t* p) {
   return v;
 }
 
-// Unpacks `n` elements of `bits` each, least significant bits first.
-Tensor unpack_bits(const uint8_t* src, int64_t n, int bits, bool is_signed, DType dtype, const Shape& shape) {
-  Tensor t(dtype, shape);
+}  // namespace
+
+Tensor unpack_sub_byte(const uint8_t* src, int64_t n, int bits, bool is_signed, const Shape& shape) {
+  Tensor t(is_signed ? DType::kInt8 : DType::kUInt8, shape);
   auto* out = t.data_as<uint8_t>();
+  const uint32_t mask = (1u << bits) - 1u;
   for (int64_t i = 0; i < n; ++i) {
     uint64_t bit = static_cast<uint64_t>(i) * bits;
-    uint32_t v = 0;
-    for (int b = 0; b < bits; ++b) {
-      uint64_t pos = bit + b;
-      v |= static_cast<uint32_t>((src[pos / 8] >> (pos % 8)) & 1u) << b;
-    }
-    if (is_signed && (v & (1u << (bits - 1)))) v |= ~((1u << bits) - 1u);
+    // an element spans at most two bytes (bits <= 7)
+    uint32_t word = src[bit / 8];
+    if ((bit % 8) + bits > 8) word |= static_cast<uint32_t>(src[bit / 8 + 1]) << 8;
+    uint32_t v = (word >> (bit % 8)) & mask;
+    if (is_signed && (v & (1u << (bits - 1)))) v |= ~mask;
     out[i] = static_cast<uint8_t>(v);
   }
   return t;
 }
-
-}  // namespace
 
 std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -86,6 +85,11 @@ std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
   if (version != 2) {
     throw BundleError(path + ": weight file version " + std::to_string(version) + ", expected 2");
   }
+  // every blob needs at least its 64-byte record after the header
+  if (ws->count_ > (ws->size_ - kHeaderSize) / kRecordSize) {
+    throw BundleError(path + ": header claims " + std::to_string(ws->count_) + " blobs, more than a " +
+                      std::to_string(ws->size_) + "-byte file can hold (file truncated or corrupt)");
+  }
   ws->self_ = ws;
   return ws;
 }
@@ -105,11 +109,16 @@ Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declare
   uint32_t code = read_le<uint32_t>(rec + 4);
   uint64_t nbytes = read_le<uint64_t>(rec + 8);
   uint64_t data_offset = read_le<uint64_t>(rec + 16);
+  uint64_t padding_bits = read_le<uint64_t>(rec + 24);
   const BlobType* type = nullptr;
   for (const auto& t : kBlobTypes) {
     if (t.code == code) type = &t;
   }
   if (type == nullptr) throw BundleError(at + ": unsupported blob dtype code " + std::to_string(code));
+  if (data_offset < offset + kRecordSize) {
+    throw BundleError(at + ": blob data offset " + std::to_string(data_offset) + " overlaps its own record (expected >= " +
+                      std::to_string(offset + kRecordSize) + ")");
+  }
   if (data_offset > size_ || nbytes > size_ - data_offset) {
     throw BundleError(at + ": blob data [" + std::to_string(data_offset) + ", +" + std::to_string(nbytes) +
                       ") runs past the end of the " + std::to_string(size_) + "-byte file");
@@ -120,13 +129,25 @@ Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declare
                       (declared_bits ? " (" + std::to_string(declared_bits) + "-bit)" : ""));
   }
   int64_t n = shape_numel(declared.shape);
-  uint64_t expected = (static_cast<uint64_t>(n) * type->bits + 7) / 8;
+  // n * bits must not overflow; a blob can never hold more bits than the file
+  if (n < 0 || static_cast<uint64_t>(n) > size_ * 8) {
+    throw BundleError(at + ": shape " + shape_to_string(declared.shape) + " needs more data than the " +
+                      std::to_string(size_) + "-byte file holds");
+  }
+  uint64_t bits_needed = static_cast<uint64_t>(n) * type->bits;
+  uint64_t expected = (bits_needed + 7) / 8;
   if (nbytes != expected) {
     throw BundleError(at + ": blob is " + std::to_string(nbytes) + " bytes, shape " + shape_to_string(declared.shape) +
                       " of " + type->name + " needs " + std::to_string(expected));
   }
+  // sub-byte blobs record their unused trailing bits (0 from older writers)
+  if (padding_bits != 0 && padding_bits != nbytes * 8 - bits_needed) {
+    throw BundleError(at + ": blob records " + std::to_string(padding_bits) + " padding bits, shape " +
+                      shape_to_string(declared.shape) + " of " + type->name + " leaves " +
+                      std::to_string(nbytes * 8 - bits_needed));
+  }
   const uint8_t* src = data_ + data_offset;
-  if (type->bits < 8) return unpack_bits(src, n, type->bits, type->is_signed, type->dtype, declared.shape);
+  if (type->bits < 8) return unpack_sub_byte(src, n, type->bits, type->is_signed, declared.shape);
   if (type->code == 15) {  // uint32 held as int32 bit pattern
     Tensor t(DType::kInt32, declared.shape);
     std::memcpy(t.data(), src, nbytes);

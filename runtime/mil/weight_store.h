@@ -38,4 +38,9 @@ class WeightStore {
   std::weak_ptr<WeightStore> self_;
 };
 
+// Unpacks `n` elements of `bits` (1..7) each, packed least significant bits
+// first as coremltools writes them, into an int8 (`is_signed`, sign-extended)
+// or uint8 tensor of `shape`. `src` must hold ceil(n * bits / 8) bytes.
+Tensor unpack_sub_byte(const uint8_t* src, int64_t n, int bits, bool is_signed, const Shape& shape);
+
 }  // namespace staticllm::mil

@@ -1,0 +1,188 @@
+#include "mil/executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "mil/thread_pool.h"
+#include "staticllm/errors.h"
+
+namespace staticllm::mil {
+
+namespace {
+
+// STATICLLM_PROFILE=1: time every op and print the totals per op type when
+// the process exits, to see where a method spends its time.
+class OpProfile {
+ public:
+  static OpProfile* get() {
+    static OpProfile* profile = std::getenv("STATICLLM_PROFILE") ? new OpProfile() : nullptr;
+    return profile;
+  }
+  void add(const std::string& type, double seconds) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& e = totals_[type];
+    e.first += seconds;
+    e.second += 1;
+  }
+
+ private:
+  OpProfile() {
+    std::atexit([] { get()->print(); });
+  }
+  void print() {
+    std::vector<std::pair<double, std::string>> rows;
+    double all = 0;
+    for (const auto& [type, e] : totals_) {
+      rows.push_back({e.first, type});
+      all += e.first;
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "staticllm op profile (%.3f s in ops)\n", all);
+    for (const auto& [sec, type] : rows) {
+      std::fprintf(stderr, "  %-32s %9.3f s %5.1f%% %9ld calls\n", type.c_str(), sec, all > 0 ? 100 * sec / all : 0.0,
+                   static_cast<long>(totals_[type].second));
+    }
+  }
+  std::mutex mutex_;
+  std::map<std::string, std::pair<double, int64_t>> totals_;
+};
+
+std::string spec_string(DType dtype, const Shape& shape) { return std::string(dtype_name(dtype)) + " " + shape_to_string(shape); }
+
+}  // namespace
+
+struct Executor::Context {
+  Tensor arena;    // 64-byte aligned (Tensor storage is)
+  Tensor scratch;
+  std::vector<Tensor> tensors;  // one per plan value: arena views, constants, or the caller's inputs
+  std::vector<std::vector<const Tensor*>> step_inputs;
+  std::vector<std::vector<Tensor*>> step_outputs;
+};
+
+Executor::Executor(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) {
+  created_ = 1;
+  release(make_context());  // built at load, so the first call does not allocate it
+}
+
+Executor::~Executor() = default;
+
+size_t Executor::context_count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return created_;
+}
+
+std::unique_ptr<Executor::Context> Executor::make_context() const {
+  auto ctx = std::make_unique<Context>();
+  ctx->arena = Tensor(DType::kUInt8, {static_cast<int64_t>(plan_->arena_bytes)});
+  ctx->scratch = Tensor(DType::kUInt8, {static_cast<int64_t>(plan_->scratch_bytes)});
+  auto* base = ctx->arena.data_as<uint8_t>();
+  ctx->tensors.resize(plan_->values.size());
+  for (size_t id = 0; id < plan_->values.size(); ++id) {
+    const PlanValue& v = plan_->values[id];
+    if (v.is_const) ctx->tensors[id] = v.constant;
+    else if (v.offset >= 0) ctx->tensors[id] = Tensor::view(v.type.dtype, v.type.shape, base + v.offset);
+  }
+  for (const PlanStep& s : plan_->steps) {
+    std::vector<const Tensor*> ins;
+    for (int id : s.inputs) ins.push_back(&ctx->tensors[id]);
+    std::vector<Tensor*> outs;
+    for (int id : s.outputs) outs.push_back(&ctx->tensors[id]);
+    ctx->step_inputs.push_back(std::move(ins));
+    ctx->step_outputs.push_back(std::move(outs));
+  }
+  return ctx;
+}
+
+std::unique_ptr<Executor::Context> Executor::acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!free_.empty()) {
+      auto ctx = std::move(free_.back());
+      free_.pop_back();
+      return ctx;
+    }
+    ++created_;
+  }
+  return make_context();  // outside the lock: other callers need not wait
+}
+
+void Executor::release(std::unique_ptr<Context> ctx) {
+  // Drop the references to the caller's input buffers before pooling.
+  for (int id : plan_->input_values) {
+    if (!plan_->values[id].is_state) ctx->tensors[id] = Tensor();
+  }
+  for (size_t id = 0; id < plan_->values.size(); ++id) {
+    if (plan_->values[id].alias_of >= 0 && plan_->values[id].offset < 0) ctx->tensors[id] = Tensor();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  free_.push_back(std::move(ctx));
+}
+
+// Method validates inputs before they get here; this guards direct callers
+// (and keeps the memcpy of states in bounds whatever happens above).
+void Executor::check_inputs(const std::vector<Tensor>& inputs) const {
+  if (inputs.size() != plan_->input_values.size()) {
+    throw InputError(plan_->where + ": expected " + std::to_string(plan_->input_values.size()) +
+                     " input tensors (inputs, then states), got " + std::to_string(inputs.size()));
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const PlanValue& v = plan_->values[plan_->input_values[i]];
+    const Tensor& t = inputs[i];
+    if (t.dtype() != v.type.dtype || t.shape() != v.type.shape || !t.defined()) {
+      throw InputError(plan_->where + ": input '" + v.name + "' expects " + spec_string(v.type.dtype, v.type.shape) +
+                       ", got " + (t.defined() ? spec_string(t.dtype(), t.shape()) : std::string("no data")));
+    }
+  }
+}
+
+std::vector<Tensor> Executor::execute(const std::vector<Tensor>& inputs) {
+  check_inputs(inputs);
+  std::unique_ptr<Context> ctx = acquire();
+  // Hand the context back on every exit path, exceptions included.
+  struct Return {
+    Executor* self;
+    std::unique_ptr<Context>& ctx;
+    ~Return() { self->release(std::move(ctx)); }
+  } give_back{this, ctx};
+
+  const Plan& plan = *plan_;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    int id = plan.input_values[i];
+    if (plan.values[id].is_state) std::memcpy(ctx->tensors[id].data(), inputs[i].data(), inputs[i].nbytes());
+    else ctx->tensors[id] = inputs[i];  // read in place, never written
+  }
+  // Reshape-like values sharing a caller's input buffer.
+  for (size_t id = 0; id < plan.values.size(); ++id) {
+    const PlanValue& v = plan.values[id];
+    if (v.alias_of < 0 || v.offset >= 0) continue;
+    ctx->tensors[id] = Tensor::view(v.type.dtype, v.type.shape, ctx->tensors[v.alias_of].data());
+  }
+  ThreadPool& pool = default_thread_pool();
+  OpProfile* profile = OpProfile::get();
+  for (size_t s = 0; s < plan.steps.size(); ++s) {
+    KernelCall call{ctx->step_inputs[s].data(), ctx->step_outputs[s].data(), &pool, ctx->scratch.data()};
+    if (profile == nullptr) {
+      plan.steps[s].run(call);
+      continue;
+    }
+    auto start = std::chrono::steady_clock::now();
+    plan.steps[s].run(call);
+    profile->add(plan.steps[s].op_type, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::vector<Tensor> outputs;
+  outputs.reserve(plan.output_values.size());
+  for (int id : plan.output_values) {
+    const Tensor& src = ctx->tensors[id];
+    Tensor out(src.dtype(), src.shape());
+    std::memcpy(out.data(), src.data(), src.nbytes());
+    outputs.push_back(std::move(out));
+  }
+  return outputs;
+}
+
+}  // namespace staticllm::mil

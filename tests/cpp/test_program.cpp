@@ -1,0 +1,341 @@
+// program.json parsing, planning and execution on hand-written programs in
+// protobuf's JSON mapping (the form coremltools' MessageToDict produces).
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "mil/executor.h"
+#include "mil/half.h"
+#include "mil/planner.h"
+#include "mil/program.h"
+#include "staticllm/errors.h"
+
+using namespace staticllm;
+using namespace staticllm::mil;
+using nlohmann::json;
+
+namespace {
+
+std::string write_json(const json& doc) {
+  static int counter = 0;
+  std::string name = "staticllm_program_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".json";
+  std::string path = (std::filesystem::temp_directory_path() / name).string();
+  std::ofstream(path) << doc.dump();
+  return path;
+}
+
+json tensor_type(const std::string& dtype, const std::vector<int64_t>& shape) {
+  json t = {{"dataType", dtype}};
+  if (!shape.empty()) {
+    t["rank"] = std::to_string(shape.size());
+    for (int64_t d : shape) t["dimensions"].push_back({{"constant", {{"size", std::to_string(d)}}}});
+  }
+  return {{"tensorType", t}};
+}
+
+// nlohmann's brace initialisation cannot tell [{...}] from {...}: spell arrays out.
+json named(const std::string& name) { return {{"arguments", json::array({json{{"name", name}}})}}; }
+json inline_value(const json& value) { return {{"arguments", json::array({json{{"value", value}}})}}; }
+json output(const std::string& name, const json& type) { return json::array({json{{"name", name}, {"type", type}}}); }
+
+json immediate(const std::string& dtype, const std::vector<int64_t>& shape, const json& tensor) {
+  return {{"type", tensor_type(dtype, shape)}, {"immediateValue", {{"tensor", tensor}}}};
+}
+
+json const_op(const std::string& name, const json& value) {
+  return {{"type", "const"}, {"outputs", output(name, value["type"])}, {"attributes", {{"val", value}}}};
+}
+
+json op(const std::string& type, const json& inputs, const std::string& out, const json& out_type) {
+  return {{"type", type}, {"inputs", inputs}, {"outputs", output(out, out_type)}};
+}
+
+json program(const json& inputs, const json& ops, const std::vector<std::string>& outputs) {
+  json block = {{"operations", ops}, {"outputs", outputs}};
+  json fn = {{"inputs", inputs}, {"opset", "CoreML8"}, {"blockSpecializations", {{"CoreML8", block}}}};
+  return {{"version", "1"}, {"functions", {{"main", fn}}}};
+}
+
+json input(const std::string& name, const std::string& dtype, const std::vector<int64_t>& shape) {
+  return {{"name", name}, {"type", tensor_type(dtype, shape)}};
+}
+
+TensorSpec spec(const std::string& name, DType dtype, Shape shape) {
+  TensorSpec s;
+  s.name = name;
+  s.dtype = dtype;
+  s.shape = std::move(shape);
+  return s;
+}
+
+// y = reshape(x + c, [3, 2]) * 2 over x: fp32 [2, 3].
+json affine_program() {
+  json ops = {
+      const_op("c", immediate("FLOAT32", {3}, {{"floats", {{"values", {1.0, 2.0, 3.0}}}}})),
+      op("add", {{"x", named("x")}, {"y", named("c")}}, "a", tensor_type("FLOAT32", {2, 3})),
+      const_op("shape", immediate("INT32", {2}, {{"ints", {{"values", {3, 2}}}}})),
+      op("reshape", {{"x", named("a")}, {"shape", named("shape")}}, "r", tensor_type("FLOAT32", {3, 2})),
+      const_op("two", immediate("FLOAT32", {}, {{"floats", {{"values", {2.0}}}}})),
+      op("mul", {{"x", named("r")}, {"y", named("two")}}, "y", tensor_type("FLOAT32", {3, 2})),
+  };
+  return program(json::array({input("x", "FLOAT32", {2, 3})}), ops, {"y"});
+}
+
+MethodMetadata affine_method() {
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {2, 3})};
+  m.outputs = {spec("y", DType::kFloat32, {3, 2})};
+  return m;
+}
+
+Tensor f32(Shape shape, std::vector<float> v) {
+  Tensor t(DType::kFloat32, std::move(shape));
+  std::copy(v.begin(), v.end(), t.data_as<float>());
+  return t;
+}
+
+std::vector<float> floats(const Tensor& t) { return {t.data_as<float>(), t.data_as<float>() + t.numel()}; }
+
+const OpDecl& find_op(const FunctionDecl& fn, const std::string& name) {
+  for (const OpDecl& o : fn.ops) {
+    if (o.name == name) return o;
+  }
+  FAIL("no op " << name);
+  throw;
+}
+
+}  // namespace
+
+TEST_CASE("program.json functions, ops and immediates are parsed", "[program]") {
+  Program p = load_program(write_json(affine_program()), nullptr);
+  REQUIRE(p.functions.size() == 1);
+  const FunctionDecl& fn = p.functions.at("main");
+  REQUIRE(fn.inputs.size() == 1);
+  CHECK(fn.inputs[0].type.shape == Shape{2, 3});
+  CHECK(fn.outputs == std::vector<std::string>{"y"});
+  REQUIRE(fn.ops.size() == 6);
+  const OpDecl& add = find_op(fn, "a");
+  CHECK(add.type == "add");
+  CHECK(add.inputs.at("y")[0].name == "c");
+  const Tensor& c = find_op(fn, "c").const_val->tensor;
+  CHECK(floats(c) == std::vector<float>{1, 2, 3});
+  CHECK(find_op(fn, "two").const_val->tensor.shape().empty());
+}
+
+TEST_CASE("immediate encodings: fp16 bytes, int64 strings, bools, strings, packed int4", "[program]") {
+  json ops = {
+      // fp16 [1.0, 2.0] little-endian: 00 3c 00 40
+      const_op("h", immediate("FLOAT16", {2}, {{"bytes", {{"values", "ADwAQA=="}}}})),
+      const_op("l", immediate("INT64", {2}, {{"longInts", {{"values", {"9007199254740993", "-5"}}}}})),
+      const_op("b", immediate("BOOL", {2}, {{"bools", {{"values", {true, false}}}}})),
+      const_op("s", immediate("STRING", {}, {{"strings", {{"values", {"fp16"}}}}})),
+      // int4 [1, -2, 3, -8]: bytes e1 83
+      const_op("q", immediate("INT4", {4}, {{"bytes", {{"values", "4YM="}}}})),
+      const_op("u", immediate("UINT2", {4}, {{"bytes", {{"values", "5A=="}}}})),
+  };
+  Program p = load_program(write_json(program(json::array(), ops, {})), nullptr);
+  const FunctionDecl& fn = p.functions.at("main");
+  const Tensor& h = find_op(fn, "h").const_val->tensor;
+  CHECK(half_to_float(h.data_as<uint16_t>()[0]) == 1.0f);
+  CHECK(half_to_float(h.data_as<uint16_t>()[1]) == 2.0f);
+  const Tensor& l = find_op(fn, "l").const_val->tensor;
+  CHECK(l.data_as<int64_t>()[0] == 9007199254740993LL);  // not representable as a double
+  CHECK(l.data_as<int64_t>()[1] == -5);
+  const Tensor& b = find_op(fn, "b").const_val->tensor;
+  CHECK(b.dtype() == DType::kBool);
+  CHECK((b.data_as<uint8_t>()[0] == 1 && b.data_as<uint8_t>()[1] == 0));
+  CHECK(find_op(fn, "s").const_val->is_string);
+  CHECK(find_op(fn, "s").const_val->str == "fp16");
+  const Tensor& q = find_op(fn, "q").const_val->tensor;
+  CHECK(q.dtype() == DType::kInt8);
+  CHECK(std::vector<int>(q.data_as<int8_t>(), q.data_as<int8_t>() + 4) == std::vector<int>{1, -2, 3, -8});
+  const Tensor& u = find_op(fn, "u").const_val->tensor;
+  CHECK(std::vector<int>(u.data_as<uint8_t>(), u.data_as<uint8_t>() + 4) == std::vector<int>{0, 1, 2, 3});
+}
+
+TEST_CASE("malformed programs are BundleErrors naming file and place", "[program]") {
+  auto error = [](const json& doc) -> std::string {
+    try {
+      load_program(write_json(doc), nullptr);
+    } catch (const BundleError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  json dynamic = affine_program();
+  dynamic["functions"]["main"]["inputs"][0]["type"]["tensorType"]["dimensions"][0] = {{"unknown", {{"variadic", false}}}};
+  CHECK_THAT(error(dynamic), Catch::Contains("function 'main' input: dynamic dimensions are not supported"));
+
+  json no_block = affine_program();
+  no_block["functions"]["main"]["opset"] = "CoreML7";
+  CHECK_THAT(error(no_block), Catch::Contains("no block for its opset 'CoreML7'"));
+
+  json short_imm = program(json::array(), json::array({const_op("c", immediate("FLOAT32", {3}, {{"floats", {{"values", {1.0}}}}}))}), {});
+  CHECK_THAT(error(short_imm), Catch::Contains("immediate value has 1 elements, shape [3] needs 3"));
+
+  json short_bytes = program(json::array(), json::array({const_op("c", immediate("FLOAT16", {3}, {{"bytes", {{"values", "ADw="}}}}))}), {});
+  CHECK_THAT(error(short_bytes), Catch::Contains("bytes value holds 2 bytes, shape [3] needs 6"));
+
+  json blob = {{"type", tensor_type("FLOAT32", {4})},
+               {"blobFileValue", {{"fileName", "@model_path/weights/weight.bin"}, {"offset", "64"}}}};
+  CHECK_THAT(error(program(json::array(), json::array({const_op("w", blob)}), {})), Catch::Contains("which the package lacks"));
+
+  json huge = program(json::array({input("x", "FLOAT32", {1 << 30, 1 << 30, 4})}), json::array(), {});
+  CHECK_THAT(error(huge), Catch::Contains("has too many elements"));
+
+  CHECK_THAT(error(json{{"functions", 3}}), Catch::Contains("expected an object"));
+  std::string path = write_json(affine_program());
+  std::ofstream(path) << "{\"functions\": ";
+  CHECK_THAT(error(json()), Catch::Contains("missing 'functions'"));
+  REQUIRE_THROWS_WITH(load_program(path, nullptr), Catch::Contains("not valid JSON"));
+}
+
+TEST_CASE("a planned function folds constants, aliases reshapes and runs", "[program]") {
+  Program p = load_program(write_json(affine_program()), nullptr);
+  auto plan = plan_function(p.functions.at("main"), affine_method());
+  // add and mul run; the reshape shares the add's bytes instead of copying
+  REQUIRE(plan->steps.size() == 2);
+  CHECK(plan->steps[0].op_type == "add");
+  CHECK(plan->steps[1].op_type == "mul");
+  Executor exec(plan);
+  std::vector<Tensor> out = exec.execute({f32({2, 3}, {0, 1, 2, 3, 4, 5})});
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].shape() == Shape{3, 2});
+  CHECK(floats(out[0]) == std::vector<float>{2, 6, 10, 8, 12, 16});
+}
+
+TEST_CASE("ops on constants only are evaluated once at plan time", "[program]") {
+  json ops = {
+      const_op("c", immediate("FLOAT32", {2}, {{"floats", {{"values", {1.0, 2.0}}}}})),
+      op("add", {{"x", named("c")}, {"y", named("c")}}, "cc", tensor_type("FLOAT32", {2})),
+      op("add", {{"x", named("x")}, {"y", named("cc")}}, "y", tensor_type("FLOAT32", {2})),
+  };
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {2})};
+  m.outputs = {spec("y", DType::kFloat32, {2})};
+  Program p = load_program(write_json(program(json::array({input("x", "FLOAT32", {2})}), ops, {"y"})), nullptr);
+  auto plan = plan_function(p.functions.at("main"), m);
+  REQUIRE(plan->steps.size() == 1);
+  CHECK(floats(Executor(plan).execute({f32({2}, {10, 20})})[0]) == std::vector<float>{12, 24});
+}
+
+TEST_CASE("the arena reuses the space of dead values", "[program]") {
+  // a chain of 8 adds over [1024] fp32: live values never exceed two
+  json ops = json::array();
+  std::string prev = "x";
+  for (int i = 0; i < 8; ++i) {
+    std::string out = "v" + std::to_string(i);
+    ops.push_back(op("add", {{"x", named(prev)}, {"y", named("x")}}, out, tensor_type("FLOAT32", {1024})));
+    prev = out;
+  }
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {1024})};
+  m.outputs = {spec(prev, DType::kFloat32, {1024})};
+  Program p = load_program(write_json(program(json::array({input("x", "FLOAT32", {1024})}), ops, {prev})), nullptr);
+  auto plan = plan_function(p.functions.at("main"), m);
+  CHECK(plan->arena_bytes <= 2 * 4096);
+  for (const PlanValue& v : plan->values) {
+    if (v.offset >= 0) CHECK(v.offset % 64 == 0);
+  }
+  Tensor x(DType::kFloat32, {1024});
+  for (int i = 0; i < 1024; ++i) x.data_as<float>()[i] = static_cast<float>(i);
+  Tensor y = Executor(plan).execute({x})[0];
+  CHECK(y.data_as<float>()[1023] == 9 * 1023.0f);
+}
+
+TEST_CASE("unsupported ops and type disagreements fail the plan, not the run", "[program]") {
+  Program p = load_program(write_json(affine_program()), nullptr);
+  FunctionDecl fn = p.functions.at("main");
+
+  FunctionDecl unknown = fn;
+  unknown.ops[1].type = "fancy_add";
+  REQUIRE_THROWS_AS(plan_function(unknown, affine_method()), UnsupportedOpError);
+  REQUIRE_THROWS_WITH(plan_function(unknown, affine_method()),
+                      Catch::StartsWith("function 'main', op 'a' (type 'fancy_add'): op not supported by the portable "
+                                        "interpreter; supported: ") &&
+                          Catch::Contains("linear"));
+
+  FunctionDecl nested = fn;
+  nested.ops[1].has_blocks = true;
+  REQUIRE_THROWS_AS(plan_function(nested, affine_method()), UnsupportedOpError);
+
+  FunctionDecl wrong_type = fn;
+  wrong_type.ops[1].outputs[0].type.dtype = DType::kFloat16;
+  REQUIRE_THROWS_WITH(plan_function(wrong_type, affine_method()),
+                      Catch::Contains("output 'a' is declared fp16 [2, 3] but the op computes fp32 [2, 3]"));
+
+  MethodMetadata bad_out = affine_method();
+  bad_out.outputs[0].shape = {6};
+  REQUIRE_THROWS_WITH(plan_function(fn, bad_out),
+                      Catch::Contains("metadata output 'y' is fp32 [6] but the program declares fp32 [3, 2]"));
+  MethodMetadata bad_in = affine_method();
+  bad_in.inputs[0].name = "z";
+  REQUIRE_THROWS_WITH(plan_function(fn, bad_in), Catch::Contains("program input 'x' is not in the method's metadata"));
+}
+
+TEST_CASE("an unsupported op with unparseable types is reported as unsupported", "[program]") {
+  json doc = affine_program();
+  json loop = {{"type", "while_loop"},
+               {"outputs", output("w", {{"listType", json::object()}})},
+               {"blocks", json::array({json::object()})}};
+  doc["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"].push_back(loop);
+  Program p = load_program(write_json(doc), nullptr);
+  REQUIRE_THROWS_WITH(plan_function(p.functions.at("main"), affine_method()),
+                      Catch::StartsWith("function 'main', op 'w' (type 'while_loop'): ops with nested blocks"));
+}
+
+TEST_CASE("one executor serves concurrent callers and survives kernel errors", "[program]") {
+  json ops = {
+      op("gather",
+         {{"x", named("table")}, {"indices", named("idx")},
+          {"axis", inline_value(immediate("INT32", {}, {{"ints", {{"values", {0}}}}}))}},
+         "g", tensor_type("FLOAT32", {2, 3})),
+  };
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("table", DType::kFloat32, {4, 3}), spec("idx", DType::kInt32, {2})};
+  m.outputs = {spec("g", DType::kFloat32, {2, 3})};
+  json inputs = json::array({input("table", "FLOAT32", {4, 3}), input("idx", "INT32", {2})});
+  Program p = load_program(write_json(program(inputs, ops, {"g"})), nullptr);
+  Executor exec(plan_function(p.functions.at("main"), m));
+  Tensor table(DType::kFloat32, {4, 3});
+  for (int i = 0; i < 12; ++i) table.data_as<float>()[i] = static_cast<float>(i);
+  auto idx = [](int a, int b) {
+    Tensor t(DType::kInt32, {2});
+    t.data_as<int32_t>()[0] = a;
+    t.data_as<int32_t>()[1] = b;
+    return t;
+  };
+  REQUIRE_THROWS_AS(exec.execute({table, idx(0, 4)}), InputError);
+  REQUIRE_THROWS_AS(exec.execute({table}), InputError);
+  REQUIRE_THROWS_AS(exec.execute({idx(0, 1), table}), InputError);
+
+  std::vector<std::thread> threads;
+  std::vector<int> ok(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        int row = (t + i) % 4;
+        Tensor g = exec.execute({table, idx(row, 3 - row)})[0];
+        ok[t] += g.data_as<float>()[0] == 3.0f * row && g.data_as<float>()[5] == 3.0f * (3 - row) + 2;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(ok == std::vector<int>(4, 200));
+  CHECK(exec.context_count() <= 5);
+}

@@ -63,14 +63,25 @@ bool dtype_of(const py::dtype& d, DType* out) {
   return false;
 }
 
-// Borrows the array's memory; the Tensor keeps the array alive and drops it
-// under the GIL.
+// Borrows the array's memory (no copy when it is already C-contiguous, as
+// numpy arrays and CPU torch tensors usually are); the Tensor keeps the array
+// alive and drops it under the GIL. np.asarray, not np.ascontiguousarray,
+// because the latter turns 0-d arrays into 1-d ones.
 Tensor to_tensor(const py::handle& obj, const std::string& what) {
-  py::object arr = py::module_::import("numpy").attr("ascontiguousarray")(obj);
+  py::module_ np = py::module_::import("numpy");
+  py::object arr;
+  try {
+    arr = np.attr("asarray")(obj);
+    if (!arr.attr("flags").attr("c_contiguous").cast<bool>()) arr = np.attr("ascontiguousarray")(arr);
+  } catch (py::error_already_set& e) {
+    // e.g. a torch tensor that requires grad, or a bfloat16 one
+    throw InputError(what + ": cannot be read as a numpy array (" + std::string(e.what()) + ")");
+  }
   auto a = py::reinterpret_borrow<py::array>(arr);
   DType t;
   if (!dtype_of(a.dtype(), &t)) {
-    throw InputError(what + ": unsupported array dtype " + std::string(py::str(a.dtype())));
+    throw InputError(what + ": unsupported array dtype " + std::string(py::str(a.dtype())) +
+                     " (expected a native-endian numeric or bool array)");
   }
   Shape shape(a.shape(), a.shape() + a.ndim());
   auto* keep = new py::object(arr);
@@ -107,7 +118,10 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
       if (!spec.find_input(key)) {
         bool is_state = false;
         for (const auto& s : spec.states) is_state |= s.name == key;
-        if (!is_state) throw InputError(prefix + ": unknown input '" + key + "'; it takes: " + names_of(spec.inputs));
+        if (!is_state) {
+          throw InputError(prefix + ": unknown input '" + key + "'; it takes: " + names_of(spec.inputs) +
+                           (spec.states.empty() ? "" : " (and optionally the states: " + names_of(spec.states) + ")"));
+        }
       }
     }
     for (const auto& s : spec.inputs) {
@@ -127,11 +141,13 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
   size_t n = py::len(seq);
   if (n != spec.inputs.size() && n != spec.inputs.size() + spec.states.size()) {
     throw InputError(prefix + ": expected " + std::to_string(spec.inputs.size()) + " inputs (" + names_of(spec.inputs) +
-                     "), got " + std::to_string(n));
+                     ")" + (spec.states.empty() ? "" : ", optionally followed by the states (" + names_of(spec.states) + ")") +
+                     ", got " + std::to_string(n));
   }
   for (size_t i = 0; i < n; ++i) {
-    const std::string& name = i < spec.inputs.size() ? spec.inputs[i].name : spec.states[i - spec.inputs.size()].name;
-    out.push_back(to_tensor(seq[i], prefix + ": input '" + name + "'"));
+    bool is_state = i >= spec.inputs.size();
+    const std::string& name = is_state ? spec.states[i - spec.inputs.size()].name : spec.inputs[i].name;
+    out.push_back(to_tensor(seq[i], prefix + (is_state ? ": state '" : ": input '") + name + "'"));
   }
   for (size_t i = n - spec.inputs.size(); i < spec.states.size(); ++i) {
     out.emplace_back(spec.states[i].dtype, spec.states[i].shape);
@@ -170,6 +186,20 @@ py::object json_to_python(const nlohmann::json& j) {
   return py::module_::import("json").attr("loads")(j.dump());
 }
 
+// A dict (or any JSON-serializable object) or JSON text, as JSON text.
+std::string json_text_of(const py::object& doc) {
+  if (py::isinstance<py::str>(doc)) return doc.cast<std::string>();
+  try {
+    return py::module_::import("json").attr("dumps")(doc).cast<std::string>();
+  } catch (py::error_already_set& e) {
+    throw MetadataError("metadata.json: the document is not JSON-serializable (" + std::string(e.what()) + ")");
+  }
+}
+
+std::string normalized_metadata(const std::string& text) {
+  return metadata_to_json(metadata_from_string(text)).dump();
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -199,13 +229,15 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("metadata", [](const Runtime& self) { return json_to_python(metadata_to_json(self.metadata())); })
       .def("method", &Runtime::method, py::arg("name"));
 
-  m.def("save_metadata", [](const std::string& text, const std::string& path) {
-    save_metadata_file(metadata_from_string(text), path);
-  }, py::arg("json_text"), py::arg("path"), "Validate metadata JSON text and write it as metadata.json.");
+  m.def("save_metadata", [](const py::object& doc, const std::string& path) {
+    save_metadata_file(metadata_from_string(json_text_of(doc)), path);
+  }, py::arg("metadata"), py::arg("path"),
+        "Validate metadata (a dict or JSON text) and write it as metadata.json; the only writer of that file.");
   m.def("load_metadata", [](const std::string& path) { return metadata_to_json(load_metadata_file(path)).dump(); },
-        py::arg("path"));
-  m.def("validate_metadata", [](const std::string& text) { return metadata_to_json(metadata_from_string(text)).dump(); },
-        py::arg("json_text"));
+        py::arg("path"), "Read and validate a metadata.json; returns normalized JSON text.");
+  m.def("metadata_from_json_text", &normalized_metadata, py::arg("json_text"),
+        "Validate metadata JSON text; returns it normalized (MetadataError naming the key otherwise).");
+  m.def("validate_metadata", &normalized_metadata, py::arg("json_text"));
   m.def("coreml_function_name", [](const std::string& text, const std::string& method) -> py::object {
     ModelMetadata md = metadata_from_string(text);
     auto name = coreml_function_name(md, md.method(method));

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -79,6 +80,98 @@ std::string compiled_model_path(const std::string& cache_dir, const std::string&
 #endif
   }
   return (dir / (key + ".mlmodelc")).string();
+}
+
+namespace {
+
+constexpr int64_t kFloatCode = 0x10000;
+constexpr int64_t kIntCode = 0x20000;
+
+struct ArrayCode {
+  DType dtype;
+  int64_t code;
+};
+
+constexpr ArrayCode kArrayCodes[] = {
+    {DType::kFloat16, kFloatCode | 16}, {DType::kFloat32, kFloatCode | 32}, {DType::kFloat64, kFloatCode | 64},
+    {DType::kInt32, kIntCode | 32},     {DType::kInt8, kIntCode | 8},
+};
+
+}  // namespace
+
+std::optional<DType> dtype_from_array_code(int64_t code) {
+  for (const auto& c : kArrayCodes) {
+    if (c.code == code) return c.dtype;
+  }
+  return std::nullopt;
+}
+
+int64_t array_code(DType dtype, const std::string& what) {
+  for (const auto& c : kArrayCodes) {
+    if (c.dtype == dtype) return c.code;
+  }
+  throw InputError(what + ": Core ML arrays hold fp16, fp32, fp64, int32 or int8, not " + dtype_name(dtype));
+}
+
+std::vector<int64_t> dense_strides(const Shape& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;) strides[i - 1] = strides[i] * shape[i];
+  return strides;
+}
+
+bool strided_fits(const Shape& shape, const std::vector<int64_t>& strides, int64_t elems) {
+  if (strides.size() != shape.size() || elems < 0) return false;
+  int64_t last = 0;  // offset of the last element
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] < 0 || strides[d] < 0) return false;
+    if (shape[d] == 0) return true;  // no elements at all
+    // Division instead of multiplication so a huge stride cannot overflow.
+    if (strides[d] != 0 && shape[d] - 1 > (elems - 1 - last) / strides[d]) return false;
+    last += (shape[d] - 1) * strides[d];
+  }
+  return last < elems;
+}
+
+void strided_copy(const void* src, const std::vector<int64_t>& src_strides, void* dst,
+                  const std::vector<int64_t>& dst_strides, const Shape& shape, size_t elem_size) noexcept {
+  const auto* s = static_cast<const uint8_t*>(src);
+  auto* d = static_cast<uint8_t*>(dst);
+  const size_t rank = shape.size();
+  if (rank == 0) {
+    std::memcpy(d, s, elem_size);
+    return;
+  }
+  for (int64_t n : shape) {
+    if (n == 0) return;
+  }
+  // The innermost dimension is copied as one run when both sides are contiguous there.
+  const int64_t inner = shape[rank - 1];
+  const bool runs = src_strides[rank - 1] == 1 && dst_strides[rank - 1] == 1;
+  std::vector<int64_t> idx(rank, 0);
+  while (true) {
+    int64_t so = 0, doff = 0;
+    for (size_t k = 0; k + 1 < rank; ++k) {
+      so += idx[k] * src_strides[k];
+      doff += idx[k] * dst_strides[k];
+    }
+    if (runs) {
+      std::memcpy(d + doff * elem_size, s + so * elem_size, static_cast<size_t>(inner) * elem_size);
+    } else {
+      for (int64_t i = 0; i < inner; ++i) {
+        std::memcpy(d + (doff + i * dst_strides[rank - 1]) * elem_size, s + (so + i * src_strides[rank - 1]) * elem_size,
+                    elem_size);
+      }
+    }
+    // Advance the outer dimensions like an odometer.
+    size_t k = rank - 1;
+    while (k > 0) {
+      --k;
+      if (++idx[k] < shape[k]) break;
+      idx[k] = 0;
+      if (k == 0) return;
+    }
+    if (rank == 1) return;
+  }
 }
 
 }  // namespace staticllm

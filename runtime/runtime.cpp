@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include "staticllm/coreml_support.h"
 #include "staticllm/errors.h"
 #include "staticllm/serde_json.h"
 
@@ -46,7 +47,29 @@ void Method::validate(const std::vector<Tensor>& inputs) const {
 
 std::vector<Tensor> Method::execute(const std::vector<Tensor>& inputs) const {
   validate(inputs);
-  return exe_->execute(inputs);
+  std::vector<Tensor> outputs = exe_->execute(inputs);
+  check_outputs(outputs);
+  return outputs;
+}
+
+// Callers index results by the metadata's specs, so a backend that disagrees
+// with metadata.json must fail loudly rather than hand back mislabeled arrays.
+void Method::check_outputs(const std::vector<Tensor>& outputs) const {
+  if (outputs.size() != spec_.outputs.size() + spec_.states.size()) {
+    throw BundleError("method '" + spec_.name + "': the backend returned " + std::to_string(outputs.size()) +
+                      " results; metadata.json declares " + std::to_string(spec_.outputs.size()) + " outputs and " +
+                      std::to_string(spec_.states.size()) + " states");
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    bool is_state = i >= spec_.outputs.size();
+    const TensorSpec& s = is_state ? spec_.states[i - spec_.outputs.size()] : spec_.outputs[i];
+    const Tensor& t = outputs[i];
+    if (t.dtype() != s.dtype || t.shape() != s.shape) {
+      throw BundleError("method '" + spec_.name + "': " + (is_state ? "state '" : "output '") + s.name + "' is " +
+                        spec_string(t.dtype(), t.shape()) + " but metadata.json declares " +
+                        spec_string(s.dtype, s.shape));
+    }
+  }
 }
 
 std::shared_ptr<Runtime> Runtime::load(const std::string& path, const std::string& backend,
@@ -54,6 +77,9 @@ std::shared_ptr<Runtime> Runtime::load(const std::string& path, const std::strin
   if (backend != "auto" && backend != "mil" && backend != "coreml") {
     throw InputError("unknown backend '" + backend + "'; choose auto, mil or coreml");
   }
+  // Checked on every platform so a typo fails the same way off Apple, where
+  // the Core ML options are otherwise unused.
+  parse_compute_units(options.compute_units);
   if (!is_directory(path)) throw BundleError("bundle directory not found: " + path);
   BundlePaths paths = bundle_paths(path);
   std::shared_ptr<Runtime> rt(new Runtime());

@@ -25,6 +25,8 @@ class Method {
   void validate(const std::vector<Tensor>& inputs) const;
 
  private:
+  // BundleError if the backend's results do not match the output/state specs.
+  void check_outputs(const std::vector<Tensor>& outputs) const;
   MethodMetadata spec_;
   std::unique_ptr<MethodExecutable> exe_;
 };

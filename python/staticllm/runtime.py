@@ -71,8 +71,23 @@ class Runtime:
         self._methods: dict[str, Method] = {}
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "auto") -> Runtime:
-        return cls(_core.Runtime.load(str(path), backend), Path(path))
+    def load(
+        cls,
+        path: str | Path,
+        backend: str = "auto",
+        *,
+        compute_units: str = "all",
+        cache_dir: str | Path | None = None,
+    ) -> Runtime:
+        """Open the bundle at `path`. `compute_units` ("all", "cpu_only",
+        "cpu_and_gpu", "cpu_and_ne") and `cache_dir` (where the compiled
+        .mlmodelc is kept) apply to the Core ML backend only."""
+        if not isinstance(backend, str):
+            raise InputError(f"backend must be a string (auto, mil or coreml), got {type(backend).__name__}")
+        options = _core.CoreMLOptions()
+        options.compute_units = compute_units
+        options.cache_dir = "" if cache_dir is None else str(cache_dir)
+        return cls(_core.Runtime.load(str(path), backend, options), Path(path))
 
     @property
     def method_names(self) -> list[str]:
@@ -91,7 +106,10 @@ class Runtime:
         return self._native.metadata
 
     def method(self, name: str | None = None) -> Method:
-        name = name or self.default_method
+        """The method called `name` (the default method if None)."""
+        name = self.default_method if name is None else name
+        if not isinstance(name, str):
+            raise InputError(f"method name must be a string, got {type(name).__name__}")
         if name not in self._methods:
             self._methods[name] = Method(self._native.method(name))
         return self._methods[name]

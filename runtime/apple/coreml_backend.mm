@@ -1,12 +1,17 @@
 // Core ML backend (Apple only). Every decision it makes -- which function a
-// method runs, where the compiled model is cached, the compute units -- comes
-// from portable C++ covered by ctest (function_selection, coreml_support);
-// this file only applies them to the Core ML API and converts tensors.
+// method runs, where the compiled model is cached, the compute units, element
+// type codes, strided layouts -- comes from portable C++ covered by ctest
+// (function_selection, coreml_support); this file only applies them to the
+// Core ML API. Nothing here may throw inside a block Core ML calls back: the
+// handlers record a problem and the caller throws after they return.
 #import <CoreML/CoreML.h>
 #import <Foundation/Foundation.h>
 
-#include <cstring>
+#include <cstddef>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "staticllm/backend.h"
 #include "staticllm/coreml_support.h"
@@ -31,57 +36,84 @@ MLComputeUnits to_ml(ComputeUnits units) {
   return MLComputeUnitsAll;
 }
 
-MLMultiArrayDataType to_ml(DType t, const std::string& name) {
-  switch (t) {
-    case DType::kFloat16: return MLMultiArrayDataTypeFloat16;
-    case DType::kFloat32: return MLMultiArrayDataTypeFloat32;
-    case DType::kFloat64: return MLMultiArrayDataTypeDouble;
-    case DType::kInt32: return MLMultiArrayDataTypeInt32;
-    default: throw InputError("'" + name + "': Core ML arrays hold fp16, fp32, fp64 or int32, not " + dtype_name(t));
-  }
-}
-
 NSArray<NSNumber*>* numbers(const std::vector<int64_t>& v) {
   NSMutableArray<NSNumber*>* out = [NSMutableArray arrayWithCapacity:v.size()];
   for (int64_t x : v) [out addObject:@(x)];
   return out;
 }
 
-// Wraps a tensor without copying; the tensor outlives the prediction.
-MLMultiArray* wrap(const Tensor& t, const std::string& name) {
-  std::vector<int64_t> strides(t.shape().size(), 1);
-  for (int64_t i = static_cast<int64_t>(strides.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * t.shape()[i + 1];
+std::vector<int64_t> int64s(NSArray<NSNumber*>* v) {
+  std::vector<int64_t> out;
+  for (NSNumber* n in v) out.push_back(n.longLongValue);
+  return out;
+}
+
+// Wraps an input tensor without copying; the tensor outlives the prediction.
+MLMultiArray* wrap(const Tensor& t, const std::string& what) {
   NSError* err = nil;
+  auto type = static_cast<MLMultiArrayDataType>(array_code(t.dtype(), what));
   MLMultiArray* a = [[MLMultiArray alloc] initWithDataPointer:const_cast<void*>(t.data())
                                                         shape:numbers(t.shape())
-                                                     dataType:to_ml(t.dtype(), name)
-                                                      strides:numbers(strides)
+                                                     dataType:type
+                                                      strides:numbers(dense_strides(t.shape()))
                                                   deallocator:nil
                                                         error:&err];
-  if (a == nil) throw InputError("'" + name + "': cannot wrap as MLMultiArray: " + describe(err));
+  if (a == nil) throw InputError(what + ": cannot wrap as MLMultiArray: " + describe(err));
   return a;
 }
 
-// Copies an MLMultiArray (possibly padded strides) into a dense tensor.
-void copy_out(MLMultiArray* a, Tensor& t) {
-  const size_t elem = dtype_size(t.dtype());
-  const int64_t rank = t.rank();
-  std::vector<int64_t> src_strides;
-  for (NSNumber* s in a.strides) src_strides.push_back(s.longLongValue);
-  [a getBytesWithHandler:^(const void* bytes, NSInteger) {
-    const auto* src = static_cast<const uint8_t*>(bytes);
-    auto* dst = static_cast<uint8_t*>(t.data());
-    std::vector<int64_t> idx(rank, 0);
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      int64_t off = 0;
-      for (int64_t d = 0; d < rank; ++d) off += idx[d] * src_strides[d];
-      std::memcpy(dst + i * elem, src + off * elem, elem);
-      for (int64_t d = rank - 1; d >= 0; --d) {
-        if (++idx[d] < t.shape()[d]) break;
-        idx[d] = 0;
-      }
-    }
-  }];
+// Empty if `a` holds `dtype` with `shape`, else what differs.
+std::string mismatch(MLMultiArray* a, DType dtype, const Shape& shape) {
+  std::optional<DType> got = dtype_from_array_code(static_cast<int64_t>(a.dataType));
+  if (!got || *got != dtype) {
+    return std::string("Core ML holds ") + (got ? dtype_name(*got) : "an unsupported element type") +
+           ", expected " + dtype_name(dtype);
+  }
+  Shape got_shape = int64s(a.shape);
+  if (got_shape != shape) return "Core ML holds shape " + shape_to_string(got_shape) + ", expected " + shape_to_string(shape);
+  return "";
+}
+
+// Copies between a Core ML array and a dense buffer of `dtype`/`shape`
+// (into the array when `into_array`). Returns the problem instead of throwing.
+std::string transfer(MLMultiArray* a, void* dense, DType dtype, const Shape& shape, bool into_array) {
+  std::string problem = mismatch(a, dtype, shape);
+  if (!problem.empty()) return problem;
+  const Shape dims = shape;  // blocks capture copies, never references
+  const std::vector<int64_t> strides = int64s(a.strides);
+  const std::vector<int64_t> dense_s = dense_strides(shape);
+  const int64_t elem = static_cast<int64_t>(dtype_size(dtype));
+  __block bool fits = false;
+  if (into_array) {
+    [a getMutableBytesWithHandler:^(void* bytes, NSInteger size, NSArray<NSNumber*>* same_strides) {
+      (void)same_strides;  // equal to a.strides, read above
+      fits = strided_fits(dims, strides, static_cast<int64_t>(size) / elem);
+      if (fits) strided_copy(dense, dense_s, bytes, strides, dims, static_cast<size_t>(elem));
+    }];
+  } else {
+    [a getBytesWithHandler:^(const void* bytes, NSInteger size) {
+      fits = strided_fits(dims, strides, static_cast<int64_t>(size) / elem);
+      if (fits) strided_copy(bytes, strides, dense, dense_s, dims, static_cast<size_t>(elem));
+    }];
+  }
+  return fits ? "" : "Core ML array strides reach past its buffer";
+}
+
+// Copies each state tensor into (or out of) the MLState's buffers.
+API_AVAILABLE(macos(15.0), ios(18.0))
+void transfer_states(MLState* state, const MethodMetadata& spec, std::vector<Tensor>& tensors, bool into_state) {
+  for (size_t i = 0; i < spec.states.size(); ++i) {
+    const TensorSpec& s = spec.states[i];
+    void* data = tensors[i].data();
+    const DType dtype = s.dtype;
+    const Shape shape = s.shape;
+    __block std::string problem = "Core ML has no state buffer";
+    [state getMultiArrayForStateNamed:@(s.name.c_str())
+                              handler:^(MLMultiArray* buffer) {
+                                problem = transfer(buffer, data, dtype, shape, into_state);
+                              }];
+    if (!problem.empty()) throw BundleError("method '" + spec.name + "': state '" + s.name + "': " + problem);
+  }
 }
 
 class CoreMLExecutable : public MethodExecutable {
@@ -93,48 +125,56 @@ class CoreMLExecutable : public MethodExecutable {
       NSMutableDictionary<NSString*, MLFeatureValue*>* feats = [NSMutableDictionary dictionary];
       for (size_t i = 0; i < spec_.inputs.size(); ++i) {
         const std::string& name = spec_.inputs[i].name;
-        feats[@(name.c_str())] = [MLFeatureValue featureValueWithMultiArray:wrap(inputs[i], name)];
+        feats[@(name.c_str())] =
+            [MLFeatureValue featureValueWithMultiArray:wrap(inputs[i], "method '" + spec_.name + "': input '" + name + "'")];
       }
       NSError* err = nil;
       MLDictionaryFeatureProvider* provider = [[MLDictionaryFeatureProvider alloc] initWithDictionary:feats error:&err];
       if (provider == nil) throw InputError("method '" + spec_.name + "': " + describe(err));
+      std::vector<Tensor> states;
+      for (const TensorSpec& s : spec_.states) states.emplace_back(s.dtype, s.shape);
+      id<MLFeatureProvider> result = predict(provider, inputs, states);
       std::vector<Tensor> outputs;
-      id<MLFeatureProvider> result = nil;
-      MLState* state = nil;
-      if (!spec_.states.empty()) {
-        state = [model_ newState];
-        for (size_t i = 0; i < spec_.states.size(); ++i) {
-          const Tensor& given = inputs[spec_.inputs.size() + i];
-          [state getMultiArrayForStateNamed:@(spec_.states[i].name.c_str())
-                                    handler:^(MLMultiArray* buffer) {
-                                      std::memcpy(buffer.dataPointer, given.data(), given.nbytes());
-                                    }];
-        }
-        result = [model_ predictionFromFeatures:provider usingState:state error:&err];
-      } else {
-        result = [model_ predictionFromFeatures:provider error:&err];
-      }
-      if (result == nil) throw BundleError("method '" + spec_.name + "': Core ML prediction failed: " + describe(err));
       for (const TensorSpec& o : spec_.outputs) {
         MLMultiArray* a = [result featureValueForName:@(o.name.c_str())].multiArrayValue;
-        if (a == nil) throw BundleError("method '" + spec_.name + "': Core ML returned no output '" + o.name + "'");
+        if (a == nil) throw BundleError("method '" + spec_.name + "': Core ML returned no array output '" + o.name + "'");
         Tensor t(o.dtype, o.shape);
-        copy_out(a, t);
+        std::string problem = transfer(a, t.data(), o.dtype, o.shape, false);
+        if (!problem.empty()) throw BundleError("method '" + spec_.name + "': output '" + o.name + "': " + problem);
         outputs.push_back(std::move(t));
       }
-      for (const TensorSpec& s : spec_.states) {
-        Tensor t(s.dtype, s.shape);
-        [state getMultiArrayForStateNamed:@(s.name.c_str())
-                                  handler:^(MLMultiArray* buffer) { std::memcpy(t.data(), buffer.dataPointer, t.nbytes()); }];
-        outputs.push_back(std::move(t));
-      }
+      for (Tensor& s : states) outputs.push_back(std::move(s));
       return outputs;
     }
   }
 
  private:
-  MLModel* model_;  // MLModel predictions are thread-safe
+  // One prediction at a time per method: the synchronous MLModel prediction
+  // API is not documented as thread-safe, and Method promises correct results
+  // from several threads. Fills `states` with the updated state values.
+  id<MLFeatureProvider> predict(id<MLFeatureProvider> provider, const std::vector<Tensor>& inputs,
+                                std::vector<Tensor>& states) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    NSError* err = nil;
+    id<MLFeatureProvider> result = nil;
+    if (spec_.states.empty()) {
+      result = [model_ predictionFromFeatures:provider error:&err];
+    } else if (@available(macOS 15.0, iOS 18.0, *)) {
+      MLState* state = [model_ newState];  // fresh per call: the caller passes the state values in
+      std::vector<Tensor> given(inputs.begin() + static_cast<std::ptrdiff_t>(spec_.inputs.size()), inputs.end());
+      transfer_states(state, spec_, given, true);
+      result = [model_ predictionFromFeatures:provider usingState:state error:&err];
+      if (result != nil) transfer_states(state, spec_, states, false);
+    } else {
+      throw BundleError("method '" + spec_.name + "' has Core ML states, which need macOS 15 / iOS 18 or later");
+    }
+    if (result == nil) throw BundleError("method '" + spec_.name + "': Core ML prediction failed: " + describe(err));
+    return result;
+  }
+
+  MLModel* model_;
   MethodMetadata spec_;
+  std::mutex mutex_;
 };
 
 // Compiles the package once per content key; later loads reuse the .mlmodelc.
@@ -149,6 +189,7 @@ NSURL* compiled_model(const BundlePaths& paths, const CoreMLOptions& options) {
   NSURL* tmp = [MLModel compileModelAtURL:[NSURL fileURLWithPath:@(paths.mlpackage.c_str())] error:&err];
   if (tmp == nil) throw BundleError(paths.mlpackage + ": Core ML cannot compile the package: " + describe(err));
   [fm createDirectoryAtPath:[path stringByDeletingLastPathComponent] withIntermediateDirectories:YES attributes:nil error:nil];
+  // Another process may have stored the same key meanwhile; its copy is as good.
   if (![fm moveItemAtURL:tmp toURL:[NSURL fileURLWithPath:path] error:&err] && ![fm fileExistsAtPath:path]) {
     throw BundleError("cannot store the compiled model at " + target + ": " + describe(err));
   }
@@ -166,8 +207,14 @@ class CoreMLBackend : public Backend {
   std::unique_ptr<MethodExecutable> load_method(const MethodMetadata& method) override {
     MLModelConfiguration* config = [[MLModelConfiguration alloc] init];
     config.computeUnits = to_ml(units_);
-    // nil for single-function packages: the decision is coreml_function_name's.
-    if (auto fn = coreml_function_name(metadata_, method)) config.functionName = @(fn->c_str());
+    // Stays nil for single-function packages: the decision is coreml_function_name's.
+    if (auto fn = coreml_function_name(metadata_, method)) {
+      if (@available(macOS 15.0, iOS 18.0, *)) {
+        config.functionName = @(fn->c_str());
+      } else {
+        throw BundleError("method '" + method.name + "': multifunction packages need macOS 15 / iOS 18 or later");
+      }
+    }
     NSError* err = nil;
     MLModel* model = [MLModel modelWithContentsOfURL:compiled_ configuration:config error:&err];
     if (model == nil) throw BundleError("method '" + method.name + "': Core ML cannot load the model: " + describe(err));

@@ -3,6 +3,7 @@
 // own keys survive a load/save round trip.
 #include "staticllm/serde_json.h"
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -182,10 +183,14 @@ ModelMetadata metadata_from_string(const std::string& text) {
 std::string metadata_to_string(const ModelMetadata& md) { return metadata_to_json(md).dump(2) + "\n"; }
 
 ModelMetadata load_metadata_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw BundleError("cannot read " + path + " (is this a staticllm bundle directory?)");
+  // A directory opens fine as a stream on Linux and then reads as nothing.
+  std::error_code ec;
+  std::ifstream in;
+  if (std::filesystem::is_regular_file(path, ec)) in.open(path, std::ios::binary);
+  if (!in.is_open()) throw BundleError("cannot read " + path + " (is this a staticllm bundle directory?)");
   std::stringstream buf;
   buf << in.rdbuf();
+  if (in.bad()) throw BundleError("failed reading " + path);
   try {
     return metadata_from_string(buf.str());
   } catch (const MetadataError& e) {

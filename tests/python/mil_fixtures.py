@@ -3,6 +3,7 @@ conversion) and turned into bundles with staticllm.import_mlpackage."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,16 @@ def affine_program(weight: np.ndarray, bias: np.ndarray, dtype: Any = np.float32
     return prog
 
 
-def two_function_bundle(tmp: Path, weight: np.ndarray) -> Path:
-    """A multifunction package whose functions 'double' and 'negate' both read `weight`."""
+def available_backends() -> list[str]:
+    """The interpreter everywhere, plus Core ML where it exists (macOS)."""
+    return ["mil", "coreml"] if sys.platform == "darwin" else ["mil"]
+
+
+def two_function_package(tmp: Path, weight: np.ndarray, names: tuple[str, str] = ("double", "negate"),
+                         default: str | None = None) -> Path:
+    """A multifunction package whose two functions both read `weight`:
+    names[0](x) = 2 * x @ weight.T and names[1](x) = -(x @ weight.T).
+    save_multifunction de-duplicates the equal constant, so weight.bin holds it once."""
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
 
@@ -61,10 +70,36 @@ def two_function_bundle(tmp: Path, weight: np.ndarray) -> Path:
     def negate(x: Any) -> Any:
         return mb.mul(x=mb.linear(x=x, weight=weight), y=np.float32(-1.0), name="out")
 
-    paths = [convert_program(double, tmp / "double.mlpackage"), convert_program(negate, tmp / "negate.mlpackage")]
+    first, second = names
+    paths = [convert_program(double, tmp / f"{first}_only.mlpackage"),
+             convert_program(negate, tmp / f"{second}_only.mlpackage")]
     desc = ct.utils.MultiFunctionDescriptor()
-    desc.add_function(str(paths[0]), src_function_name="main", target_function_name="double")
-    desc.add_function(str(paths[1]), src_function_name="main", target_function_name="negate")
-    desc.default_function_name = "negate"
-    ct.utils.save_multifunction(desc, str(tmp / "pair.mlpackage"))
-    return staticllm.import_mlpackage(tmp / "pair.mlpackage", tmp / "pair")
+    desc.add_function(str(paths[0]), src_function_name="main", target_function_name=first)
+    desc.add_function(str(paths[1]), src_function_name="main", target_function_name=second)
+    desc.default_function_name = default or second
+    out = tmp / f"{first}_{second}.mlpackage"
+    ct.utils.save_multifunction(desc, str(out))
+    return out
+
+
+def two_function_bundle(tmp: Path, weight: np.ndarray) -> Path:
+    """two_function_package ('double', 'negate'; default 'negate') imported as a bundle."""
+    return staticllm.import_mlpackage(two_function_package(tmp, weight), tmp / "pair")
+
+
+def accumulator_program() -> Any:
+    """A stateful fp16 program: acc += x; returns doubled = 2 * acc (state 'acc' [2, 3])."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    types = ct.converters.mil.mil.types
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3), dtype=types.fp16),
+                             mb.StateTensorSpec(shape=(2, 3), dtype=types.fp16)],
+                opset_version=ct.target.iOS18)
+    def prog(x: Any, acc: Any) -> Any:
+        total = mb.add(x=mb.read_state(input=acc), y=x)
+        mb.coreml_update_state(state=acc, value=total)
+        return mb.mul(x=total, y=np.float16(2.0), name="doubled")
+
+    return prog

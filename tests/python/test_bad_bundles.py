@@ -31,6 +31,55 @@ def test_missing_directory(tmp_path):
         staticllm.Runtime.load(tmp_path / "nope")
 
 
+def _edit_metadata(bundle, edit) -> None:
+    meta = json.loads((bundle / "metadata.json").read_text())
+    edit(meta)
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_missing_metadata(copy):
+    (copy / "metadata.json").unlink()
+    with pytest.raises(staticllm.BundleError, match="cannot read .*metadata.json"):
+        staticllm.Runtime.load(copy, backend="mil")
+
+
+def test_metadata_that_is_a_directory(copy):
+    (copy / "metadata.json").unlink()
+    (copy / "metadata.json").mkdir()
+    with pytest.raises(staticllm.BundleError, match="cannot read .*metadata.json"):
+        staticllm.Runtime.load(copy, backend="mil")
+
+
+def test_missing_program_json(copy):
+    (copy / "program.json").unlink()
+    with pytest.raises(staticllm.BundleError, match="program.json"):
+        staticllm.Runtime.load(copy, backend="mil")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["methods"][0].update(function_name="other"), "'other'"),
+        (lambda m: m["methods"][0]["inputs"][0].update(shape=[3, 6]), r"'x'.*\[3, 6\]"),
+        (lambda m: m["methods"][0]["inputs"][0].update(dtype="fp16"), "'x'.*fp16"),
+        (lambda m: m["methods"][0]["inputs"][0].update(name="q"), "'x'"),
+        (lambda m: m["methods"][0]["outputs"][0].update(name="q"), "'q'"),
+    ],
+)
+def test_metadata_that_disagrees_with_the_program(copy, edit, message):
+    _edit_metadata(copy, edit)
+    with pytest.raises(staticllm.BundleError, match=message):
+        staticllm.Runtime.load(copy, backend="mil").method()
+
+
+def test_output_spec_that_disagrees_with_the_program(copy):
+    _edit_metadata(copy, lambda m: m["methods"][0]["outputs"][0].update(shape=[9]))
+    # reported at load or, at the latest, before a mislabeled array reaches the caller
+    with pytest.raises(staticllm.BundleError, match=r"'y'.*\[9\]"):
+        m = staticllm.Runtime.load(copy, backend="mil").method()
+        m.execute({"x": np.zeros((2, 6), np.float32)})
+
+
 def test_truncated_metadata(copy):
     text = (copy / "metadata.json").read_text()
     (copy / "metadata.json").write_text(text[: len(text) // 2])
@@ -100,14 +149,21 @@ def test_missing_method(good):
         ({}, "missing input 'x'"),
         ({"x": np.zeros((2, 6), np.float64)}, r"input 'x' expects fp32 \[2, 6\], got fp64 \[2, 6\]"),
         ({"x": np.zeros((3, 6), np.float32)}, r"input 'x' expects fp32 \[2, 6\], got fp32 \[3, 6\]"),
-        ([np.zeros((2, 6), np.float32)] * 2, "expected 1 inputs"),
+        ([np.zeros((2, 6), np.float32)] * 2, r"expected 1 inputs \(x\), got 2"),
+        ([], r"expected 1 inputs \(x\), got 0"),
+        ((np.zeros((2, 6), np.float32),), None),  # a tuple is a sequence too: runs
         ("x", "dict by name or a list by position"),
     ],
 )
 def test_bad_inputs(good, inputs, message):
     m = staticllm.Runtime.load(good, backend="mil").method()
+    if message is None:
+        assert m.execute(inputs)["y"].shape == (2, 4)
+        return
     with pytest.raises(staticllm.InputError, match=message):
         m.execute(inputs)
+    # the method still works after rejecting bad input
+    assert m.execute({"x": np.zeros((2, 6), np.float32)})["y"].shape == (2, 4)
 
 
 def test_unknown_backend(good):

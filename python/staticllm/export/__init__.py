@@ -47,8 +47,6 @@ def _load(source: str, checkpoint: Any, params: Any, hf_dir: Any, gguf: Any) -> 
 
 
 def build_model(ckpt: Any, max_context_len: int) -> Any:
-    import torch
-
     from staticllm.export.model import Llama
 
     model = Llama(ckpt.config, max_context_len)
@@ -56,8 +54,9 @@ def build_model(ckpt: Any, max_context_len: int) -> Any:
     missing = [m for m in missing if not (m == "output.weight" and ckpt.config.tied_embeddings)]
     if missing or unexpected:
         raise ExportError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model.eval()
-    torch.set_grad_enabled(False)
+    # Weights never need gradients; this keeps autograd out of tracing without
+    # touching the caller's global grad mode.
+    model.eval().requires_grad_(False)
     return model
 
 

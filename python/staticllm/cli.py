@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from staticllm.errors import StaticLLMError
@@ -38,6 +39,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # coremltools logs at import that it cannot predict off macOS and that
+    # torch 2.13 is untested: both expected, and noise to every command.
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:

@@ -9,10 +9,6 @@ from staticllm.export.quantize import MODES
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
-
-    # coremltools logs at import that it cannot predict off macOS: expected here
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
     from staticllm.export import export
 
     if args.checkpoint is None and args.params is not None:

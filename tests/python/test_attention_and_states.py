@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import staticllm
-from mil_fixtures import bundle_from_program
+from mil_fixtures import accumulator_program, bundle_from_program
 
 
 @pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
@@ -44,19 +44,7 @@ def test_sdpa_matches_numpy(tmp_path, fp16):
 
 
 def test_state_is_read_updated_and_returned(tmp_path):
-    import coremltools as ct
-    from coremltools.converters.mil import Builder as mb
-
-    types = ct.converters.mil.mil.types
-
-    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3), dtype=types.fp16),
-                             mb.StateTensorSpec(shape=(2, 3), dtype=types.fp16)],
-                opset_version=ct.target.iOS18)
-    def prog(x: Any, acc: Any) -> Any:
-        total = mb.add(x=mb.read_state(input=acc), y=x)
-        mb.coreml_update_state(state=acc, value=total)
-        return mb.mul(x=total, y=np.float16(2.0), name="doubled")
-
+    prog = accumulator_program()
     bundle = bundle_from_program(prog, tmp_path, "state", fp16=True)
     m = staticllm.Runtime.load(bundle, backend="mil").method()
     assert [s.name for s in m.state_specs] == ["acc"]

@@ -71,7 +71,8 @@ void register_elementwise_binary_ops(OpRegistry& r) {
   r.add("sub", binary(Result::kSame, false, false, [](auto a, auto b) { return a - b; }));
   r.add("mul", binary(Result::kSame, false, false, [](auto a, auto b) { return a * b; }));
   r.add("real_div", binary(Result::kSame, false, false, [](auto a, auto b) { return a / b; }));
-  r.add("pow", binary(Result::kSame, false, false, [](auto a, auto b) { return std::pow(a, b); }));
+  // RMSNorm squares with pow(x, 2): multiply (exactly what pow rounds to) instead of the libm call.
+  r.add("pow", binary(Result::kSame, false, false, [](auto a, auto b) { return b == 2 ? a * a : std::pow(a, b); }));
   r.add("maximum", binary(Result::kSame, false, false, [](auto a, auto b) { return a > b ? a : b; }));
   r.add("minimum", binary(Result::kSame, false, false, [](auto a, auto b) { return a < b ? a : b; }));
   r.add("floor_div", binary(Result::kSame, false, false, [](auto a, auto b) { return floor_div(a, b); }));

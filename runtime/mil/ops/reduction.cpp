@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "mil/ops/elementwise_util.h"
+#include "mil/thread_pool.h"
 
 namespace staticllm::mil {
 
@@ -126,27 +127,30 @@ OpBuilder reduce(Kind kind) {
   };
 }
 
-// softmax over one axis; the common last-axis case reads contiguous rows.
-void softmax_rows(const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner, float* row, ThreadPool* pool) {
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t i = 0; i < inner; ++i) {
-      int64_t base = o * n * inner + i;
-      const float* v = load_run<float>(x.dtype(), x.data(), base, inner, n, row);
-      if (v != row) std::copy(v, v + n, row);
-      float m = -std::numeric_limits<float>::infinity();
-      for (int64_t k = 0; k < n; ++k) m = std::max(m, row[k]);
-      float sum = 0.f;
-      for (int64_t k = 0; k < n; ++k) {
-        row[k] = std::exp(row[k] - m);
-        sum += row[k];
-      }
-      float inv = 1.0f / sum;
-      for (int64_t k = 0; k < n; ++k) row[k] *= inv;
-      if (inner == 1) {
-        store_run<float>(out.dtype(), out.data(), base, n, row);
-      } else {
-        for (int64_t k = 0; k < n; ++k) store_run<float>(out.dtype(), out.data(), base + k * inner, 1, row + k);
-      }
+// Below this many elements a softmax stays on the calling thread (waking the
+// pool costs more than it saves).
+constexpr int64_t kParallelMinElements = 1 << 15;
+
+// softmax over one axis for rows [r0, r1) of the outer x inner rows; the
+// common last-axis case reads contiguous rows. `row` holds n floats.
+void softmax_rows(const Tensor& x, Tensor& out, int64_t n, int64_t inner, int64_t r0, int64_t r1, float* row) {
+  for (int64_t r = r0; r < r1; ++r) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    const float* v = load_run<float>(x.dtype(), x.data(), base, inner, n, row);
+    if (v != row) std::copy(v, v + n, row);
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t k = 0; k < n; ++k) m = std::max(m, row[k]);
+    float sum = 0.f;
+    for (int64_t k = 0; k < n; ++k) {
+      row[k] = std::exp(row[k] - m);
+      sum += row[k];
+    }
+    float inv = 1.0f / sum;
+    for (int64_t k = 0; k < n; ++k) row[k] *= inv;
+    if (inner == 1) {
+      store_run<float>(out.dtype(), out.data(), base, n, row);
+    } else {
+      for (int64_t k = 0; k < n; ++k) store_run<float>(out.dtype(), out.data(), base + k * inner, 1, row + k);
     }
   }
 }
@@ -159,12 +163,23 @@ PlannedOp build_softmax(OpPlanContext& ctx) {
   int64_t outer = 1, inner = 1, n = xt.shape[axis];
   for (int64_t d = 0; d < axis; ++d) outer *= xt.shape[d];
   for (int64_t d = axis + 1; d < rank; ++d) inner *= xt.shape[d];
+  const int64_t rows = outer * inner;
+  // Attention softmax over [heads, seq, context] is a tenth of a prefill call:
+  // split the rows over the pool, one row buffer per part.
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(default_thread_pool().size(), rows));
   PlannedOp op;
   op.outputs.push_back(xt);
   int xs = ctx.input("x");
-  op.scratch_bytes = static_cast<size_t>(n) * sizeof(float) * 2;
+  op.scratch_bytes = static_cast<size_t>(n * parts) * sizeof(float);
   op.run = [=](const KernelCall& call) {
-    softmax_rows(call.in(xs), call.out(0), outer, n, inner, static_cast<float*>(call.scratch), call.pool);
+    const Tensor& x = call.in(xs);
+    Tensor& out = call.out(0);
+    auto* rowbufs = static_cast<float*>(call.scratch);
+    auto run_parts = [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) softmax_rows(x, out, n, inner, rows * p / parts, rows * (p + 1) / parts, rowbufs + p * n);
+    };
+    if (call.pool == nullptr || parts == 1 || rows * n < kParallelMinElements) run_parts(0, parts);
+    else call.pool->parallel_for(parts, 1, run_parts);
   };
   return op;
 }

@@ -80,16 +80,20 @@ class Attention(nn.Module):
         v = self.wv(x).view(1, seq, kv, hd).transpose(1, 2)
         q = rotate(q, cos, sin)
         k = rotate(k, cos, sin)
-        keys = torch.cat([k_cache, k], dim=2)
-        values = torch.cat([v_cache, v], dim=2)
-        # Grouped-query attention without copying keys per head: the query
-        # heads that share a kv head become extra rows of one matmul.
+        # The cache and the new rows are attended to separately and only the
+        # small score rows are joined: concatenating the caches would copy all
+        # of k_cache and v_cache on every call, most of a decode step's traffic
+        # after the weights. Grouped-query attention without copying keys per
+        # head: the query heads that share a kv head become extra rows of one matmul.
+        cache_len = k_cache.shape[2]
+        total = cache_len + seq
+        scale = 1.0 / math.sqrt(hd)
         qg = q.reshape(1, kv, groups * seq, hd)
-        scores = torch.matmul(qg, keys.transpose(2, 3)) * (1.0 / math.sqrt(hd))
-        scores = scores.view(1, kv, groups, seq, keys.shape[2]) + mask.view(1, 1, 1, seq, keys.shape[2])
-        probs = torch.softmax(scores, dim=-1).view(1, kv, groups * seq, keys.shape[2])
-        out = torch.matmul(probs, values).view(1, cfg.n_heads, seq, hd)
-        out = out.transpose(1, 2).reshape(1, seq, cfg.n_heads * hd)
+        scores = torch.cat([torch.matmul(qg, k_cache.transpose(2, 3)), torch.matmul(qg, k.transpose(2, 3))], dim=-1)
+        scores = (scores * scale).view(1, kv, groups, seq, total) + mask.view(1, 1, 1, seq, total)
+        probs = torch.softmax(scores, dim=-1).view(1, kv, groups * seq, total)
+        out = torch.matmul(probs[..., :cache_len], v_cache) + torch.matmul(probs[..., cache_len:], v)
+        out = out.view(1, cfg.n_heads, seq, hd).transpose(1, 2).reshape(1, seq, cfg.n_heads * hd)
         return self.wo(out), k, v
 
 

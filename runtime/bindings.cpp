@@ -125,7 +125,7 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
       }
     }
     for (const auto& s : spec.inputs) {
-      if (!d.contains(s.name)) throw InputError(prefix + ": missing input '" + s.name + "' (" + dtype_name(s.dtype) + " " + shape_to_string(s.shape) + ")");
+      if (!d.contains(s.name)) throw InputError(prefix + ": missing input '" + s.name + "' (" + spec_to_string(s.dtype, s.shape) + ")");
       out.push_back(to_tensor(d[py::str(s.name)], prefix + ": input '" + s.name + "'"));
     }
     for (const auto& s : spec.states) {
@@ -237,7 +237,6 @@ PYBIND11_MODULE(_core, m) {
         py::arg("path"), "Read and validate a metadata.json; returns normalized JSON text.");
   m.def("metadata_from_json_text", &normalized_metadata, py::arg("json_text"),
         "Validate metadata JSON text; returns it normalized (MetadataError naming the key otherwise).");
-  m.def("validate_metadata", &normalized_metadata, py::arg("json_text"));
   m.def("coreml_function_name", [](const std::string& text, const std::string& method) -> py::object {
     ModelMetadata md = metadata_from_string(text);
     auto name = coreml_function_name(md, md.method(method));

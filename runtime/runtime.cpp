@@ -10,10 +10,6 @@ namespace staticllm {
 
 namespace {
 
-std::string spec_string(DType dtype, const Shape& shape) {
-  return std::string(dtype_name(dtype)) + " " + shape_to_string(shape);
-}
-
 bool is_directory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -37,7 +33,7 @@ void Method::validate(const std::vector<Tensor>& inputs) const {
     const Tensor& t = inputs[i];
     if (t.dtype() != s.dtype || t.shape() != s.shape) {
       throw InputError("method '" + spec_.name + "': " + (is_state ? "state" : "input") + " '" + s.name +
-                       "' expects " + spec_string(s.dtype, s.shape) + ", got " + spec_string(t.dtype(), t.shape()));
+                       "' expects " + spec_to_string(s.dtype, s.shape) + ", got " + spec_to_string(t.dtype(), t.shape()));
     }
     if (t.data() == nullptr && t.numel() > 0) {
       throw InputError("method '" + spec_.name + "': input '" + s.name + "' has no data");
@@ -66,8 +62,8 @@ void Method::check_outputs(const std::vector<Tensor>& outputs) const {
     const Tensor& t = outputs[i];
     if (t.dtype() != s.dtype || t.shape() != s.shape) {
       throw BundleError("method '" + spec_.name + "': " + (is_state ? "state '" : "output '") + s.name + "' is " +
-                        spec_string(t.dtype(), t.shape()) + " but metadata.json declares " +
-                        spec_string(s.dtype, s.shape));
+                        spec_to_string(t.dtype(), t.shape()) + " but metadata.json declares " +
+                        spec_to_string(s.dtype, s.shape));
     }
   }
 }

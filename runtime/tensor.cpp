@@ -53,6 +53,10 @@ int64_t shape_numel(const Shape& shape) {
   return n;
 }
 
+std::string spec_to_string(DType dtype, const Shape& shape) {
+  return std::string(dtype_name(dtype)) + " " + shape_to_string(shape);
+}
+
 std::string shape_to_string(const Shape& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {

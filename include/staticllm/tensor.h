@@ -35,6 +35,8 @@ bool dtype_from_name(const std::string& name, DType* out);
 
 int64_t shape_numel(const Shape& shape);
 std::string shape_to_string(const Shape& shape);  // "[1, 4, 8]"
+// "fp16 [1, 4, 8]", the form error messages use for a tensor spec.
+std::string spec_to_string(DType dtype, const Shape& shape);
 
 class Tensor {
  public:

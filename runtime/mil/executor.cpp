@@ -52,8 +52,6 @@ class OpProfile {
   std::map<std::string, std::pair<double, int64_t>> totals_;
 };
 
-std::string spec_string(DType dtype, const Shape& shape) { return std::string(dtype_name(dtype)) + " " + shape_to_string(shape); }
-
 }  // namespace
 
 struct Executor::Context {
@@ -65,6 +63,10 @@ struct Executor::Context {
 };
 
 Executor::Executor(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) {
+  for (size_t id = 0; id < plan_->values.size(); ++id) {
+    const PlanValue& v = plan_->values[id];
+    if (v.alias_of >= 0 && v.offset < 0) input_aliases_.push_back(static_cast<int>(id));
+  }
   created_ = 1;
   release(make_context());  // built at load, so the first call does not allocate it
 }
@@ -116,9 +118,7 @@ void Executor::release(std::unique_ptr<Context> ctx) {
   for (int id : plan_->input_values) {
     if (!plan_->values[id].is_state) ctx->tensors[id] = Tensor();
   }
-  for (size_t id = 0; id < plan_->values.size(); ++id) {
-    if (plan_->values[id].alias_of >= 0 && plan_->values[id].offset < 0) ctx->tensors[id] = Tensor();
-  }
+  for (int id : input_aliases_) ctx->tensors[id] = Tensor();
   std::lock_guard<std::mutex> lock(mutex_);
   free_.push_back(std::move(ctx));
 }
@@ -134,8 +134,8 @@ void Executor::check_inputs(const std::vector<Tensor>& inputs) const {
     const PlanValue& v = plan_->values[plan_->input_values[i]];
     const Tensor& t = inputs[i];
     if (t.dtype() != v.type.dtype || t.shape() != v.type.shape || !t.defined()) {
-      throw InputError(plan_->where + ": input '" + v.name + "' expects " + spec_string(v.type.dtype, v.type.shape) +
-                       ", got " + (t.defined() ? spec_string(t.dtype(), t.shape()) : std::string("no data")));
+      throw InputError(plan_->where + ": input '" + v.name + "' expects " + spec_to_string(v.type.dtype, v.type.shape) +
+                       ", got " + (t.defined() ? spec_to_string(t.dtype(), t.shape()) : std::string("no data")));
     }
   }
 }
@@ -156,10 +156,8 @@ std::vector<Tensor> Executor::execute(const std::vector<Tensor>& inputs) {
     if (plan.values[id].is_state) std::memcpy(ctx->tensors[id].data(), inputs[i].data(), inputs[i].nbytes());
     else ctx->tensors[id] = inputs[i];  // read in place, never written
   }
-  // Reshape-like values sharing a caller's input buffer.
-  for (size_t id = 0; id < plan.values.size(); ++id) {
+  for (int id : input_aliases_) {
     const PlanValue& v = plan.values[id];
-    if (v.alias_of < 0 || v.offset >= 0) continue;
     ctx->tensors[id] = Tensor::view(v.type.dtype, v.type.shape, ctx->tensors[v.alias_of].data());
   }
   ThreadPool& pool = default_thread_pool();

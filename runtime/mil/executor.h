@@ -36,6 +36,9 @@ class Executor {
   void check_inputs(const std::vector<Tensor>& inputs) const;
 
   std::shared_ptr<const Plan> plan_;
+  // Reshape-like values viewing a caller's input buffer: re-pointed on every
+  // call, dropped when the context is pooled.
+  std::vector<int> input_aliases_;
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<Context>> free_;
   size_t created_ = 0;

@@ -43,6 +43,9 @@ struct PlannedOp {
   KernelFn run;
   std::vector<ValueType> outputs;  // checked against the types the program declares
   size_t scratch_bytes = 0;
+  // The kernel only copies its one input's bytes into a new shape
+  // (reshape-like ops): the planner may let the output share those bytes.
+  bool byte_copy = false;
 };
 
 // Plan-time view of one op. Parameter names are the MIL names ("x", "y", "axes").

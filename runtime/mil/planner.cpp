@@ -16,13 +16,7 @@ constexpr size_t kAlign = 64;
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 size_t value_bytes(const PlanValue& v) { return static_cast<size_t>(shape_numel(v.type.shape)) * dtype_size(v.type.dtype); }
-std::string type_string(const ValueType& t) { return std::string(dtype_name(t.dtype)) + " " + shape_to_string(t.shape); }
-
-// Ops whose kernels only copy bytes into a new shape (runtime/mil/ops/shape.cpp);
-// the planner lets their output share the input's bytes instead.
-bool is_byte_copy(const std::string& type) {
-  return type == "reshape" || type == "squeeze" || type == "expand_dims" || type == "identity";
-}
+std::string type_string(const ValueType& t) { return spec_to_string(t.dtype, t.shape); }
 
 // First-fit allocator over free blocks, used only while planning.
 class ArenaPlanner {
@@ -93,8 +87,8 @@ class Planner {
 
   void check_spec(const char* kind, const TensorSpec& spec, const ValueType& program) const {
     if (spec.dtype == program.dtype && spec.shape == program.shape) return;
-    throw BundleError(plan_->where + ": metadata " + kind + " '" + spec.name + "' is " + dtype_name(spec.dtype) + " " +
-                      shape_to_string(spec.shape) + " but the program declares " + type_string(program));
+    throw BundleError(plan_->where + ": metadata " + kind + " '" + spec.name + "' is " + spec_to_string(spec.dtype, spec.shape) +
+                      " but the program declares " + type_string(program));
   }
 
   // Function inputs, in the caller's order (metadata inputs, then states).
@@ -205,8 +199,8 @@ class Planner {
   }
 
   // The value owning the bytes a reshape-like op could share, or -1.
-  int alias_root(const OpDecl& op, const std::vector<int>& ins, const std::vector<int>& outs) const {
-    if (!is_byte_copy(op.type) || ins.size() != 1 || outs.size() != 1) return -1;
+  int alias_root(const PlannedOp& planned, const std::vector<int>& ins, const std::vector<int>& outs) const {
+    if (!planned.byte_copy || ins.size() != 1 || outs.size() != 1) return -1;
     const PlanValue& in = plan_->values[ins[0]];
     const PlanValue& out = plan_->values[outs[0]];
     if (in.is_const || in.is_state || in.type.dtype != out.type.dtype || value_bytes(in) != value_bytes(out)) return -1;
@@ -246,7 +240,7 @@ class Planner {
       fold(planned, ins, outs, where);
       return;
     }
-    int root = alias_root(op, ins, outs);
+    int root = alias_root(planned, ins, outs);
     if (root >= 0) {
       values()[outs[0]].alias_of = root;
       return;

@@ -16,6 +16,7 @@ PlannedOp copy_as(OpPlanContext& ctx, const ValueType& xt, const Shape& out_shap
   }
   PlannedOp op;
   op.outputs.push_back({xt.dtype, out_shape});
+  op.byte_copy = true;
   int xs = ctx.input("x");
   op.run = [xs](const KernelCall& call) {
     const Tensor& x = call.in(xs);

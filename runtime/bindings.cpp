@@ -2,9 +2,9 @@
 // C++ exceptions become the classes of staticllm.errors. The GIL is released
 // while a method runs; inputs are borrowed from their numpy arrays (no copy
 // when already contiguous) and outputs are handed to numpy without copies.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
-#include <pybind11/numpy.h>
 
 #include "mil/cpu_features.h"
 #include "mil/op.h"
@@ -125,12 +125,15 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
       }
     }
     for (const auto& s : spec.inputs) {
-      if (!d.contains(s.name)) throw InputError(prefix + ": missing input '" + s.name + "' (" + spec_to_string(s.dtype, s.shape) + ")");
+      if (!d.contains(s.name))
+        throw InputError(prefix + ": missing input '" + s.name + "' (" + spec_to_string(s.dtype, s.shape) + ")");
       out.push_back(to_tensor(d[py::str(s.name)], prefix + ": input '" + s.name + "'"));
     }
     for (const auto& s : spec.states) {
-      if (d.contains(s.name)) out.push_back(to_tensor(d[py::str(s.name)], prefix + ": state '" + s.name + "'"));
-      else out.emplace_back(s.dtype, s.shape);
+      if (d.contains(s.name))
+        out.push_back(to_tensor(d[py::str(s.name)], prefix + ": state '" + s.name + "'"));
+      else
+        out.emplace_back(s.dtype, s.shape);
     }
     return out;
   }
@@ -140,9 +143,10 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
   py::sequence seq = given;
   size_t n = py::len(seq);
   if (n != spec.inputs.size() && n != spec.inputs.size() + spec.states.size()) {
-    throw InputError(prefix + ": expected " + std::to_string(spec.inputs.size()) + " inputs (" + names_of(spec.inputs) +
-                     ")" + (spec.states.empty() ? "" : ", optionally followed by the states (" + names_of(spec.states) + ")") +
-                     ", got " + std::to_string(n));
+    throw InputError(
+        prefix + ": expected " + std::to_string(spec.inputs.size()) + " inputs (" + names_of(spec.inputs) + ")" +
+        (spec.states.empty() ? "" : ", optionally followed by the states (" + names_of(spec.states) + ")") + ", got " +
+        std::to_string(n));
   }
   for (size_t i = 0; i < n; ++i) {
     bool is_state = i >= spec.inputs.size();
@@ -166,7 +170,8 @@ py::dict execute(const Method& m, const py::object& given) {
   const MethodMetadata& spec = m.spec();
   py::dict result;
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const std::string& name = i < spec.outputs.size() ? spec.outputs[i].name : spec.states[i - spec.outputs.size()].name;
+    const std::string& name =
+        i < spec.outputs.size() ? spec.outputs[i].name : spec.states[i - spec.outputs.size()].name;
     result[py::str(name)] = to_numpy(outputs[i]);
   }
   return result;
@@ -182,9 +187,7 @@ py::list specs_list(const std::vector<TensorSpec>& specs) {
   return out;
 }
 
-py::object json_to_python(const nlohmann::json& j) {
-  return py::module_::import("json").attr("loads")(j.dump());
-}
+py::object json_to_python(const nlohmann::json& j) { return py::module_::import("json").attr("loads")(j.dump()); }
 
 // A dict (or any JSON-serializable object) or JSON text, as JSON text.
 std::string json_text_of(const py::object& doc) {
@@ -196,9 +199,7 @@ std::string json_text_of(const py::object& doc) {
   }
 }
 
-std::string normalized_metadata(const std::string& text) {
-  return metadata_to_json(metadata_from_string(text)).dump();
-}
+std::string normalized_metadata(const std::string& text) { return metadata_to_json(metadata_from_string(text)).dump(); }
 
 }  // namespace
 
@@ -226,23 +227,31 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("method_names", &Runtime::method_names)
       .def_property_readonly("default_method", &Runtime::default_method)
       .def_property_readonly("backend", &Runtime::backend_name)
-      .def_property_readonly("metadata", [](const Runtime& self) { return json_to_python(metadata_to_json(self.metadata())); })
+      .def_property_readonly("metadata",
+                             [](const Runtime& self) { return json_to_python(metadata_to_json(self.metadata())); })
       .def("method", &Runtime::method, py::arg("name"));
 
-  m.def("save_metadata", [](const py::object& doc, const std::string& path) {
-    save_metadata_file(metadata_from_string(json_text_of(doc)), path);
-  }, py::arg("metadata"), py::arg("path"),
-        "Validate metadata (a dict or JSON text) and write it as metadata.json; the only writer of that file.");
-  m.def("load_metadata", [](const std::string& path) { return metadata_to_json(load_metadata_file(path)).dump(); },
-        py::arg("path"), "Read and validate a metadata.json; returns normalized JSON text.");
+  m.def(
+      "save_metadata",
+      [](const py::object& doc, const std::string& path) {
+        save_metadata_file(metadata_from_string(json_text_of(doc)), path);
+      },
+      py::arg("metadata"), py::arg("path"),
+      "Validate metadata (a dict or JSON text) and write it as metadata.json; the only writer of that file.");
+  m.def(
+      "load_metadata", [](const std::string& path) { return metadata_to_json(load_metadata_file(path)).dump(); },
+      py::arg("path"), "Read and validate a metadata.json; returns normalized JSON text.");
   m.def("metadata_from_json_text", &normalized_metadata, py::arg("json_text"),
         "Validate metadata JSON text; returns it normalized (MetadataError naming the key otherwise).");
-  m.def("coreml_function_name", [](const std::string& text, const std::string& method) -> py::object {
-    ModelMetadata md = metadata_from_string(text);
-    auto name = coreml_function_name(md, md.method(method));
-    if (!name) return py::none();
-    return py::str(*name);
-  }, py::arg("json_text"), py::arg("method"));
+  m.def(
+      "coreml_function_name",
+      [](const std::string& text, const std::string& method) -> py::object {
+        ModelMetadata md = metadata_from_string(text);
+        auto name = coreml_function_name(md, md.method(method));
+        if (!name) return py::none();
+        return py::str(*name);
+      },
+      py::arg("json_text"), py::arg("method"));
   m.def("simd_level", [] { return std::string(mil::simd_level_name(mil::simd_level())); });
   m.def("supported_ops", [] { return mil::OpRegistry::instance().op_types(); });
 }

@@ -158,8 +158,8 @@ void strided_copy(const void* src, const std::vector<int64_t>& src_strides, void
       std::memcpy(d + doff * elem_size, s + so * elem_size, static_cast<size_t>(inner) * elem_size);
     } else {
       for (int64_t i = 0; i < inner; ++i) {
-        std::memcpy(d + (doff + i * dst_strides[rank - 1]) * elem_size, s + (so + i * src_strides[rank - 1]) * elem_size,
-                    elem_size);
+        std::memcpy(d + (doff + i * dst_strides[rank - 1]) * elem_size,
+                    s + (so + i * src_strides[rank - 1]) * elem_size, elem_size);
       }
     }
     // Advance the outer dimensions like an odometer.

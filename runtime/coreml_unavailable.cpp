@@ -7,8 +7,10 @@
 namespace staticllm {
 
 std::unique_ptr<Backend> make_coreml_backend(const BundlePaths& paths, const ModelMetadata&, const CoreMLOptions&) {
-  throw BundleError("backend 'coreml' needs macOS or iOS (Core ML is not available on this platform); "
-                    "backend='mil' runs " + paths.root + " here with the portable interpreter");
+  throw BundleError(
+      "backend 'coreml' needs macOS or iOS (Core ML is not available on this platform); "
+      "backend='mil' runs " +
+      paths.root + " here with the portable interpreter");
 }
 
 }  // namespace staticllm

@@ -17,14 +17,13 @@ bool is_directory(const std::string& path) {
 
 }  // namespace
 
-Method::Method(const MethodMetadata& spec, std::unique_ptr<MethodExecutable> exe)
-    : spec_(spec), exe_(std::move(exe)) {}
+Method::Method(const MethodMetadata& spec, std::unique_ptr<MethodExecutable> exe) : spec_(spec), exe_(std::move(exe)) {}
 
 void Method::validate(const std::vector<Tensor>& inputs) const {
   size_t expected = spec_.inputs.size() + spec_.states.size();
   if (inputs.size() != expected) {
-    throw InputError("method '" + spec_.name + "': expected " + std::to_string(spec_.inputs.size()) +
-                     " inputs" + (spec_.states.empty() ? "" : " and " + std::to_string(spec_.states.size()) + " states") +
+    throw InputError("method '" + spec_.name + "': expected " + std::to_string(spec_.inputs.size()) + " inputs" +
+                     (spec_.states.empty() ? "" : " and " + std::to_string(spec_.states.size()) + " states") +
                      ", got " + std::to_string(inputs.size()));
   }
   for (size_t i = 0; i < expected; ++i) {
@@ -32,8 +31,8 @@ void Method::validate(const std::vector<Tensor>& inputs) const {
     const TensorSpec& s = is_state ? spec_.states[i - spec_.inputs.size()] : spec_.inputs[i];
     const Tensor& t = inputs[i];
     if (t.dtype() != s.dtype || t.shape() != s.shape) {
-      throw InputError("method '" + spec_.name + "': " + (is_state ? "state" : "input") + " '" + s.name +
-                       "' expects " + spec_to_string(s.dtype, s.shape) + ", got " + spec_to_string(t.dtype(), t.shape()));
+      throw InputError("method '" + spec_.name + "': " + (is_state ? "state" : "input") + " '" + s.name + "' expects " +
+                       spec_to_string(s.dtype, s.shape) + ", got " + spec_to_string(t.dtype(), t.shape()));
     }
     if (t.data() == nullptr && t.numel() > 0) {
       throw InputError("method '" + spec_.name + "': input '" + s.name + "' has no data");

@@ -54,7 +54,8 @@ TensorSpec parse_spec(const json& v, const std::string& path) {
   s.name = get_string(v, "name", path);
   std::string dt = get_string(v, "dtype", path);
   if (!dtype_from_name(dt, &s.dtype)) {
-    fail(path + ".dtype", "expected one of fp16, fp32, fp64, int8, uint8, int16, uint16, int32, int64, bool; got \"" + dt + "\"");
+    fail(path + ".dtype",
+         "expected one of fp16, fp32, fp64, int8, uint8, int16, uint16, int32, int64, bool; got \"" + dt + "\"");
   }
   const json& shape = require(v, "shape", path);
   if (!shape.is_array()) fail(path + ".shape", "expected a list of positive integers, got " + type_name(shape));
@@ -139,7 +140,8 @@ ModelMetadata metadata_from_json(const json& doc) {
     fail("default_method", "\"" + md.default_method + "\" is not a method (methods: " + known + ")");
   }
   if (doc.contains("llm")) {
-    if (!doc["llm"].is_object() && !doc["llm"].is_null()) fail("llm", "expected an object, got " + type_name(doc["llm"]));
+    if (!doc["llm"].is_object() && !doc["llm"].is_null())
+      fail("llm", "expected an object, got " + type_name(doc["llm"]));
     md.llm = doc["llm"];
   }
   md.extra = extras(doc, {"format_version", "identifier", "multifunction", "default_method", "methods", "llm"});
@@ -158,7 +160,8 @@ json metadata_to_json(const ModelMetadata& md) {
     j["name"] = m.name;
     j["function_name"] = m.function_name;
     for (auto [key, list] : {std::pair<const char*, const std::vector<TensorSpec>*>{"inputs", &m.inputs},
-                             {"outputs", &m.outputs}, {"states", &m.states}}) {
+                             {"outputs", &m.outputs},
+                             {"states", &m.states}}) {
       json arr = json::array();
       for (const auto& s : *list) arr.push_back(spec_to_json(s));
       if (!arr.empty() || std::string(key) != "states") j[key] = arr;  // states are optional

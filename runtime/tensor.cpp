@@ -15,9 +15,9 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {DType::kFloat16, "fp16", 2}, {DType::kFloat32, "fp32", 4}, {DType::kFloat64, "fp64", 8},
-    {DType::kInt8, "int8", 1},    {DType::kUInt8, "uint8", 1},  {DType::kInt16, "int16", 2},
-    {DType::kUInt16, "uint16", 2}, {DType::kInt32, "int32", 4}, {DType::kInt64, "int64", 8},
+    {DType::kFloat16, "fp16", 2},  {DType::kFloat32, "fp32", 4}, {DType::kFloat64, "fp64", 8},
+    {DType::kInt8, "int8", 1},     {DType::kUInt8, "uint8", 1},  {DType::kInt16, "int16", 2},
+    {DType::kUInt16, "uint16", 2}, {DType::kInt32, "int32", 4},  {DType::kInt64, "int64", 8},
     {DType::kBool, "bool", 1},
 };
 

@@ -12,7 +12,6 @@ namespace staticllm {
 // Multifunction package: the method's function name. Single-function package:
 // nullopt, so MLModelConfiguration.functionName stays nil (setting it on a
 // single-function model makes Core ML fail to load it on older OS versions).
-std::optional<std::string> coreml_function_name(const ModelMetadata& model,
-                                                 const MethodMetadata& method);
+std::optional<std::string> coreml_function_name(const ModelMetadata& model, const MethodMetadata& method);
 
 }  // namespace staticllm

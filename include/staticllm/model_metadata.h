@@ -23,8 +23,8 @@ struct TensorSpec {
 };
 
 struct MethodMetadata {
-  std::string name;           // the name callers use: "decode", "prefill", "forward"
-  std::string function_name;  // the Core ML function inside the package ("main" for single-function)
+  std::string name;                 // the name callers use: "decode", "prefill", "forward"
+  std::string function_name;        // the Core ML function inside the package ("main" for single-function)
   std::vector<TensorSpec> inputs;   // in call order
   std::vector<TensorSpec> outputs;  // in result order
   std::vector<TensorSpec> states;   // Core ML states (MLState), may be empty

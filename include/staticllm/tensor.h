@@ -58,9 +58,13 @@ class Tensor {
   void* data() { return data_; }
   const void* data() const { return data_; }
   template <typename T>
-  T* data_as() { return static_cast<T*>(data_); }
+  T* data_as() {
+    return static_cast<T*>(data_);
+  }
   template <typename T>
-  const T* data_as() const { return static_cast<const T*>(data_); }
+  const T* data_as() const {
+    return static_cast<const T*>(data_);
+  }
 
  private:
   DType dtype_ = DType::kFloat32;

@@ -66,11 +66,12 @@ MLMultiArray* wrap(const Tensor& t, const std::string& what) {
 std::string mismatch(MLMultiArray* a, DType dtype, const Shape& shape) {
   std::optional<DType> got = dtype_from_array_code(static_cast<int64_t>(a.dataType));
   if (!got || *got != dtype) {
-    return std::string("Core ML holds ") + (got ? dtype_name(*got) : "an unsupported element type") +
-           ", expected " + dtype_name(dtype);
+    return std::string("Core ML holds ") + (got ? dtype_name(*got) : "an unsupported element type") + ", expected " +
+           dtype_name(dtype);
   }
   Shape got_shape = int64s(a.shape);
-  if (got_shape != shape) return "Core ML holds shape " + shape_to_string(got_shape) + ", expected " + shape_to_string(shape);
+  if (got_shape != shape)
+    return "Core ML holds shape " + shape_to_string(got_shape) + ", expected " + shape_to_string(shape);
   return "";
 }
 
@@ -125,8 +126,8 @@ class CoreMLExecutable : public MethodExecutable {
       NSMutableDictionary<NSString*, MLFeatureValue*>* feats = [NSMutableDictionary dictionary];
       for (size_t i = 0; i < spec_.inputs.size(); ++i) {
         const std::string& name = spec_.inputs[i].name;
-        feats[@(name.c_str())] =
-            [MLFeatureValue featureValueWithMultiArray:wrap(inputs[i], "method '" + spec_.name + "': input '" + name + "'")];
+        feats[@(name.c_str())] = [MLFeatureValue
+            featureValueWithMultiArray:wrap(inputs[i], "method '" + spec_.name + "': input '" + name + "'")];
       }
       NSError* err = nil;
       MLDictionaryFeatureProvider* provider = [[MLDictionaryFeatureProvider alloc] initWithDictionary:feats error:&err];
@@ -137,7 +138,8 @@ class CoreMLExecutable : public MethodExecutable {
       std::vector<Tensor> outputs;
       for (const TensorSpec& o : spec_.outputs) {
         MLMultiArray* a = [result featureValueForName:@(o.name.c_str())].multiArrayValue;
-        if (a == nil) throw BundleError("method '" + spec_.name + "': Core ML returned no array output '" + o.name + "'");
+        if (a == nil)
+          throw BundleError("method '" + spec_.name + "': Core ML returned no array output '" + o.name + "'");
         Tensor t(o.dtype, o.shape);
         std::string problem = transfer(a, t.data(), o.dtype, o.shape, false);
         if (!problem.empty()) throw BundleError("method '" + spec_.name + "': output '" + o.name + "': " + problem);
@@ -188,7 +190,10 @@ NSURL* compiled_model(const BundlePaths& paths, const CoreMLOptions& options) {
   NSError* err = nil;
   NSURL* tmp = [MLModel compileModelAtURL:[NSURL fileURLWithPath:@(paths.mlpackage.c_str())] error:&err];
   if (tmp == nil) throw BundleError(paths.mlpackage + ": Core ML cannot compile the package: " + describe(err));
-  [fm createDirectoryAtPath:[path stringByDeletingLastPathComponent] withIntermediateDirectories:YES attributes:nil error:nil];
+  [fm createDirectoryAtPath:[path stringByDeletingLastPathComponent]
+      withIntermediateDirectories:YES
+                       attributes:nil
+                            error:nil];
   // Another process may have stored the same key meanwhile; its copy is as good.
   if (![fm moveItemAtURL:tmp toURL:[NSURL fileURLWithPath:path] error:&err] && ![fm fileExistsAtPath:path]) {
     throw BundleError("cannot store the compiled model at " + target + ": " + describe(err));
@@ -217,7 +222,8 @@ class CoreMLBackend : public Backend {
     }
     NSError* err = nil;
     MLModel* model = [MLModel modelWithContentsOfURL:compiled_ configuration:config error:&err];
-    if (model == nil) throw BundleError("method '" + method.name + "': Core ML cannot load the model: " + describe(err));
+    if (model == nil)
+      throw BundleError("method '" + method.name + "': Core ML cannot load the model: " + describe(err));
     return std::make_unique<CoreMLExecutable>(model, method);
   }
 

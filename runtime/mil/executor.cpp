@@ -55,7 +55,7 @@ class OpProfile {
 }  // namespace
 
 struct Executor::Context {
-  Tensor arena;    // 64-byte aligned (Tensor storage is)
+  Tensor arena;  // 64-byte aligned (Tensor storage is)
   Tensor scratch;
   std::vector<Tensor> tensors;  // one per plan value: arena views, constants, or the caller's inputs
   std::vector<std::vector<const Tensor*>> step_inputs;
@@ -86,8 +86,10 @@ std::unique_ptr<Executor::Context> Executor::make_context() const {
   ctx->tensors.resize(plan_->values.size());
   for (size_t id = 0; id < plan_->values.size(); ++id) {
     const PlanValue& v = plan_->values[id];
-    if (v.is_const) ctx->tensors[id] = v.constant;
-    else if (v.offset >= 0) ctx->tensors[id] = Tensor::view(v.type.dtype, v.type.shape, base + v.offset);
+    if (v.is_const)
+      ctx->tensors[id] = v.constant;
+    else if (v.offset >= 0)
+      ctx->tensors[id] = Tensor::view(v.type.dtype, v.type.shape, base + v.offset);
   }
   for (const PlanStep& s : plan_->steps) {
     std::vector<const Tensor*> ins;
@@ -153,8 +155,10 @@ std::vector<Tensor> Executor::execute(const std::vector<Tensor>& inputs) {
   const Plan& plan = *plan_;
   for (size_t i = 0; i < inputs.size(); ++i) {
     int id = plan.input_values[i];
-    if (plan.values[id].is_state) std::memcpy(ctx->tensors[id].data(), inputs[i].data(), inputs[i].nbytes());
-    else ctx->tensors[id] = inputs[i];  // read in place, never written
+    if (plan.values[id].is_state)
+      std::memcpy(ctx->tensors[id].data(), inputs[i].data(), inputs[i].nbytes());
+    else
+      ctx->tensors[id] = inputs[i];  // read in place, never written
   }
   for (int id : input_aliases_) {
     const PlanValue& v = plan.values[id];
@@ -170,7 +174,8 @@ std::vector<Tensor> Executor::execute(const std::vector<Tensor>& inputs) {
     }
     auto start = std::chrono::steady_clock::now();
     plan.steps[s].run(call);
-    profile->add(plan.steps[s].op_type, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    profile->add(plan.steps[s].op_type,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::vector<Tensor> outputs;
   outputs.reserve(plan.output_values.size());

@@ -37,8 +37,8 @@ class MilBackend : public Backend {
       if (it == program.functions.end()) {
         std::string known;
         for (const auto& f : program.functions) known += (known.empty() ? "" : ", ") + f.first;
-        throw BundleError("method '" + m.name + "': function '" + m.function_name + "' is not in " + paths.program_json +
-                          " (it has: " + known + ")");
+        throw BundleError("method '" + m.name + "': function '" + m.function_name + "' is not in " +
+                          paths.program_json + " (it has: " + known + ")");
       }
       executors_[m.name] = std::make_shared<mil::Executor>(mil::plan_function(it->second, m));
     }

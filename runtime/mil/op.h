@@ -98,13 +98,14 @@ class OpRegistry {
 void register_elementwise_binary_ops(OpRegistry& r);  // ops/elementwise_binary.cpp
 void register_elementwise_unary_ops(OpRegistry& r);   // ops/elementwise_unary.cpp
 void register_reduction_ops(OpRegistry& r);           // ops/reduction.cpp (reduce_*, softmax)
-void register_shape_ops(OpRegistry& r);               // ops/shape.cpp (reshape, transpose, squeeze, expand_dims, tile, identity, shape)
-void register_slicing_ops(OpRegistry& r);             // ops/slicing.cpp (slice_by_index, slice_by_size, split, concat, gather*)
-void register_select_ops(OpRegistry& r);              // ops/select.cpp (select, cast, fill, range_1d, band_part)
-void register_linear_ops(OpRegistry& r);              // ops/linear.cpp (linear, matmul)
-void register_attention_ops(OpRegistry& r);           // ops/attention.cpp (scaled_dot_product_attention)
-void register_quantization_ops(OpRegistry& r);        // ops/quantization.cpp (constexpr_*)
-void register_state_ops(OpRegistry& r);               // ops/state.cpp (read_state, coreml_update_state)
+void register_shape_ops(
+    OpRegistry& r);  // ops/shape.cpp (reshape, transpose, squeeze, expand_dims, tile, identity, shape)
+void register_slicing_ops(OpRegistry& r);    // ops/slicing.cpp (slice_by_index, slice_by_size, split, concat, gather*)
+void register_select_ops(OpRegistry& r);     // ops/select.cpp (select, cast, fill, range_1d, band_part)
+void register_linear_ops(OpRegistry& r);     // ops/linear.cpp (linear, matmul)
+void register_attention_ops(OpRegistry& r);  // ops/attention.cpp (scaled_dot_product_attention)
+void register_quantization_ops(OpRegistry& r);  // ops/quantization.cpp (constexpr_*)
+void register_state_ops(OpRegistry& r);         // ops/state.cpp (read_state, coreml_update_state)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

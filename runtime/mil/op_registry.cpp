@@ -53,11 +53,13 @@ namespace {
 
 bool is_integer(DType t) {
   switch (t) {
-    case DType::kInt8: case DType::kUInt8: case DType::kInt16: case DType::kUInt16:
-    case DType::kInt32: case DType::kInt64:
-      return true;
-    default:
-      return false;
+    case DType::kInt8:
+    case DType::kUInt8:
+    case DType::kInt16:
+    case DType::kUInt16:
+    case DType::kInt32:
+    case DType::kInt64: return true;
+    default: return false;
   }
 }
 

@@ -16,7 +16,11 @@ class PlanContext : public OpPlanContext {
  public:
   PlanContext(std::string where, const OpDecl& op, const std::vector<PlanValue>& values,
               std::map<std::string, std::vector<int>> params, std::vector<ValueType> declared)
-      : where_(std::move(where)), op_(op), values_(values), params_(std::move(params)), declared_(std::move(declared)) {}
+      : where_(std::move(where)),
+        op_(op),
+        values_(values),
+        params_(std::move(params)),
+        declared_(std::move(declared)) {}
 
   const std::string& op_type() const override { return op_.type; }
   const std::string& op_name() const override { return op_.name; }

@@ -15,7 +15,9 @@ namespace {
 constexpr size_t kAlign = 64;
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-size_t value_bytes(const PlanValue& v) { return static_cast<size_t>(shape_numel(v.type.shape)) * dtype_size(v.type.dtype); }
+size_t value_bytes(const PlanValue& v) {
+  return static_cast<size_t>(shape_numel(v.type.shape)) * dtype_size(v.type.dtype);
+}
 std::string type_string(const ValueType& t) { return spec_to_string(t.dtype, t.shape); }
 
 // First-fit allocator over free blocks, used only while planning.
@@ -44,8 +46,10 @@ class ArenaPlanner {
     std::sort(free_.begin(), free_.end());
     std::vector<std::pair<size_t, size_t>> merged;
     for (const auto& b : free_) {
-      if (!merged.empty() && merged.back().first + merged.back().second == b.first) merged.back().second += b.second;
-      else merged.push_back(b);
+      if (!merged.empty() && merged.back().first + merged.back().second == b.first)
+        merged.back().second += b.second;
+      else
+        merged.push_back(b);
     }
     free_ = std::move(merged);
   }
@@ -87,8 +91,8 @@ class Planner {
 
   void check_spec(const char* kind, const TensorSpec& spec, const ValueType& program) const {
     if (spec.dtype == program.dtype && spec.shape == program.shape) return;
-    throw BundleError(plan_->where + ": metadata " + kind + " '" + spec.name + "' is " + spec_to_string(spec.dtype, spec.shape) +
-                      " but the program declares " + type_string(program));
+    throw BundleError(plan_->where + ": metadata " + kind + " '" + spec.name + "' is " +
+                      spec_to_string(spec.dtype, spec.shape) + " but the program declares " + type_string(program));
   }
 
   // Function inputs, in the caller's order (metadata inputs, then states).
@@ -141,7 +145,8 @@ class Planner {
           continue;
         }
         auto it = by_name_.find(b.name);
-        if (it == by_name_.end()) throw BundleError(where + ": input '" + param + "' refers to unknown value '" + b.name + "'");
+        if (it == by_name_.end())
+          throw BundleError(where + ": input '" + param + "' refers to unknown value '" + b.name + "'");
         params[param].push_back(it->second);
       }
     }
@@ -150,7 +155,8 @@ class Planner {
 
   const OpBuilder& find_builder(const OpDecl& op, const std::string& where) const {
     if (op.has_blocks) {
-      throw UnsupportedOpError(where + ": ops with nested blocks (control flow) are not supported by the portable interpreter");
+      throw UnsupportedOpError(where +
+                               ": ops with nested blocks (control flow) are not supported by the portable interpreter");
     }
     const OpBuilder* builder = OpRegistry::instance().find(op.type);
     if (builder == nullptr || op.unparsed) {
@@ -178,7 +184,8 @@ class Planner {
 
   // All inputs known now: run once and keep the results as constants (this is
   // where constexpr dequantization happens).
-  void fold(const PlannedOp& planned, const std::vector<int>& ins, const std::vector<int>& outs, const std::string& where) {
+  void fold(const PlannedOp& planned, const std::vector<int>& ins, const std::vector<int>& outs,
+            const std::string& where) {
     std::vector<const Tensor*> in_ptrs;
     for (int id : ins) in_ptrs.push_back(&values()[id].constant);
     std::vector<Tensor> results;
@@ -290,7 +297,8 @@ class Planner {
       if (in_arena && end[id] >= 0 && end[id] < n_steps) frees[end[id]].push_back(static_cast<int>(id));
     }
     for (int s = 0; s < n_steps; ++s) {
-      for (int id : plan_->steps[s].outputs) vals[id].offset = static_cast<int64_t>(arena.allocate(value_bytes(vals[id])));
+      for (int id : plan_->steps[s].outputs)
+        vals[id].offset = static_cast<int64_t>(arena.allocate(value_bytes(vals[id])));
       // after the outputs are placed, so no output overlaps an input of its step
       for (int id : frees[s]) arena.release(static_cast<size_t>(vals[id].offset), value_bytes(vals[id]));
       plan_->scratch_bytes = std::max(plan_->scratch_bytes, plan_->steps[s].scratch);

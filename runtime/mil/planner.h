@@ -21,9 +21,9 @@ struct PlanValue {
   Tensor constant;         // when is_const (and not a string)
   std::string string_val;  // string constants
   bool is_string = false;
-  int input_index = -1;    // function input: position in the caller's order
+  int input_index = -1;  // function input: position in the caller's order
   bool is_state = false;
-  int64_t offset = -1;     // arena offset of run-time values
+  int64_t offset = -1;  // arena offset of run-time values
   // Reshape-like ops whose input is a run-time value share its bytes: this is
   // the value owning them (an arena value or a function input), -1 otherwise.
   int alias_of = -1;

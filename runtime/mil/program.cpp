@@ -120,7 +120,8 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
   constexpr int64_t kMaxElements = int64_t{1} << 40;
   int64_t n = 1;
   for (int64_t d : p.type.shape) {
-    if (d != 0 && n > kMaxElements / d) fail(c, where, "shape " + shape_to_string(p.type.shape) + " has too many elements");
+    if (d != 0 && n > kMaxElements / d)
+      fail(c, where, "shape " + shape_to_string(p.type.shape) + " has too many elements");
     n *= d;
   }
   return p;
@@ -164,15 +165,17 @@ void fill_from(const Ctx& c, Tensor& t, const std::vector<double>& vals, const s
 
 // Raw little-endian element bytes (fp16, 8-bit and sub-byte immediates);
 // sub-byte values are packed least significant bits first, like blobs.
-std::shared_ptr<ConstValue> parse_bytes(const Ctx& c, const ParsedType& pt, const std::string& b64, const std::string& where) {
+std::shared_ptr<ConstValue> parse_bytes(const Ctx& c, const ParsedType& pt, const std::string& b64,
+                                        const std::string& where) {
   auto cv = std::make_shared<ConstValue>();
   std::string raw = decode_base64(c, b64, where);
   int64_t n = shape_numel(pt.type.shape);
   int bits = pt.bits > 0 ? pt.bits : static_cast<int>(dtype_size(pt.type.dtype) * 8);
   size_t expected = static_cast<size_t>((static_cast<uint64_t>(n) * bits + 7) / 8);
   if (raw.size() != expected) {
-    fail(c, where, "bytes value holds " + std::to_string(raw.size()) + " bytes, shape " + shape_to_string(pt.type.shape) +
-                       " needs " + std::to_string(expected));
+    fail(c, where,
+         "bytes value holds " + std::to_string(raw.size()) + " bytes, shape " + shape_to_string(pt.type.shape) +
+             " needs " + std::to_string(expected));
   }
   const auto* src = reinterpret_cast<const uint8_t*>(raw.data());
   if (pt.bits > 0) {
@@ -184,7 +187,8 @@ std::shared_ptr<ConstValue> parse_bytes(const Ctx& c, const ParsedType& pt, cons
   return cv;
 }
 
-std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, const json& imm, const std::string& where) {
+std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, const json& imm,
+                                            const std::string& where) {
   auto cv = std::make_shared<ConstValue>();
   const json& tv = get(c, imm, "tensor", where);
   int64_t n = shape_numel(pt.type.shape);
@@ -202,8 +206,9 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
     // exact: int64 values do not all survive a round trip through double
     const json& vals = tv["longInts"].value("values", json::array());
     if (static_cast<int64_t>(vals.size()) != n) {
-      fail(c, where, "immediate value has " + std::to_string(vals.size()) + " elements, shape " +
-                         shape_to_string(pt.type.shape) + " needs " + std::to_string(n));
+      fail(c, where,
+           "immediate value has " + std::to_string(vals.size()) + " elements, shape " + shape_to_string(pt.type.shape) +
+               " needs " + std::to_string(n));
     }
     for (size_t i = 0; i < vals.size(); ++i) cv->tensor.data_as<int64_t>()[i] = as_int(c, vals[i], where);
     return cv;
@@ -216,8 +221,9 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
     }
   }
   if (static_cast<int64_t>(vals.size()) != n) {
-    fail(c, where, "immediate value has " + std::to_string(vals.size()) + " elements, shape " +
-                       shape_to_string(pt.type.shape) + " needs " + std::to_string(n));
+    fail(c, where,
+         "immediate value has " + std::to_string(vals.size()) + " elements, shape " + shape_to_string(pt.type.shape) +
+             " needs " + std::to_string(n));
   }
   switch (pt.type.dtype) {
     case DType::kFloat16: {
@@ -228,7 +234,8 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
     case DType::kFloat32: fill_from<float>(c, cv->tensor, vals, where); break;
     case DType::kFloat64: fill_from<double>(c, cv->tensor, vals, where); break;
     case DType::kInt8: fill_from<int8_t>(c, cv->tensor, vals, where); break;
-    case DType::kUInt8: case DType::kBool: fill_from<uint8_t>(c, cv->tensor, vals, where); break;
+    case DType::kUInt8:
+    case DType::kBool: fill_from<uint8_t>(c, cv->tensor, vals, where); break;
     case DType::kInt16: fill_from<int16_t>(c, cv->tensor, vals, where); break;
     case DType::kUInt16: fill_from<uint16_t>(c, cv->tensor, vals, where); break;
     case DType::kInt32: fill_from<int32_t>(c, cv->tensor, vals, where); break;
@@ -246,7 +253,8 @@ std::shared_ptr<ConstValue> parse_value(const Ctx& c, const json& v, const std::
     if (file != "@model_path/weights/weight.bin") fail(c, where, "blob file '" + file + "' is not weights/weight.bin");
     if (c.weights == nullptr) fail(c, where, "the program references weight.bin, which the package lacks");
     auto cv = std::make_shared<ConstValue>();
-    cv->tensor = c.weights->blob(static_cast<uint64_t>(as_int(c, get(c, b, "offset", where), where)), pt.type, pt.bits, where);
+    cv->tensor =
+        c.weights->blob(static_cast<uint64_t>(as_int(c, get(c, b, "offset", where), where)), pt.type, pt.bits, where);
     return cv;
   }
   fail(c, where, "value has neither an immediate nor a blob");
@@ -265,9 +273,12 @@ void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl
       std::vector<Binding> bindings;
       for (const json& a : it.value().value("arguments", json::array())) {
         Binding b;
-        if (a.contains("name")) b.name = a["name"].get<std::string>();
-        else if (a.contains("value")) b.value = parse_value(c, a["value"], w + " input '" + it.key() + "'");
-        else fail(c, w, "argument of '" + it.key() + "' has neither a name nor a value");
+        if (a.contains("name"))
+          b.name = a["name"].get<std::string>();
+        else if (a.contains("value"))
+          b.value = parse_value(c, a["value"], w + " input '" + it.key() + "'");
+        else
+          fail(c, w, "argument of '" + it.key() + "' has neither a name nor a value");
         bindings.push_back(std::move(b));
       }
       op.inputs[it.key()] = std::move(bindings);
@@ -330,7 +341,8 @@ Program load_program(const std::string& path, WeightStore* weights) {
   try {
     const json& fns = get(c, doc, "functions", "<root>");
     if (!fns.is_object()) fail(c, "functions", "expected an object");
-    for (auto it = fns.begin(); it != fns.end(); ++it) prog.functions[it.key()] = parse_function(c, it.key(), it.value());
+    for (auto it = fns.begin(); it != fns.end(); ++it)
+      prog.functions[it.key()] = parse_function(c, it.key(), it.value());
   } catch (const json::exception& e) {
     throw BundleError(path + ": unexpected structure (" + e.what() + ")");
   }

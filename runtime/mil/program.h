@@ -38,8 +38,8 @@ struct OpDecl {
   std::map<std::string, std::vector<Binding>> inputs;
   std::vector<ValueDecl> outputs;
   std::shared_ptr<ConstValue> const_val;  // for "const" ops
-  bool has_blocks = false;  // cond / while_loop: not supported
-  bool unparsed = false;    // an unsupported op whose types could not be parsed
+  bool has_blocks = false;                // cond / while_loop: not supported
+  bool unparsed = false;                  // an unsupported op whose types could not be parsed
 };
 
 struct FunctionDecl {

@@ -108,8 +108,7 @@ ThreadPool::~ThreadPool() {
 
 int ThreadPool::size() const { return static_cast<int>(impl_->workers.size()) + 1; }
 
-void ThreadPool::parallel_for(int64_t n, int64_t min_chunk,
-                              const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   min_chunk = std::max<int64_t>(1, min_chunk);
   int64_t max_chunks = std::min<int64_t>(size(), (n + min_chunk - 1) / min_chunk);

@@ -20,9 +20,9 @@ constexpr uint64_t kRecordSize = 64;
 struct BlobType {
   uint32_t code;
   const char* name;
-  int bits;       // element width in the file
-  bool is_signed; // for sub-byte integers
-  DType dtype;    // how the runtime holds it
+  int bits;        // element width in the file
+  bool is_signed;  // for sub-byte integers
+  DType dtype;     // how the runtime holds it
 };
 
 // MIL blob storage dtype codes.
@@ -116,8 +116,8 @@ Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declare
   }
   if (type == nullptr) throw BundleError(at + ": unsupported blob dtype code " + std::to_string(code));
   if (data_offset < offset + kRecordSize) {
-    throw BundleError(at + ": blob data offset " + std::to_string(data_offset) + " overlaps its own record (expected >= " +
-                      std::to_string(offset + kRecordSize) + ")");
+    throw BundleError(at + ": blob data offset " + std::to_string(data_offset) +
+                      " overlaps its own record (expected >= " + std::to_string(offset + kRecordSize) + ")");
   }
   if (data_offset > size_ || nbytes > size_ - data_offset) {
     throw BundleError(at + ": blob data [" + std::to_string(data_offset) + ", +" + std::to_string(nbytes) +

@@ -58,7 +58,7 @@ TEST_CASE("strided layouts: extent checks and copies", "[coreml]") {
   REQUIRE(dense_strides({}).empty());
   REQUIRE(strided_fits({2, 3}, {3, 1}, 6));
   REQUIRE_FALSE(strided_fits({2, 3}, {3, 1}, 5));
-  REQUIRE(strided_fits({2, 3}, {4, 1}, 7));  // rows padded to 4, last row unpadded
+  REQUIRE(strided_fits({2, 3}, {4, 1}, 7));       // rows padded to 4, last row unpadded
   REQUIRE_FALSE(strided_fits({2, 3}, {4}, 100));  // rank mismatch
   REQUIRE_FALSE(strided_fits({2, 3}, {-1, 1}, 100));
   REQUIRE_FALSE(strided_fits({3, 2}, {int64_t(1) << 62, 1}, 100));  // would overflow if multiplied

@@ -45,7 +45,8 @@ TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD
     for (auto [name, kernel] : nt_kernels()) {
       for (WeightType wt : {WeightType::kF32, WeightType::kF16}) {
         std::vector<float> y(M * N, -1.f);
-        kernel(x.data(), M, K, wt == WeightType::kF32 ? static_cast<const void*>(w.data()) : wh.data(), wt, y.data(), N, 0, N);
+        kernel(x.data(), M, K, wt == WeightType::kF32 ? static_cast<const void*>(w.data()) : wh.data(), wt, y.data(), N,
+               0, N);
         for (int64_t m = 0; m < M; ++m) {
           for (int64_t n = 0; n < N; ++n) {
             double ref = 0;
@@ -88,5 +89,6 @@ TEST_CASE("thread pool covers every index once, also with concurrent callers", "
   check();
   other.join();
   REQUIRE(wrong.load() == 0);
-  REQUIRE_THROWS_AS(pool.parallel_for(10, 1, [](int64_t, int64_t) { throw std::runtime_error("x"); }), std::runtime_error);
+  REQUIRE_THROWS_AS(pool.parallel_for(10, 1, [](int64_t, int64_t) { throw std::runtime_error("x"); }),
+                    std::runtime_error);
 }

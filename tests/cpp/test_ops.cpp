@@ -11,7 +11,8 @@ using namespace staticllm::test;
 using Catch::Detail::Approx;
 
 TEST_CASE("add broadcasts like numpy", "[ops]") {
-  auto out = run_op("add", {{"x", {input(f32({2, 3}, {1, 2, 3, 4, 5, 6}))}}, {"y", {constant(f32({3}, {10, 20, 30}))}}});
+  auto out =
+      run_op("add", {{"x", {input(f32({2, 3}, {1, 2, 3, 4, 5, 6}))}}, {"y", {constant(f32({3}, {10, 20, 30}))}}});
   REQUIRE(out[0].shape() == Shape{2, 3});
   REQUIRE(values(out[0]) == std::vector<float>{11, 22, 33, 14, 25, 36});
   out = run_op("mul", {{"x", {input(f32({2, 1}, {2, 3}))}}, {"y", {input(f32({1, 3}, {1, 2, 3}))}}});
@@ -29,13 +30,15 @@ TEST_CASE("comparisons produce bool, select picks by condition", "[ops]") {
   auto cmp = run_op("greater_equal", {{"x", {input(i32({4}, {0, 1, 2, 3}))}}, {"y", {constant(i32({}, {2}))}}});
   REQUIRE(cmp[0].dtype() == DType::kBool);
   REQUIRE(values(cmp[0]) == std::vector<float>{0, 0, 1, 1});
-  auto sel = run_op("select", {{"cond", {input(cmp[0])}}, {"a", {constant(f32({1}, {-1}))}}, {"b", {input(f32({4}, {5, 6, 7, 8}))}}});
+  auto sel = run_op(
+      "select", {{"cond", {input(cmp[0])}}, {"a", {constant(f32({1}, {-1}))}}, {"b", {input(f32({4}, {5, 6, 7, 8}))}}});
   REQUIRE(values(sel[0]) == std::vector<float>{5, 6, -1, -1});
 }
 
 TEST_CASE("shapes that do not broadcast are rejected at plan time", "[ops]") {
-  REQUIRE_THROWS_AS(run_op("add", {{"x", {input(f32({2, 3}, std::vector<float>(6)))}}, {"y", {input(f32({2}, {1, 2}))}}}),
-                    BundleError);
+  REQUIRE_THROWS_AS(
+      run_op("add", {{"x", {input(f32({2, 3}, std::vector<float>(6)))}}, {"y", {input(f32({2}, {1, 2}))}}}),
+      BundleError);
 }
 
 TEST_CASE("unary math and activations", "[ops]") {
@@ -49,17 +52,21 @@ TEST_CASE("unary math and activations", "[ops]") {
 }
 
 TEST_CASE("reduce_mean and softmax over the last axis", "[ops]") {
-  auto m = run_op("reduce_mean", {{"x", {input(f32({2, 2}, {1, 3, 5, 7}))}}, {"axes", {constant(i32({1}, {-1}))}},
+  auto m = run_op("reduce_mean", {{"x", {input(f32({2, 2}, {1, 3, 5, 7}))}},
+                                  {"axes", {constant(i32({1}, {-1}))}},
                                   {"keep_dims", {constant(boolean({}, {1}))}}});
   REQUIRE(m[0].shape() == Shape{2, 1});
   REQUIRE(values(m[0]) == std::vector<float>{2, 6});
-  auto sm = run_op("softmax", {{"x", {input(f16({1, 3}, {0, 0, std::log(2.f)}))}}, {"axis", {constant(i32({}, {-1}))}}});
+  auto sm =
+      run_op("softmax", {{"x", {input(f16({1, 3}, {0, 0, std::log(2.f)}))}}, {"axis", {constant(i32({}, {-1}))}}});
   REQUIRE(values(sm[0])[2] == Approx(0.5f).epsilon(1e-3));
-  REQUIRE_THROWS_AS(run_op("softmax", {{"x", {input(f32({2}, {1, 2}))}}, {"axis", {constant(i32({}, {3}))}}}), BundleError);
+  REQUIRE_THROWS_AS(run_op("softmax", {{"x", {input(f32({2}, {1, 2}))}}, {"axis", {constant(i32({}, {3}))}}}),
+                    BundleError);
 }
 
 TEST_CASE("transpose, reshape, squeeze, expand_dims, tile", "[ops]") {
-  auto t = run_op("transpose", {{"x", {input(f32({2, 3}, {1, 2, 3, 4, 5, 6}))}}, {"perm", {constant(i32({2}, {1, 0}))}}});
+  auto t =
+      run_op("transpose", {{"x", {input(f32({2, 3}, {1, 2, 3, 4, 5, 6}))}}, {"perm", {constant(i32({2}, {1, 0}))}}});
   REQUIRE(t[0].shape() == Shape{3, 2});
   REQUIRE(values(t[0]) == std::vector<float>{1, 4, 2, 5, 3, 6});
   auto r = run_op("reshape", {{"x", {input(t[0])}}, {"shape", {constant(i32({2}, {-1, 3}))}}});
@@ -75,20 +82,28 @@ TEST_CASE("transpose, reshape, squeeze, expand_dims, tile", "[ops]") {
 
 TEST_CASE("slices, concat, split", "[ops]") {
   auto x = f32({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7});
-  auto s = run_op("slice_by_index", {{"x", {input(x)}}, {"begin", {constant(i32({2}, {0, 1}))}},
-                                     {"end", {constant(i32({2}, {2, -1}))}}, {"stride", {constant(i32({2}, {1, 1}))}}});
+  auto s = run_op("slice_by_index", {{"x", {input(x)}},
+                                     {"begin", {constant(i32({2}, {0, 1}))}},
+                                     {"end", {constant(i32({2}, {2, -1}))}},
+                                     {"stride", {constant(i32({2}, {1, 1}))}}});
   REQUIRE(values(s[0]) == std::vector<float>{1, 2, 5, 6});
-  auto z = run_op("slice_by_size", {{"x", {input(x)}}, {"begin", {constant(i32({2}, {1, 2}))}}, {"size", {constant(i32({2}, {1, -1}))}}});
+  auto z =
+      run_op("slice_by_size",
+             {{"x", {input(x)}}, {"begin", {constant(i32({2}, {1, 2}))}}, {"size", {constant(i32({2}, {1, -1}))}}});
   REQUIRE(values(z[0]) == std::vector<float>{6, 7});
-  auto c = run_op("concat", {{"values", {input(f32({1, 2}, {1, 2})), input(f32({1, 1}, {3}))}}, {"axis", {constant(i32({}, {-1}))}}});
+  auto c = run_op("concat", {{"values", {input(f32({1, 2}, {1, 2})), input(f32({1, 1}, {3}))}},
+                             {"axis", {constant(i32({}, {-1}))}}});
   REQUIRE(values(c[0]) == std::vector<float>{1, 2, 3});
-  auto sp = run_op("split", {{"x", {input(x)}}, {"axis", {constant(i32({}, {1}))}}, {"split_sizes", {constant(i32({2}, {1, 3}))}}});
+  auto sp = run_op(
+      "split", {{"x", {input(x)}}, {"axis", {constant(i32({}, {1}))}}, {"split_sizes", {constant(i32({2}, {1, 3}))}}});
   REQUIRE(values(sp[1]) == std::vector<float>{1, 2, 3, 5, 6, 7});
 }
 
 TEST_CASE("gather checks indices at run time", "[ops]") {
   auto table = f32({3, 2}, {0, 1, 10, 11, 20, 21});
-  auto g = run_op("gather", {{"x", {constant(table)}}, {"indices", {input(i32({2}, {2, -3}))}}, {"axis", {constant(i32({}, {0}))}}});
+  auto g =
+      run_op("gather",
+             {{"x", {constant(table)}}, {"indices", {input(i32({2}, {2, -3}))}}, {"axis", {constant(i32({}, {0}))}}});
   REQUIRE(values(g[0]) == std::vector<float>{20, 21, 0, 1});
   REQUIRE_THROWS_WITH(run_op("gather", {{"x", {constant(table)}}, {"indices", {input(i32({1}, {3}))}}}),
                       Catch::Contains("index 3 out of range for axis of size 3"));
@@ -104,15 +119,20 @@ TEST_CASE("cast between float, int and bool", "[ops]") {
 
 TEST_CASE("linear and matmul match hand-computed products", "[ops]") {
   auto w = f32({2, 3}, {1, 0, -1, 2, 1, 0});
-  auto y = run_op("linear", {{"x", {input(f32({1, 3}, {1, 2, 3}))}}, {"weight", {constant(w)}}, {"bias", {constant(f32({2}, {0.5f, -0.5f}))}}});
+  auto y = run_op("linear", {{"x", {input(f32({1, 3}, {1, 2, 3}))}},
+                             {"weight", {constant(w)}},
+                             {"bias", {constant(f32({2}, {0.5f, -0.5f}))}}});
   REQUIRE(values(y[0]) == std::vector<float>{-1.5f, 3.5f});
-  auto yh = run_op("linear", {{"x", {input(f16({1, 3}, {1, 2, 3}))}}, {"weight", {constant(f16({2, 3}, {1, 0, -1, 2, 1, 0}))}}});
+  auto yh = run_op("linear",
+                   {{"x", {input(f16({1, 3}, {1, 2, 3}))}}, {"weight", {constant(f16({2, 3}, {1, 0, -1, 2, 1, 0}))}}});
   REQUIRE(values(yh[0]) == std::vector<float>{-2.f, 4.f});
-  auto m = run_op("matmul", {{"x", {input(f32({2, 1, 2}, {1, 2, 3, 4}))}}, {"y", {input(f32({2, 2}, {1, 0, 0, 1}))}},
+  auto m = run_op("matmul", {{"x", {input(f32({2, 1, 2}, {1, 2, 3, 4}))}},
+                             {"y", {input(f32({2, 2}, {1, 0, 0, 1}))}},
                              {"transpose_y", {constant(boolean({}, {1}))}}});
   REQUIRE(m[0].shape() == Shape{2, 1, 2});
   REQUIRE(values(m[0]) == std::vector<float>{1, 2, 3, 4});
-  REQUIRE_THROWS_AS(run_op("matmul", {{"x", {input(f32({2, 3}, std::vector<float>(6)))}}, {"y", {input(f32({2, 3}, std::vector<float>(6)))}}}),
+  REQUIRE_THROWS_AS(run_op("matmul", {{"x", {input(f32({2, 3}, std::vector<float>(6)))}},
+                                      {"y", {input(f32({2, 3}, std::vector<float>(6)))}}}),
                     BundleError);
 }
 
@@ -120,6 +140,7 @@ TEST_CASE("blockwise shift-scale dequantizes per block", "[ops]") {
   Tensor q(DType::kInt8, {2, 4});
   int8_t qv[8] = {1, 2, 3, 4, -1, -2, -3, -4};
   std::copy(qv, qv + 8, q.data_as<int8_t>());
-  auto d = run_op("constexpr_blockwise_shift_scale", {{"data", {constant(q)}}, {"scale", {constant(f32({2, 2}, {1, 10, 2, 20}))}}});
+  auto d = run_op("constexpr_blockwise_shift_scale",
+                  {{"data", {constant(q)}}, {"scale", {constant(f32({2, 2}, {1, 10, 2, 20}))}}});
   REQUIRE(values(d[0]) == std::vector<float>{1, 2, 30, 40, -2, -4, -60, -80});
 }

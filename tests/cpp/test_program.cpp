@@ -172,22 +172,26 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
     return "";
   };
   json dynamic = affine_program();
-  dynamic["functions"]["main"]["inputs"][0]["type"]["tensorType"]["dimensions"][0] = {{"unknown", {{"variadic", false}}}};
+  dynamic["functions"]["main"]["inputs"][0]["type"]["tensorType"]["dimensions"][0] = {
+      {"unknown", {{"variadic", false}}}};
   CHECK_THAT(error(dynamic), Catch::Contains("function 'main' input: dynamic dimensions are not supported"));
 
   json no_block = affine_program();
   no_block["functions"]["main"]["opset"] = "CoreML7";
   CHECK_THAT(error(no_block), Catch::Contains("no block for its opset 'CoreML7'"));
 
-  json short_imm = program(json::array(), json::array({const_op("c", immediate("FLOAT32", {3}, {{"floats", {{"values", {1.0}}}}}))}), {});
+  json short_imm = program(
+      json::array(), json::array({const_op("c", immediate("FLOAT32", {3}, {{"floats", {{"values", {1.0}}}}}))}), {});
   CHECK_THAT(error(short_imm), Catch::Contains("immediate value has 1 elements, shape [3] needs 3"));
 
-  json short_bytes = program(json::array(), json::array({const_op("c", immediate("FLOAT16", {3}, {{"bytes", {{"values", "ADw="}}}}))}), {});
+  json short_bytes = program(
+      json::array(), json::array({const_op("c", immediate("FLOAT16", {3}, {{"bytes", {{"values", "ADw="}}}}))}), {});
   CHECK_THAT(error(short_bytes), Catch::Contains("bytes value holds 2 bytes, shape [3] needs 6"));
 
   json blob = {{"type", tensor_type("FLOAT32", {4})},
                {"blobFileValue", {{"fileName", "@model_path/weights/weight.bin"}, {"offset", "64"}}}};
-  CHECK_THAT(error(program(json::array(), json::array({const_op("w", blob)}), {})), Catch::Contains("which the package lacks"));
+  CHECK_THAT(error(program(json::array(), json::array({const_op("w", blob)}), {})),
+             Catch::Contains("which the package lacks"));
 
   json huge = program(json::array({input("x", "FLOAT32", {1 << 30, 1 << 30, 4})}), json::array(), {});
   CHECK_THAT(error(huge), Catch::Contains("has too many elements"));
@@ -300,7 +304,8 @@ TEST_CASE("an unsupported op with unparseable types is reported as unsupported",
 TEST_CASE("one executor serves concurrent callers and survives kernel errors", "[program]") {
   json ops = {
       op("gather",
-         {{"x", named("table")}, {"indices", named("idx")},
+         {{"x", named("table")},
+          {"indices", named("idx")},
           {"axis", inline_value(immediate("INT32", {}, {{"ints", {{"values", {0}}}}}))}},
          "g", tensor_type("FLOAT32", {2, 3})),
   };

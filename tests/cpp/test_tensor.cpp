@@ -11,7 +11,7 @@
 using namespace staticllm;
 
 TEST_CASE("every dtype round-trips through its metadata name", "[tensor]") {
-  const DType all[] = {DType::kFloat16, DType::kFloat32, DType::kFloat64, DType::kInt8, DType::kUInt8,
+  const DType all[] = {DType::kFloat16, DType::kFloat32, DType::kFloat64, DType::kInt8,  DType::kUInt8,
                        DType::kInt16,   DType::kUInt16,  DType::kInt32,   DType::kInt64, DType::kBool};
   const size_t sizes[] = {2, 4, 8, 1, 1, 2, 2, 4, 8, 1};
   for (size_t i = 0; i < 10; ++i) {

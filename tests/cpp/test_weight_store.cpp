@@ -66,7 +66,8 @@ TEST_CASE("corrupt files are BundleErrors that say what is wrong", "[weights]") 
   auto f = good_file();
   f[4] = 3;  // version 3
   REQUIRE_THROWS_WITH(WeightStore::open(write(f)), Catch::Contains("version 3, expected 2"));
-  REQUIRE_THROWS_WITH(WeightStore::open(write(std::vector<uint8_t>(10, 0))), Catch::Contains("shorter than the 64-byte header"));
+  REQUIRE_THROWS_WITH(WeightStore::open(write(std::vector<uint8_t>(10, 0))),
+                      Catch::Contains("shorter than the 64-byte header"));
 
   f = good_file();
   f[64] = 0;  // sentinel
@@ -92,7 +93,7 @@ TEST_CASE("int4 blobs are unpacked with sign extension", "[weights]") {
   uint64_t size = 2;
   std::memcpy(&f[68], &dtype, 4);
   std::memcpy(&f[72], &size, 8);
-  f[128] = 0xF1;  // elements 1, -1 (low nibble first)
+  f[128] = 0xF1;              // elements 1, -1 (low nibble first)
   f[129] = 0x7 | (0x8 << 4);  // 7, -8
   Tensor t = WeightStore::open(write(f))->blob(64, {DType::kInt8, {4}}, 4, "q");
   const int8_t* v = t.data_as<int8_t>();

@@ -5,8 +5,8 @@
 
 namespace staticllm::mil {
 
-void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
-             int64_t n0, int64_t n1) {
+void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
+             int64_t n1) {
 #if defined(STATICLLM_X86_SIMD)
   switch (simd_level()) {
     case SimdLevel::kAvx512: return gemm_nt_avx512(x, M, K, w, wt, y, ldy, n0, n1);

@@ -12,8 +12,8 @@ enum class WeightType { kF32, kF16 };
 // y[m * ldy + n] = sum_k x[m * K + k] * w[n * K + k]   for m < M, n in [n0, n1).
 // (x times w transposed: the layout of linear's weight and of matmul with
 // transpose_y.)
-void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
-             int64_t n0, int64_t n1);
+void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
+             int64_t n1);
 
 // y[m * N + n] = sum_k x[m * K + k] * b[k * N + n]   for m in [m0, m1).
 void gemm_nn(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
@@ -21,8 +21,8 @@ void gemm_nn(const float* x, int64_t K, const float* b, int64_t N, float* y, int
 // Per-ISA entry points (gemm_portable.cpp, gemm_avx2.cpp, gemm_avx512.cpp).
 void gemm_nt_portable(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
                       int64_t n0, int64_t n1);
-void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
-                  int64_t n0, int64_t n1);
+void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
+                  int64_t n1);
 void gemm_nt_avx512(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
                     int64_t n0, int64_t n1);
 void gemm_nn_portable(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);

@@ -68,10 +68,12 @@ void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy,
 
 }  // namespace
 
-void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
-                  int64_t n0, int64_t n1) {
-  if (wt == WeightType::kF32) nt(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
-  else nt(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
+void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
+                  int64_t n1) {
+  if (wt == WeightType::kF32)
+    nt(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
+  else
+    nt(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
 }
 
 void gemm_nn_avx2(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1) {

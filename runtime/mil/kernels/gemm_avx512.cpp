@@ -10,9 +10,7 @@ namespace staticllm::mil {
 namespace {
 
 inline __m512 load_w(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load_w(const uint16_t* p, __mmask16 m) {
-  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-}
+inline __m512 load_w(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
 inline __m512 load_w(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load_w(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -64,8 +62,10 @@ void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy,
 
 void gemm_nt_avx512(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
                     int64_t n0, int64_t n1) {
-  if (wt == WeightType::kF32) nt(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
-  else nt(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
+  if (wt == WeightType::kF32)
+    nt(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
+  else
+    nt(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
 }
 
 void gemm_nn_avx512(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1) {

@@ -126,10 +126,13 @@ PlannedOp build_sdpa(OpPlanContext& ctx) {
     auto* scratch = static_cast<float*>(call.scratch);
     auto work = [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s)
-        for (int64_t b = s; b < p.batches; b += p.slots) sdpa_batch(p, call, qs, ks, vs, ms, b, scratch + s * p.per_slot);
+        for (int64_t b = s; b < p.batches; b += p.slots)
+          sdpa_batch(p, call, qs, ks, vs, ms, b, scratch + s * p.per_slot);
     };
-    if (call.pool != nullptr && p.batches > 1) call.pool->parallel_for(p.slots, 1, work);
-    else work(0, p.slots);
+    if (call.pool != nullptr && p.batches > 1)
+      call.pool->parallel_for(p.slots, 1, work);
+    else
+      work(0, p.slots);
   };
   return op;
 }

@@ -31,7 +31,8 @@ OpBuilder binary(Result result, bool float_only, bool bool_only, F f) {
       ctx.fail(std::string("x and y must have the same dtype, got ") + dtype_name(xt.dtype) + " and " +
                dtype_name(yt.dtype));
     }
-    if (float_only && !is_float_dtype(xt.dtype)) ctx.fail(std::string("needs a float dtype, got ") + dtype_name(xt.dtype));
+    if (float_only && !is_float_dtype(xt.dtype))
+      ctx.fail(std::string("needs a float dtype, got ") + dtype_name(xt.dtype));
     if (bool_only && xt.dtype != DType::kBool) ctx.fail(std::string("needs bool inputs, got ") + dtype_name(xt.dtype));
     BroadcastPlan plan;
     if (!plan_broadcast({xt.shape, yt.shape}, &plan)) {
@@ -44,9 +45,11 @@ OpBuilder binary(Result result, bool float_only, bool bool_only, F f) {
     bool use_float = is_float_dtype(xt.dtype);
     op.run = [plan, xs, ys, use_float, f](const KernelCall& call) {
       if (use_float) {
-        run_binary<float>(plan, call.in(xs), call.in(ys), call.out(0), [&](float a, float b) { return static_cast<float>(f(a, b)); });
+        run_binary<float>(plan, call.in(xs), call.in(ys), call.out(0),
+                          [&](float a, float b) { return static_cast<float>(f(a, b)); });
       } else {
-        run_binary<double>(plan, call.in(xs), call.in(ys), call.out(0), [&](double a, double b) { return static_cast<double>(f(a, b)); });
+        run_binary<double>(plan, call.in(xs), call.in(ys), call.out(0),
+                           [&](double a, double b) { return static_cast<double>(f(a, b)); });
       }
     };
     return op;
@@ -85,7 +88,8 @@ void register_elementwise_binary_ops(OpRegistry& r) {
   r.add("greater_equal", binary(Result::kBool, false, false, [](auto a, auto b) { return a >= b ? 1 : 0; }));
   r.add("logical_and", binary(Result::kSame, false, true, [](auto a, auto b) { return (a != 0 && b != 0) ? 1 : 0; }));
   r.add("logical_or", binary(Result::kSame, false, true, [](auto a, auto b) { return (a != 0 || b != 0) ? 1 : 0; }));
-  r.add("logical_xor", binary(Result::kSame, false, true, [](auto a, auto b) { return ((a != 0) != (b != 0)) ? 1 : 0; }));
+  r.add("logical_xor",
+        binary(Result::kSame, false, true, [](auto a, auto b) { return ((a != 0) != (b != 0)) ? 1 : 0; }));
 }
 
 }  // namespace staticllm::mil

@@ -26,11 +26,12 @@ void run_unary(const Tensor& x, Tensor& out, F f) {
 
 // `make(params)` returns the elementwise function given plan-time parameters.
 template <typename Make>
-OpBuilder unary(bool float_only, bool bool_only, std::vector<const char*> param_names,
-                std::vector<double> defaults, Make make) {
+OpBuilder unary(bool float_only, bool bool_only, std::vector<const char*> param_names, std::vector<double> defaults,
+                Make make) {
   return [=](OpPlanContext& ctx) {
     const ValueType& xt = ctx.type("x");
-    if (float_only && !is_float_dtype(xt.dtype)) ctx.fail(std::string("needs a float dtype, got ") + dtype_name(xt.dtype));
+    if (float_only && !is_float_dtype(xt.dtype))
+      ctx.fail(std::string("needs a float dtype, got ") + dtype_name(xt.dtype));
     if (bool_only && xt.dtype != DType::kBool) ctx.fail(std::string("needs a bool input, got ") + dtype_name(xt.dtype));
     std::vector<double> params(defaults);
     for (size_t i = 0; i < param_names.size(); ++i) {
@@ -59,9 +60,7 @@ OpBuilder simple(F f, bool float_only = true) {
 }
 
 float gelu_exact(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678f)); }
-float gelu_tanh(float v) {
-  return 0.5f * v * (1.0f + std::tanh(0.7978845608f * (v + 0.044715f * v * v * v)));
-}
+float gelu_tanh(float v) { return 0.5f * v * (1.0f + std::tanh(0.7978845608f * (v + 0.044715f * v * v * v))); }
 float gelu_sigmoid(float v) { return v / (1.0f + std::exp(-1.702f * v)); }
 
 PlannedOp build_gelu(OpPlanContext& ctx) {
@@ -71,7 +70,8 @@ PlannedOp build_gelu(OpPlanContext& ctx) {
   if (mode == "TANH_APPROXIMATION") fn = gelu_tanh;
   if (mode == "SIGMOID_APPROXIMATION") fn = gelu_sigmoid;
   if (fn == nullptr) ctx.fail("unknown gelu mode '" + mode + "'");
-  return unary(true, false, {}, {}, [fn](const std::vector<double>&) { return [fn](auto v) { return fn(static_cast<float>(v)); }; })(ctx);
+  return unary(true, false, {}, {},
+               [fn](const std::vector<double>&) { return [fn](auto v) { return fn(static_cast<float>(v)); }; })(ctx);
 }
 
 }  // namespace
@@ -120,9 +120,8 @@ void register_elementwise_unary_ops(OpRegistry& r) {
   r.add("silu", simple([](auto v) { return static_cast<float>(v) / (1.0f + std::exp(-static_cast<float>(v))); }));
   r.add("softplus", simple([](auto v) { return std::log1p(std::exp(v)); }));
   r.add("gelu", build_gelu);
-  r.add("logical_not", unary(false, true, {}, {}, [](const std::vector<double>&) {
-          return [](auto v) { return v != 0 ? 0 : 1; };
-        }));
+  r.add("logical_not",
+        unary(false, true, {}, {}, [](const std::vector<double>&) { return [](auto v) { return v != 0 ? 0 : 1; }; }));
 }
 
 }  // namespace staticllm::mil

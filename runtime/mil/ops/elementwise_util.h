@@ -17,9 +17,7 @@ namespace staticllm::mil {
 
 constexpr int64_t kBlock = 1024;  // elements converted per block (stack buffers)
 
-inline bool is_float_dtype(DType t) {
-  return t == DType::kFloat16 || t == DType::kFloat32 || t == DType::kFloat64;
-}
+inline bool is_float_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat32 || t == DType::kFloat64; }
 
 // Reads `len` elements starting at element `off`, `step` apart (0 = repeat one
 // element), converted to C. Returns a pointer to them: straight into the
@@ -46,7 +44,9 @@ const C* load_run(DType t, const void* base, int64_t off, int64_t step, int64_t 
   };
   auto same = [](auto v) { return static_cast<C>(v); };
   switch (t) {
-    case DType::kFloat16: fill(static_cast<const half_bits*>(base), [](half_bits h) { return static_cast<C>(half_to_float(h)); }); break;
+    case DType::kFloat16:
+      fill(static_cast<const half_bits*>(base), [](half_bits h) { return static_cast<C>(half_to_float(h)); });
+      break;
     case DType::kFloat32: fill(static_cast<const float*>(base), same); break;
     case DType::kFloat64: fill(static_cast<const double*>(base), same); break;
     case DType::kInt8: fill(static_cast<const int8_t*>(base), same); break;
@@ -96,8 +96,8 @@ void store_run(DType t, void* base, int64_t off, int64_t len, const C* src) {
 // along the (collapsed) innermost dimension.
 struct BroadcastPlan {
   Shape out_shape;
-  std::vector<int64_t> dims;                   // collapsed output dims
-  std::vector<std::vector<int64_t>> strides;   // per operand, per collapsed dim (0 = broadcast)
+  std::vector<int64_t> dims;                  // collapsed output dims
+  std::vector<std::vector<int64_t>> strides;  // per operand, per collapsed dim (0 = broadcast)
 
   static constexpr size_t kMaxOperands = 4;
   static constexpr size_t kMaxRank = 8;

@@ -38,7 +38,8 @@ PlannedOp build_linear(OpPlanContext& ctx) {
   bool has_bias = ctx.has("bias");
   if (has_bias) {
     const ValueType& bt = ctx.type("bias");
-    if (shape_numel(bt.shape) != N || !is_gemm_dtype(bt.dtype)) ctx.fail("bias must hold " + std::to_string(N) + " floats");
+    if (shape_numel(bt.shape) != N || !is_gemm_dtype(bt.dtype))
+      ctx.fail("bias must hold " + std::to_string(N) + " floats");
   }
   int64_t M = shape_numel(xt.shape) / std::max<int64_t>(K, 1);
   Shape out = xt.shape;
@@ -117,7 +118,8 @@ void matmul_batch(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tenso
   bool out_f32 = p.out_dtype == DType::kFloat32;
   float* dst = out_f32 ? out.data_as<float>() + b * p.M * p.N : o;
   if (p.ty) {
-    const auto* base = static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
+    const auto* base =
+        static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
     gemm_nt(x, p.M, p.K, base, weight_type(p.y_dtype), dst, p.N, 0, p.N);
   } else {
     const float* y = load_run<float>(p.y_dtype, yt.data(), p.y_batch[b], 1, p.K * p.N, ybuf);

@@ -28,9 +28,12 @@ ReducePlan plan_axes(const OpPlanContext& ctx, const Shape& shape, std::vector<i
   }
   ReducePlan p;
   for (int64_t d = 0; d < rank; ++d) {
-    if (d < axes.front()) p.outer *= shape[d];
-    else if (d <= axes.back()) p.reduced *= shape[d];
-    else p.inner *= shape[d];
+    if (d < axes.front())
+      p.outer *= shape[d];
+    else if (d <= axes.back())
+      p.reduced *= shape[d];
+    else
+      p.inner *= shape[d];
   }
   return p;
 }
@@ -38,15 +41,19 @@ ReducePlan plan_axes(const OpPlanContext& ctx, const Shape& shape, std::vector<i
 template <typename C>
 C reduce_row(Kind kind, const C* v, int64_t n, int64_t* arg) {
   switch (kind) {
-    case Kind::kMax: case Kind::kArgMax: {
+    case Kind::kMax:
+    case Kind::kArgMax: {
       int64_t best = 0;
-      for (int64_t i = 1; i < n; ++i) if (v[i] > v[best]) best = i;
+      for (int64_t i = 1; i < n; ++i)
+        if (v[i] > v[best]) best = i;
       *arg = best;
       return v[best];
     }
-    case Kind::kMin: case Kind::kArgMin: {
+    case Kind::kMin:
+    case Kind::kArgMin: {
       int64_t best = 0;
-      for (int64_t i = 1; i < n; ++i) if (v[i] < v[best]) best = i;
+      for (int64_t i = 1; i < n; ++i)
+        if (v[i] < v[best]) best = i;
       *arg = best;
       return v[best];
     }
@@ -55,7 +62,8 @@ C reduce_row(Kind kind, const C* v, int64_t n, int64_t* arg) {
       for (int64_t i = 0; i < n; ++i) acc *= v[i];
       return acc;
     }
-    case Kind::kSumSquare: case Kind::kL2: {
+    case Kind::kSumSquare:
+    case Kind::kL2: {
       C acc = 0;
       for (int64_t i = 0; i < n; ++i) acc += v[i] * v[i];
       return kind == Kind::kL2 ? std::sqrt(acc) : acc;
@@ -111,8 +119,10 @@ OpBuilder reduce(Kind kind) {
     for (int64_t d = 0; d < rank; ++d) {
       bool reduced = false;
       for (int64_t a : axes) reduced |= normalize_axis(ctx, a, rank) == d;
-      if (!reduced) out_shape.push_back(xt.shape[d]);
-      else if (keep) out_shape.push_back(1);
+      if (!reduced)
+        out_shape.push_back(xt.shape[d]);
+      else if (keep)
+        out_shape.push_back(1);
     }
     PlannedOp op;
     op.outputs.push_back({arg ? DType::kInt32 : xt.dtype, out_shape});
@@ -120,8 +130,10 @@ OpBuilder reduce(Kind kind) {
     op.scratch_bytes = static_cast<size_t>(p.reduced) * 8;
     int xs = ctx.input("x");
     op.run = [kind, p, xs, use_float](const KernelCall& call) {
-      if (use_float) run_reduce<float>(kind, p, call.in(xs), call.out(0), static_cast<float*>(call.scratch));
-      else run_reduce<double>(kind, p, call.in(xs), call.out(0), static_cast<double*>(call.scratch));
+      if (use_float)
+        run_reduce<float>(kind, p, call.in(xs), call.out(0), static_cast<float*>(call.scratch));
+      else
+        run_reduce<double>(kind, p, call.in(xs), call.out(0), static_cast<double*>(call.scratch));
     };
     return op;
   };
@@ -176,10 +188,13 @@ PlannedOp build_softmax(OpPlanContext& ctx) {
     Tensor& out = call.out(0);
     auto* rowbufs = static_cast<float*>(call.scratch);
     auto run_parts = [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) softmax_rows(x, out, n, inner, rows * p / parts, rows * (p + 1) / parts, rowbufs + p * n);
+      for (int64_t p = p0; p < p1; ++p)
+        softmax_rows(x, out, n, inner, rows * p / parts, rows * (p + 1) / parts, rowbufs + p * n);
     };
-    if (call.pool == nullptr || parts == 1 || rows * n < kParallelMinElements) run_parts(0, parts);
-    else call.pool->parallel_for(parts, 1, run_parts);
+    if (call.pool == nullptr || parts == 1 || rows * n < kParallelMinElements)
+      run_parts(0, parts);
+    else
+      call.pool->parallel_for(parts, 1, run_parts);
   };
   return op;
 }

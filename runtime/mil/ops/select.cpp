@@ -32,8 +32,10 @@ PlannedOp build_select(OpPlanContext& ctx) {
   PlannedOp op;
   op.outputs.push_back({at.dtype, plan.out_shape});
   op.run = [=](const KernelCall& call) {
-    if (use_float) run_select<float>(plan, call.in(cs), call.in(as), call.in(bs), call.out(0));
-    else run_select<double>(plan, call.in(cs), call.in(as), call.in(bs), call.out(0));
+    if (use_float)
+      run_select<float>(plan, call.in(cs), call.in(as), call.in(bs), call.out(0));
+    else
+      run_select<double>(plan, call.in(cs), call.in(as), call.in(bs), call.out(0));
   };
   return op;
 }
@@ -41,9 +43,18 @@ PlannedOp build_select(OpPlanContext& ctx) {
 bool cast_target(const std::string& name, DType* out) {
   if (dtype_from_name(name, out)) return true;
   // MIL spells some types differently from metadata.json.
-  if (name == "int32") { *out = DType::kInt32; return true; }
-  if (name == "float16") { *out = DType::kFloat16; return true; }
-  if (name == "float32") { *out = DType::kFloat32; return true; }
+  if (name == "int32") {
+    *out = DType::kInt32;
+    return true;
+  }
+  if (name == "float16") {
+    *out = DType::kFloat16;
+    return true;
+  }
+  if (name == "float32") {
+    *out = DType::kFloat32;
+    return true;
+  }
   return false;
 }
 
@@ -73,8 +84,10 @@ PlannedOp build_cast(OpPlanContext& ctx) {
   PlannedOp op;
   op.outputs.push_back({target, xt.shape});
   op.run = [=](const KernelCall& call) {
-    if (via_float) run_cast<float>(call.in(xs), call.out(0), false);
-    else run_cast<double>(call.in(xs), call.out(0), to_int);
+    if (via_float)
+      run_cast<float>(call.in(xs), call.out(0), false);
+    else
+      run_cast<double>(call.in(xs), call.out(0), to_int);
   };
   return op;
 }
@@ -132,8 +145,10 @@ PlannedOp build_band_part(OpPlanContext& ctx) {
         for (int64_t j = 0; j < cols; ++j) {
           bool keep = (lower < 0 || i - j <= lower) && (upper < 0 || j - i <= upper);
           int64_t off = ((m * rows + i) * cols + j) * static_cast<int64_t>(elem);
-          if (keep) std::memcpy(dst + off, src + off, elem);
-          else std::memset(dst + off, 0, elem);
+          if (keep)
+            std::memcpy(dst + off, src + off, elem);
+          else
+            std::memset(dst + off, 0, elem);
         }
       }
     }

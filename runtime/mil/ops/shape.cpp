@@ -57,14 +57,16 @@ PlannedOp build_squeeze(OpPlanContext& ctx) {
   if (ctx.has("axes")) {
     for (int64_t a : ctx.const_ints("axes")) {
       int64_t d = normalize_axis(ctx, a, rank);
-      if (xt.shape[d] != 1) ctx.fail("cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(xt.shape[d]));
+      if (xt.shape[d] != 1)
+        ctx.fail("cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(xt.shape[d]));
       drop[d] = true;
     }
   } else {
     for (int64_t d = 0; d < rank; ++d) drop[d] = xt.shape[d] == 1;
   }
   Shape out;
-  for (int64_t d = 0; d < rank; ++d) if (!drop[d]) out.push_back(xt.shape[d]);
+  for (int64_t d = 0; d < rank; ++d)
+    if (!drop[d]) out.push_back(xt.shape[d]);
   return copy_as(ctx, xt, out);
 }
 

@@ -100,7 +100,8 @@ PlannedOp build_concat(OpPlanContext& ctx) {
   size_t elem = dtype_size(first.dtype);
   for (size_t i = 0; i < n; ++i) {
     const ValueType& t = ctx.type("values", i);
-    if (t.dtype != first.dtype || static_cast<int64_t>(t.shape.size()) != rank) ctx.fail("concat values differ in dtype or rank");
+    if (t.dtype != first.dtype || static_cast<int64_t>(t.shape.size()) != rank)
+      ctx.fail("concat values differ in dtype or rank");
     for (int64_t d = 0; d < rank; ++d) {
       if (d != axis && t.shape[d] != first.shape[d]) ctx.fail("concat values differ in shape off the concat axis");
     }
@@ -116,7 +117,8 @@ PlannedOp build_concat(OpPlanContext& ctx) {
     int64_t col = 0;
     for (size_t i = 0; i < slots.size(); ++i) {
       const auto* src = static_cast<const uint8_t*>(call.in(slots[i]).data());
-      for (int64_t o = 0; o < outer; ++o) std::memcpy(dst + o * row_bytes + col, src + o * part_bytes[i], part_bytes[i]);
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(dst + o * row_bytes + col, src + o * part_bytes[i], part_bytes[i]);
       col += part_bytes[i];
     }
   };
@@ -134,7 +136,8 @@ PlannedOp build_stack(OpPlanContext& ctx) {
   for (int64_t d = axis; d < rank; ++d) inner *= first.shape[d];
   std::vector<int> slots;
   for (size_t i = 0; i < n; ++i) {
-    if (ctx.type("values", i).shape != first.shape || ctx.type("values", i).dtype != first.dtype) ctx.fail("stack values differ");
+    if (ctx.type("values", i).shape != first.shape || ctx.type("values", i).dtype != first.dtype)
+      ctx.fail("stack values differ");
     slots.push_back(ctx.input("values", i));
   }
   Shape out = first.shape;
@@ -168,7 +171,8 @@ PlannedOp build_split(OpPlanContext& ctx) {
   }
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
-  if (total != dim) ctx.fail("split sizes add up to " + std::to_string(total) + ", axis size is " + std::to_string(dim));
+  if (total != dim)
+    ctx.fail("split sizes add up to " + std::to_string(total) + ", axis size is " + std::to_string(dim));
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= xt.shape[d];
   for (int64_t d = axis + 1; d < rank; ++d) inner *= xt.shape[d];
@@ -207,8 +211,8 @@ int64_t read_index(const Tensor& t, int64_t i) {
 }
 
 bool is_index_dtype(DType t) {
-  return t == DType::kInt32 || t == DType::kInt64 || t == DType::kInt16 || t == DType::kUInt16 ||
-         t == DType::kInt8 || t == DType::kUInt8;
+  return t == DType::kInt32 || t == DType::kInt64 || t == DType::kInt16 || t == DType::kUInt16 || t == DType::kInt8 ||
+         t == DType::kUInt8;
 }
 
 // Checks and wraps one index; out-of-range indices come from inputs, so they
@@ -216,7 +220,8 @@ bool is_index_dtype(DType t) {
 int64_t checked_index(int64_t idx, int64_t dim, const std::string& where) {
   int64_t v = idx < 0 ? idx + dim : idx;
   if (v < 0 || v >= dim) {
-    throw InputError(where + ": index " + std::to_string(idx) + " out of range for axis of size " + std::to_string(dim));
+    throw InputError(where + ": index " + std::to_string(idx) + " out of range for axis of size " +
+                     std::to_string(dim));
   }
   return v;
 }

@@ -14,9 +14,7 @@ PlannedOp build_read_state(OpPlanContext& ctx) {
   int in = ctx.input("input");
   PlannedOp op;
   op.outputs.push_back(t);
-  op.run = [in](const KernelCall& call) {
-    std::memcpy(call.out(0).data(), call.in(in).data(), call.in(in).nbytes());
-  };
+  op.run = [in](const KernelCall& call) { std::memcpy(call.out(0).data(), call.in(in).data(), call.in(in).nbytes()); };
   return op;
 }
 

@@ -24,8 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python")
 
 SHAPES = {
     "4L-256d": dict(dim=256, n_layers=4, n_heads=8, n_kv_heads=4, hidden_dim=688, vocab_size=4096),
-    "110M": dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, hidden_dim=2048, vocab_size=32000,
-                 tied_embeddings=True),
+    "110M": dict(
+        dim=768,
+        n_layers=12,
+        n_heads=12,
+        n_kv_heads=12,
+        hidden_dim=2048,
+        vocab_size=32000,
+        tied_embeddings=True,
+    ),
 }
 
 
@@ -37,8 +44,15 @@ def timed_export(out: Path, ckpt: Path, multifunction: bool, input_len: int, con
     import staticllm
 
     start = time.perf_counter()
-    staticllm.export(out, hf_dir=ckpt, input_len=input_len, max_context_len=context,
-                     multifunction=multifunction, dtype="fp16", progress=False)
+    staticllm.export(
+        out,
+        hf_dir=ckpt,
+        input_len=input_len,
+        max_context_len=context,
+        multifunction=multifunction,
+        dtype="fp16",
+        progress=False,
+    )
     return time.perf_counter() - start
 
 
@@ -58,14 +72,22 @@ def run(name: str, shape: dict, tmp: Path, input_len: int, context: int) -> None
     w_single, w_multi = (single / wb).stat().st_size, (multi / wb).stat().st_size
     share = weight_sharing(multi)
     print(f"\n== {name}: {n_params / 1e6:.1f}M parameters, fp16, input_len {input_len}, context {context}")
-    print(f"export time   single {t_single:7.1f} s   multifunction {t_multi:7.1f} s   "
-          f"multifunction / (2 x single) = {t_multi / (2 * t_single):.2f}")
-    print(f"package size  single {dir_size(single / 'model.mlpackage') / 1e6:7.1f} MB  "
-          f"multifunction {dir_size(multi / 'model.mlpackage') / 1e6:7.1f} MB")
-    print(f"weight.bin    single {w_single / 1e6:7.1f} MB  multifunction {w_multi / 1e6:7.1f} MB  "
-          f"ratio {w_multi / w_single:.4f}")
-    print(f"shared blobs  decode {share['decode']['shared']}/{share['decode']['blobs']}   "
-          f"prefill {share['prefill']['shared']}/{share['prefill']['blobs']}")
+    print(
+        f"export time   single {t_single:7.1f} s   multifunction {t_multi:7.1f} s   "
+        f"multifunction / (2 x single) = {t_multi / (2 * t_single):.2f}"
+    )
+    print(
+        f"package size  single {dir_size(single / 'model.mlpackage') / 1e6:7.1f} MB  "
+        f"multifunction {dir_size(multi / 'model.mlpackage') / 1e6:7.1f} MB"
+    )
+    print(
+        f"weight.bin    single {w_single / 1e6:7.1f} MB  multifunction {w_multi / 1e6:7.1f} MB  "
+        f"ratio {w_multi / w_single:.4f}"
+    )
+    print(
+        f"shared blobs  decode {share['decode']['shared']}/{share['decode']['blobs']}   "
+        f"prefill {share['prefill']['shared']}/{share['prefill']['blobs']}"
+    )
 
 
 def main() -> None:

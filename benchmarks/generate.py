@@ -4,7 +4,7 @@
     python benchmarks/generate.py --small         # a small shape, for a quick check
 
 For each dtype: time to first token (TTFT) and decode tokens/s of
-  - the PyTorch model (staticllm.export.model.Llama, eager, torch.inference_mode)
+  - the PyTorch model (staticllm.exporter.model.Llama, eager, torch.inference_mode)
     with a static cache: one forward over the prompt, then one token per call,
     caches preallocated at the context length and written in place (the peer);
   - the multifunction bundle (prefill chunks, then decode);
@@ -37,8 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))  # llama_fixtures: checkpoint writers
 
-BIG = dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, hidden_dim=2048, vocab_size=32000, tied_embeddings=True)
-SMALL = dict(dim=256, n_layers=4, n_heads=8, n_kv_heads=4, hidden_dim=512, vocab_size=4096, tied_embeddings=True)
+BIG = dict(
+    dim=768, n_layers=12, n_heads=12, n_kv_heads=12, hidden_dim=2048, vocab_size=32000, tied_embeddings=True
+)
+SMALL = dict(
+    dim=256, n_layers=4, n_heads=8, n_kv_heads=4, hidden_dim=512, vocab_size=4096, tied_embeddings=True
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,7 +68,9 @@ def prepare_bundles(cfg: Any, args: argparse.Namespace) -> dict[tuple[str, str],
     import llama_fixtures as fx
     import staticllm
 
-    key = hashlib.sha1(json.dumps([cfg.to_dict(), args.context, args.input_len], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha1(
+        json.dumps([cfg.to_dict(), args.context, args.input_len], sort_keys=True).encode()
+    ).hexdigest()
     root = args.cache_dir / key[:12]
     ckpt = root / "ckpt"
     if not (ckpt / "config.json").is_file():
@@ -75,8 +81,16 @@ def prepare_bundles(cfg: Any, args: argparse.Namespace) -> dict[tuple[str, str],
             path = root / f"{kind}-{dtype}"
             if not (path / "metadata.json").is_file():
                 t = time.perf_counter()
-                staticllm.export(path, hf_dir=ckpt, input_len=args.input_len, max_context_len=args.context,
-                                 multifunction=kind == "multi", dtype=dtype, progress=False, overwrite=True)
+                staticllm.export(
+                    path,
+                    hf_dir=ckpt,
+                    input_len=args.input_len,
+                    max_context_len=args.context,
+                    multifunction=kind == "multi",
+                    dtype=dtype,
+                    progress=False,
+                    overwrite=True,
+                )
                 print(f"  exported {path.name} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
             out[(kind, dtype)] = path
     return out
@@ -97,8 +111,13 @@ def torch_peer(model: Any, prompt: list[int], n_new: int, context: int) -> tuple
         model.logits_mode = "last"
         mask = torch.full((1, n, context + n), neg, dtype=dtype)
         mask[0, :, context:] = torch.full((n, n), neg, dtype=dtype).triu(1)
-        out = model(torch.tensor([prompt], dtype=torch.int32), torch.arange(n, dtype=torch.int32), mask,
-                    torch.tensor([n - 1], dtype=torch.int32), *caches)
+        out = model(
+            torch.tensor([prompt], dtype=torch.int32),
+            torch.arange(n, dtype=torch.int32),
+            mask,
+            torch.tensor([n - 1], dtype=torch.int32),
+            *caches,
+        )
         for cache, new in zip(caches, out[1:]):
             cache[:, :, :n] = new
         token = int(out[0][0].argmax())
@@ -108,8 +127,12 @@ def torch_peer(model: Any, prompt: list[int], n_new: int, context: int) -> tuple
         step_mask[0, 0, context] = 0
         step_mask[0, 0, :n] = 0
         for pos in range(n, n + n_new - 1):
-            out = model(torch.tensor([[token]], dtype=torch.int32), torch.tensor([pos], dtype=torch.int32),
-                        step_mask, *caches)
+            out = model(
+                torch.tensor([[token]], dtype=torch.int32),
+                torch.tensor([pos], dtype=torch.int32),
+                step_mask,
+                *caches,
+            )
             for cache, new in zip(caches, out[1:]):
                 cache[:, :, pos] = new[:, :, 0]
             step_mask[0, 0, pos] = 0
@@ -135,7 +158,7 @@ def main() -> int:
     import torch
 
     import llama_fixtures as fx
-    from staticllm.export.config import LlamaConfig
+    from staticllm.exporter.config import LlamaConfig
 
     n_threads = threads()
     torch.set_num_threads(n_threads)
@@ -153,13 +176,20 @@ def main() -> int:
         simd = _core.simd_level()
     except (ImportError, AttributeError):
         simd = "?"
-    print(f"staticllm generate benchmark: Llama dim {cfg.dim}, {cfg.n_layers} layers, {cfg.n_heads} heads "
-          f"({cfg.n_kv_heads} kv), hidden {cfg.hidden_dim}, vocab {cfg.vocab_size}: {n_params / 1e6:.1f}M parameters, "
-          f"random weights")
-    print(f"prompt {len(prompt)} tokens (8-token phrase repeated), {args.new_tokens} new tokens, greedy; context "
-          f"{args.context}, input_len {args.input_len}; {n_threads} threads, SIMD {simd}; median of {args.repeats}")
+    print(
+        f"staticllm generate benchmark: Llama dim {cfg.dim}, {cfg.n_layers} layers, {cfg.n_heads} heads "
+        f"({cfg.n_kv_heads} kv), hidden {cfg.hidden_dim}, vocab {cfg.vocab_size}: "
+        f"{n_params / 1e6:.1f}M parameters, random weights"
+    )
+    print(
+        f"prompt {len(prompt)} tokens (8-token phrase repeated), {args.new_tokens} new tokens, greedy; "
+        f"context {args.context}, input_len {args.input_len}; {n_threads} threads, SIMD {simd}; "
+        f"median of {args.repeats}"
+    )
     print("ratios: speed-up over the PyTorch peer of the same dtype (peer TTFT / TTFT, decode / peer decode)")
-    header = f"{'dtype':5}  {'variant':34} {'TTFT ms':>9} {'x peer':>7} {'decode tok/s':>13} {'x peer':>7}  notes"
+    header = (
+        f"{'dtype':5}  {'variant':34} {'TTFT ms':>9} {'x peer':>7} {'decode tok/s':>13} {'x peer':>7}  notes"
+    )
     print(header)
     print("-" * len(header))
     for dtype in args.dtypes:
@@ -167,8 +197,14 @@ def main() -> int:
     return 0
 
 
-def bench_dtype(dtype: str, cfg: Any, sd: dict[str, Any], prompt: list[int], bundles: dict[tuple[str, str], Path],
-                args: argparse.Namespace) -> None:
+def bench_dtype(
+    dtype: str,
+    cfg: Any,
+    sd: dict[str, Any],
+    prompt: list[int],
+    bundles: dict[tuple[str, str], Path],
+    args: argparse.Namespace,
+) -> None:
     import torch
 
     import llama_fixtures as fx
@@ -181,28 +217,46 @@ def bench_dtype(dtype: str, cfg: Any, sd: dict[str, Any], prompt: list[int], bun
     del model
     multi = Generator(bundles[("multi", dtype)])
     ttft, dec, r = median_of(partial(run_generator, multi, prompt, n), args.repeats)
-    same = "same tokens as peer" if r.token_ids == p_tokens else \
-        f"{sum(a == b for a, b in zip(r.token_ids, p_tokens))}/{len(p_tokens)} tokens as peer"
+    same = (
+        "same tokens as peer"
+        if r.token_ids == p_tokens
+        else f"{sum(a == b for a, b in zip(r.token_ids, p_tokens))}/{len(p_tokens)} tokens as peer"
+    )
     row(dtype, "multifunction (prefill + decode)", ttft, p_ttft / ttft, dec, dec / p_dec, same)
     plain_tokens = r.token_ids
     del multi
     single = Generator(bundles[("single", dtype)])
     ttft, dec, r = median_of(partial(run_generator, single, prompt, n), args.repeats)
-    row(dtype, "single-method (forward)", ttft, p_ttft / ttft, dec, dec / p_dec, f"{r.timings.decode_calls} calls")
+    row(
+        dtype,
+        "single-method (forward)",
+        ttft,
+        p_ttft / ttft,
+        dec,
+        dec / p_dec,
+        f"{r.timings.decode_calls} calls",
+    )
     single_tokens = r.token_ids
     ttft, dec, r = median_of(partial(run_generator, single, prompt, n, lookahead=True), args.repeats)
     look = r.lookahead
-    note = (f"ngram {look.ngram} window {look.window} branches {look.branches}: "
-            f"{r.timings.accepted_per_call:.2f} tokens/call, {r.timings.decode_calls} calls, "
-            f"{'identical to' if r.token_ids == single_tokens else 'DIFFERS from'} plain greedy")
+    note = (
+        f"ngram {look.ngram} window {look.window} branches {look.branches}: "
+        f"{r.timings.accepted_per_call:.2f} tokens/call, {r.timings.decode_calls} calls, "
+        f"{'identical to' if r.token_ids == single_tokens else 'DIFFERS from'} plain greedy"
+    )
     row(dtype, "single-method + lookahead", ttft, p_ttft / ttft, dec, dec / p_dec, note)
     if single_tokens != plain_tokens:
-        print(f"{'':7}note: single-method and multifunction greedy tokens differ in {dtype} "
-              f"({sum(a != b for a, b in zip(single_tokens, plain_tokens))} positions)")
+        print(
+            f"{'':7}note: single-method and multifunction greedy tokens differ in {dtype} "
+            f"({sum(a != b for a, b in zip(single_tokens, plain_tokens))} positions)"
+        )
 
 
 def row(dtype: str, name: str, ttft: float, ttft_x: float, dec: float, dec_x: float, note: str) -> None:
-    print(f"{dtype:5}  {name:34} {ttft * 1000:9.1f} {ttft_x:6.2f}x {dec:13.1f} {dec_x:6.2f}x  {note}", flush=True)
+    print(
+        f"{dtype:5}  {name:34} {ttft * 1000:9.1f} {ttft_x:6.2f}x {dec:13.1f} {dec_x:6.2f}x  {note}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-APT_PACKAGES="nlohmann-json3-dev catch2"
+APT_PACKAGES="nlohmann-json3-dev catch2 clang-format"
 if ! dpkg -s $APT_PACKAGES >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $APT_PACKAGES

@@ -25,7 +25,7 @@ _LAZY = {
     "Runtime": "staticllm.runtime",
     "Method": "staticllm.runtime",
     "import_mlpackage": "staticllm.importer",
-    "export": "staticllm.export",
+    "export": "staticllm.exporter",
     "Generator": "staticllm.generate",
 }
 

@@ -13,7 +13,7 @@ from staticllm.errors import StaticLLMError
 # subcommand -> (module with register(), one-line help)
 _COMMANDS = {
     "import": ("staticllm.importer", "turn a Core ML .mlpackage into a runnable bundle"),
-    "export": ("staticllm.export.cli", "export a Llama-family checkpoint to a bundle"),
+    "export": ("staticllm.exporter.cli", "export a Llama-family checkpoint to a bundle"),
     "inspect": ("staticllm.inspect", "show a bundle's methods, specs and weight sharing"),
     "extract": ("staticllm.inspect", "write one standalone .mlpackage per method"),
     "generate": ("staticllm.generate.cli", "generate text from a bundle"),

@@ -53,22 +53,29 @@ def inspect_text(bundle: str | Path) -> str:
     meta = json.loads(_core.load_metadata(str(b / "metadata.json")))
     weights = b / "model.mlpackage" / WEIGHTS_RELPATH
     sharing = weight_sharing(b)
-    lines = [f"bundle {b}", f"  identifier: {meta['identifier']}",
-             f"  multifunction: {meta['multifunction']}  default method: {meta['default_method']}",
-             f"  weight.bin: {weights.stat().st_size if weights.is_file() else 0:,} bytes"]
+    lines = [
+        f"bundle {b}",
+        f"  identifier: {meta['identifier']}",
+        f"  multifunction: {meta['multifunction']}  default method: {meta['default_method']}",
+        f"  weight.bin: {weights.stat().st_size if weights.is_file() else 0:,} bytes",
+    ]
     for m in meta["methods"]:
         s = sharing.get(m["function_name"], {"blobs": 0, "shared": 0})
-        lines.append(f"  method {m['name']} (function {m['function_name']}): {s['blobs']} weight blobs, "
-                     f"{s['shared']} shared with other functions")
+        lines.append(
+            f"  method {m['name']} (function {m['function_name']}): {s['blobs']} weight blobs, "
+            f"{s['shared']} shared with other functions"
+        )
         for key in ("inputs", "outputs", "states"):
             if m.get(key):
                 lines.append(f"    {key}:")
                 lines += _fmt_specs(m[key])
     llm = meta.get("llm")
     if llm:
-        lines.append(f"  llm: vocab {llm['vocab_size']}, max context {llm['max_context_len']}, "
-                     f"prefill {llm['prefill_method']}[{llm['prefill_input_len']}], "
-                     f"decode {llm['decode_method']}[{llm['decode_input_len']}], tokenizer {llm.get('tokenizer')}")
+        lines.append(
+            f"  llm: vocab {llm['vocab_size']}, max context {llm['max_context_len']}, "
+            f"prefill {llm['prefill_method']}[{llm['prefill_input_len']}], "
+            f"decode {llm['decode_method']}[{llm['decode_input_len']}], tokenizer {llm.get('tokenizer')}"
+        )
     return "\n".join(lines)
 
 
@@ -108,7 +115,9 @@ def extract(bundle: str | Path, out_dir: str | Path, overwrite: bool = False) ->
             for name in list(spec.mlProgram.functions.keys()):
                 del spec.mlProgram.functions[name]
             spec.mlProgram.functions["main"].CopyFrom(kept)
-            model = ct.models.MLModel(spec, weights_dir=str(pkg / WEIGHTS_RELPATH.parent), skip_model_load=True)
+            model = ct.models.MLModel(
+                spec, weights_dir=str(pkg / WEIGHTS_RELPATH.parent), skip_model_load=True
+            )
             model.save(str(dest))
         written.append(dest)
     return written
@@ -127,15 +136,21 @@ def _run_extract(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     if name == "inspect":
-        p = subparsers.add_parser(name, help="show a bundle's methods, specs and weight sharing",
-                                  description="Print every method with its inputs, outputs and states, the size of "
-                                  "weight.bin, and how many weight blobs each function uses and shares.")
+        p = subparsers.add_parser(
+            name,
+            help="show a bundle's methods, specs and weight sharing",
+            description="Print every method with its inputs, outputs and states, the size of "
+            "weight.bin, and how many weight blobs each function uses and shares.",
+        )
         p.add_argument("bundle")
         p.set_defaults(func=_run_inspect)
     else:
-        p = subparsers.add_parser(name, help="write one standalone .mlpackage per method",
-                                  description="Write OUT_DIR/<method>.mlpackage for every method, each a "
-                                  "single-function Core ML package.")
+        p = subparsers.add_parser(
+            name,
+            help="write one standalone .mlpackage per method",
+            description="Write OUT_DIR/<method>.mlpackage for every method, each a "
+            "single-function Core ML package.",
+        )
         p.add_argument("bundle")
         p.add_argument("out_dir")
         p.add_argument("--overwrite", action="store_true")

@@ -33,12 +33,16 @@ def _tensor_spec(feature: Any, where: str) -> dict[str, Any]:
     elif kind == "multiArrayType":
         arr = feature.type.multiArrayType
     else:
-        raise BundleError(f"{where}: feature '{feature.name}' is a {kind}; staticllm handles multi-arrays and states")
+        raise BundleError(
+            f"{where}: feature '{feature.name}' is a {kind}; staticllm handles multi-arrays and states"
+        )
     if arr.dataType not in _ARRAY_DTYPES:
         raise BundleError(f"{where}: feature '{feature.name}' has unsupported array type {arr.dataType}")
     shape = [int(s) for s in arr.shape]
     if not shape:
-        raise BundleError(f"{where}: feature '{feature.name}' has no fixed shape (flexible shapes are not supported)")
+        raise BundleError(
+            f"{where}: feature '{feature.name}' has no fixed shape (flexible shapes are not supported)"
+        )
     return {"name": feature.name, "dtype": _ARRAY_DTYPES[arr.dataType], "shape": shape}
 
 
@@ -61,12 +65,15 @@ def function_descriptions(spec: Any, where: str) -> tuple[list[dict[str, Any]], 
     methods = []
     for name, ins, outs, states in funcs:
         w = f"{where}: function '{name}'"
-        methods.append({
-            "name": name, "function_name": name,
-            "inputs": [_tensor_spec(f, w) for f in ins],
-            "outputs": [_tensor_spec(f, w) for f in outs],
-            "states": [_tensor_spec(f, w) for f in states],
-        })
+        methods.append(
+            {
+                "name": name,
+                "function_name": name,
+                "inputs": [_tensor_spec(f, w) for f in ins],
+                "outputs": [_tensor_spec(f, w) for f in outs],
+                "states": [_tensor_spec(f, w) for f in states],
+            }
+        )
     return methods, default, multi
 
 

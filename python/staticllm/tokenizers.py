@@ -30,9 +30,17 @@ LLAMA3_PATTERN = (
 )
 LLAMA3_NUM_SPECIAL = 256
 _LLAMA3_NAMED = [
-    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>",
-    "<|eom_id|>", "<|eot_id|>", "<|python_tag|>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>",
+    "<|reserved_special_token_2|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|python_tag|>",
 ]
 # Meta's format for Llama 3 instruct models, used when no tokenizer_config.json carries a template.
 LLAMA3_CHAT_TEMPLATE = (
@@ -99,8 +107,10 @@ class Tokenizer(ABC):
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         template = self.chat_template
         if template is None:
-            raise InputError("this bundle's tokenizer has no chat template (no 'chat_template' in "
-                             "tokenizer_config.json); run without chat")
+            raise InputError(
+                "this bundle's tokenizer has no chat template (no 'chat_template' in "
+                "tokenizer_config.json); run without chat"
+            )
         return render_chat_template(template, messages, self.config, add_generation_prompt)
 
 
@@ -194,8 +204,9 @@ class TiktokenTokenizer(Tokenizer):
 
         self.n_base = len(ranks)
         self.specials = {t: self.n_base + i for i, t in enumerate(llama3_special_tokens())}
-        self.enc = tiktoken.Encoding(name=path.stem, pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
-                                     special_tokens=self.specials)
+        self.enc = tiktoken.Encoding(
+            name=path.stem, pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks, special_tokens=self.specials
+        )
         config = dict(config or {})
         config.setdefault("bos_token", "<|begin_of_text|>")
         config.setdefault("eos_token", "<|eot_id|>")
@@ -249,8 +260,9 @@ def _pick_template(value: Any) -> str | None:
     return None
 
 
-def render_chat_template(template: str, messages: list[dict[str, str]], config: dict[str, Any],
-                         add_generation_prompt: bool = True) -> str:
+def render_chat_template(
+    template: str, messages: list[dict[str, str]], config: dict[str, Any], add_generation_prompt: bool = True
+) -> str:
     """Renders like Hugging Face: sandboxed jinja2, trim_blocks and lstrip_blocks,
     special tokens from the config as variables."""
     import jinja2
@@ -268,7 +280,8 @@ def render_chat_template(template: str, messages: list[dict[str, str]], config: 
     variables = {k: _token_text(v) for k, v in config.items() if k.endswith("_token")}
     try:
         return env.from_string(template).render(
-            messages=messages, add_generation_prompt=add_generation_prompt, **variables)
+            messages=messages, add_generation_prompt=add_generation_prompt, **variables
+        )
     except jinja2.TemplateError as exc:
         raise InputError(f"chat template from tokenizer_config.json failed to render: {exc}") from exc
 

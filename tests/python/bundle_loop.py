@@ -33,14 +33,14 @@ class BundleLoop:
         pos = np.arange(self.n_past, self.n_past + length, dtype=np.int32)
         mask = np.full((1, length, self.cache_len + length), -np.inf, np.float32)
         mask[0, :, : self.n_past] = 0
-        mask[0, :, self.cache_len:] = np.triu(np.full((length, length), -np.inf, np.float32), 1)
+        mask[0, :, self.cache_len :] = np.triu(np.full((length, length), -np.inf, np.float32), 1)
         feed = {"tokens": ids, "input_pos": pos, "attn_mask": mask.astype(self.dtype), **self.caches}
         if spec["logits"] == "last" and length > 1:
             feed["last_index"] = np.array([n - 1], np.int32)
         out = m.execute(feed)
         c = self.llm["cache"]
         for cin, cout in zip(c["inputs"], c["outputs"]):
-            self.caches[cin][:, :, self.n_past:self.n_past + n] = out[cout][:, :, :n]
+            self.caches[cin][:, :, self.n_past : self.n_past + n] = out[cout][:, :, :n]
         self.n_past += n
         logits = out["logits"].astype(np.float32)
         return logits[0, :n] if logits.ndim == 3 else logits
@@ -50,7 +50,7 @@ class BundleLoop:
         chunk = self.llm["methods"][pre]["input_len"]
         logits = None
         for i in range(0, len(prompt), chunk):
-            logits = self.step(pre, prompt[i:i + chunk])
+            logits = self.step(pre, prompt[i : i + chunk])
         out = [int(logits[-1].argmax())]
         while len(out) < n_new:
             logits = self.step(dec, [out[-1]])

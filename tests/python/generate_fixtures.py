@@ -22,7 +22,8 @@ CORPUS = [
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
-    "+ '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "+ '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
 
@@ -34,15 +35,23 @@ def make_hf_tokenizer(directory: Path, vocab_size: int = 400, with_config: bool 
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS, trainer)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tokenizer.json"
     tok.save(str(path))
     if with_config:
-        config = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "chat_template": CHATML_TEMPLATE,
-                  "add_bos_token": False}
+        config = {
+            "bos_token": "<|im_start|>",
+            "eos_token": "<|im_end|>",
+            "chat_template": CHATML_TEMPLATE,
+            "add_bos_token": False,
+        }
         (directory / "tokenizer_config.json").write_text(json.dumps(config))
     return path
 
@@ -55,8 +64,16 @@ def make_sentencepiece(directory: Path, vocab_size: int = 400) -> Path:
     buf = io.BytesIO()
     lines = [line for line in CORPUS if "emoji" not in line]
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
-        byte_fallback=True, character_coverage=1.0, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
+        sentence_iterator=iter(lines),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        bos_id=1,
+        eos_id=2,
+        unk_id=0,
+        pad_id=-1,
         minloglevel=2,
     )
     directory.mkdir(parents=True, exist_ok=True)
@@ -102,6 +119,9 @@ def make_tiktoken(directory: Path) -> tuple[Path, dict[bytes, int]]:
     ranks = train_byte_bpe()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tokenizer.model"
-    lines = [f"{base64.b64encode(tok).decode()} {rank}" for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1])]
+    lines = [
+        f"{base64.b64encode(tok).decode()} {rank}"
+        for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1])
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path, ranks

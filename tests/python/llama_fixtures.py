@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from staticllm.export.config import LlamaConfig
-from staticllm.export.model import Llama
+from staticllm.exporter.config import LlamaConfig
+from staticllm.exporter.model import Llama
 
 TEXT = (
     "the quick brown fox jumps over the lazy dog. a static graph runs the same on every device. "
@@ -20,8 +20,16 @@ TEXT = (
 
 
 def tiny_config(**overrides: Any) -> LlamaConfig:
-    base = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=320, hidden_dim=128,
-                norm_eps=1e-5, rope_theta=10000.0)
+    base = dict(
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=320,
+        hidden_dim=128,
+        norm_eps=1e-5,
+        rope_theta=10000.0,
+    )
     base.update(overrides)
     return LlamaConfig(**base)
 
@@ -61,21 +69,33 @@ def make_tokenizer(path: Path, vocab_size: int) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 2, special_tokens=["<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 2,
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([TEXT], trainer)
     tok.save(str(path))
     return path
 
 
 _META_TO_HF = {
-    "attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",
-    "attention.wo": "self_attn.o_proj", "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
-    "feed_forward.w3": "mlp.up_proj", "attention_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attention.wq": "self_attn.q_proj",
+    "attention.wk": "self_attn.k_proj",
+    "attention.wv": "self_attn.v_proj",
+    "attention.wo": "self_attn.o_proj",
+    "feed_forward.w1": "mlp.gate_proj",
+    "feed_forward.w2": "mlp.down_proj",
+    "feed_forward.w3": "mlp.up_proj",
+    "attention_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
 }
 
 
-def make_hf_checkpoint(directory: str | Path, cfg: LlamaConfig, seed: int = 0, with_tokenizer: bool = True) -> Path:
+def make_hf_checkpoint(
+    directory: str | Path, cfg: LlamaConfig, seed: int = 0, with_tokenizer: bool = True
+) -> Path:
     from safetensors.torch import save_file
 
     d = Path(directory)
@@ -94,15 +114,23 @@ def make_hf_checkpoint(directory: str | Path, cfg: LlamaConfig, seed: int = 0, w
             _, idx, rest = name.split(".", 2)
             for ours, hf in _META_TO_HF.items():
                 if rest.startswith(ours + "."):
-                    out[f"model.layers.{idx}.{hf}{rest[len(ours):]}"] = t
+                    out[f"model.layers.{idx}.{hf}{rest[len(ours) :]}"] = t
     save_file({k: v.contiguous() for k, v in out.items()}, str(d / "model.safetensors"))
     config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": cfg.dim,
-        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.n_kv_heads, "vocab_size": cfg.vocab_size,
-        "intermediate_size": cfg.hidden_dim, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
-        "tie_word_embeddings": cfg.tied_embeddings, "attention_bias": cfg.qkv_bias,
-        "bos_token_id": 0, "eos_token_id": 1,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": cfg.dim,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "vocab_size": cfg.vocab_size,
+        "intermediate_size": cfg.hidden_dim,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "tie_word_embeddings": cfg.tied_embeddings,
+        "attention_bias": cfg.qkv_bias,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
     }
     if cfg.rope_scaling:
         config["rope_scaling"] = {"rope_type": "llama3", **cfg.rope_scaling}
@@ -127,9 +155,16 @@ def make_meta_checkpoint(directory: str | Path, cfg: LlamaConfig, seed: int = 0)
             continue
         meta[name] = t.clone()
     torch.save(meta, d / "consolidated.00.pth")
-    params = {"dim": cfg.dim, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "n_kv_heads": cfg.n_kv_heads,
-              "vocab_size": cfg.vocab_size, "hidden_dim": cfg.hidden_dim, "norm_eps": cfg.norm_eps,
-              "rope_theta": cfg.rope_theta}
+    params = {
+        "dim": cfg.dim,
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "n_kv_heads": cfg.n_kv_heads,
+        "vocab_size": cfg.vocab_size,
+        "hidden_dim": cfg.hidden_dim,
+        "norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta,
+    }
     (d / "params.json").write_text(json.dumps(params))
     return d
 
@@ -157,11 +192,22 @@ def make_gguf_checkpoint(path: str | Path, cfg: LlamaConfig, seed: int = 0) -> P
     w.add_token_types([1] * cfg.vocab_size)
     w.add_bos_token_id(0)
     w.add_eos_token_id(1)
-    names = {"tok_embeddings.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
-             "output.weight": "output.weight"}
-    layer = {"attention.wq": "attn_q", "attention.wk": "attn_k", "attention.wv": "attn_v",
-             "attention.wo": "attn_output", "feed_forward.w1": "ffn_gate", "feed_forward.w2": "ffn_down",
-             "feed_forward.w3": "ffn_up", "attention_norm": "attn_norm", "ffn_norm": "ffn_norm"}
+    names = {
+        "tok_embeddings.weight": "token_embd.weight",
+        "norm.weight": "output_norm.weight",
+        "output.weight": "output.weight",
+    }
+    layer = {
+        "attention.wq": "attn_q",
+        "attention.wk": "attn_k",
+        "attention.wv": "attn_v",
+        "attention.wo": "attn_output",
+        "feed_forward.w1": "ffn_gate",
+        "feed_forward.w2": "ffn_down",
+        "feed_forward.w3": "ffn_up",
+        "attention_norm": "attn_norm",
+        "ffn_norm": "ffn_norm",
+    }
     for name, t in sd.items():
         if name == "output.weight" and cfg.tied_embeddings:
             continue
@@ -189,7 +235,7 @@ def torch_greedy(model: Llama, prompt: list[int], n_new: int) -> list[int]:
     for _ in range(n_new):
         logits = full_logits(model, ids)
         ids.append(int(logits[-1].argmax()))
-    return ids[len(prompt):]
+    return ids[len(prompt) :]
 
 
 def full_logits(model: Llama, ids: list[int]) -> torch.Tensor:

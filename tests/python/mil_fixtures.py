@@ -18,9 +18,13 @@ def convert_program(prog: Any, path: Path, fp16: bool = False) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
-                           compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
-                           skip_model_load=True)
+        model = ct.convert(
+            prog,
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS18,
+            compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
+            skip_model_load=True,
+        )
     model.save(str(path))
     return path
 
@@ -37,9 +41,17 @@ def affine_program(weight: np.ndarray, bias: np.ndarray, dtype: Any = np.float32
 
     k = weight.shape[1]
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(2, k), dtype=ct.converters.mil.mil.types.fp16 if dtype == np.float16
-                                           else ct.converters.mil.mil.types.fp32)],
-                opset_version=ct.target.iOS18)
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec(
+                shape=(2, k),
+                dtype=ct.converters.mil.mil.types.fp16
+                if dtype == np.float16
+                else ct.converters.mil.mil.types.fp32,
+            )
+        ],
+        opset_version=ct.target.iOS18,
+    )
     def prog(x: Any) -> Any:
         return mb.linear(x=x, weight=weight.astype(dtype), bias=bias.astype(dtype), name="y")
 
@@ -51,8 +63,9 @@ def available_backends() -> list[str]:
     return ["mil", "coreml"] if sys.platform == "darwin" else ["mil"]
 
 
-def two_function_package(tmp: Path, weight: np.ndarray, names: tuple[str, str] = ("double", "negate"),
-                         default: str | None = None) -> Path:
+def two_function_package(
+    tmp: Path, weight: np.ndarray, names: tuple[str, str] = ("double", "negate"), default: str | None = None
+) -> Path:
     """A multifunction package whose two functions both read `weight`:
     names[0](x) = 2 * x @ weight.T and names[1](x) = -(x @ weight.T).
     save_multifunction de-duplicates the equal constant, so weight.bin holds it once."""
@@ -71,8 +84,10 @@ def two_function_package(tmp: Path, weight: np.ndarray, names: tuple[str, str] =
         return mb.mul(x=mb.linear(x=x, weight=weight), y=np.float32(-1.0), name="out")
 
     first, second = names
-    paths = [convert_program(double, tmp / f"{first}_only.mlpackage"),
-             convert_program(negate, tmp / f"{second}_only.mlpackage")]
+    paths = [
+        convert_program(double, tmp / f"{first}_only.mlpackage"),
+        convert_program(negate, tmp / f"{second}_only.mlpackage"),
+    ]
     desc = ct.utils.MultiFunctionDescriptor()
     desc.add_function(str(paths[0]), src_function_name="main", target_function_name=first)
     desc.add_function(str(paths[1]), src_function_name="main", target_function_name=second)
@@ -94,9 +109,13 @@ def accumulator_program() -> Any:
 
     types = ct.converters.mil.mil.types
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3), dtype=types.fp16),
-                             mb.StateTensorSpec(shape=(2, 3), dtype=types.fp16)],
-                opset_version=ct.target.iOS18)
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec(shape=(2, 3), dtype=types.fp16),
+            mb.StateTensorSpec(shape=(2, 3), dtype=types.fp16),
+        ],
+        opset_version=ct.target.iOS18,
+    )
     def prog(x: Any, acc: Any) -> Any:
         total = mb.add(x=mb.read_state(input=acc), y=x)
         mb.coreml_update_state(state=acc, value=total)

@@ -22,9 +22,15 @@ def test_sdpa_matches_numpy(tmp_path, fp16):
     npdt = np.float16 if fp16 else np.float32
     B, H, L, S, E = 1, 3, 4, 6, 8
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(B, H, L, E), dtype=dt), mb.TensorSpec(shape=(B, H, S, E), dtype=dt),
-                             mb.TensorSpec(shape=(B, H, S, E), dtype=dt), mb.TensorSpec(shape=(1, 1, L, S), dtype=dt)],
-                opset_version=ct.target.iOS18)
+    @mb.program(
+        input_specs=[
+            mb.TensorSpec(shape=(B, H, L, E), dtype=dt),
+            mb.TensorSpec(shape=(B, H, S, E), dtype=dt),
+            mb.TensorSpec(shape=(B, H, S, E), dtype=dt),
+            mb.TensorSpec(shape=(1, 1, L, S), dtype=dt),
+        ],
+        opset_version=ct.target.iOS18,
+    )
     def prog(q: Any, k: Any, v: Any, mask: Any) -> Any:
         return mb.scaled_dot_product_attention(query=q, key=k, value=v, attn_mask=mask, name="out")
 

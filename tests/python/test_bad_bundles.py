@@ -132,7 +132,9 @@ def test_unsupported_op_is_reported_at_load(copy):
     ops = program["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"]
     next(op for op in ops if op["type"] == "linear")["type"] = "fancy_linear"
     (copy / "program.json").write_text(json.dumps(program))
-    with pytest.raises(staticllm.UnsupportedOpError, match=r"function 'main', op '.*' \(type 'fancy_linear'\)"):
+    with pytest.raises(
+        staticllm.UnsupportedOpError, match=r"function 'main', op '.*' \(type 'fancy_linear'\)"
+    ):
         staticllm.Runtime.load(copy, backend="mil")
 
 
@@ -177,8 +179,10 @@ def test_out_of_range_gather_index(tmp_path):
 
     table = np.arange(12, dtype=np.float32).reshape(4, 3)
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(2,), dtype=ct.converters.mil.mil.types.int32)],
-                opset_version=ct.target.iOS18)
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(2,), dtype=ct.converters.mil.mil.types.int32)],
+        opset_version=ct.target.iOS18,
+    )
     def prog(idx):  # noqa: ANN001, ANN202
         return mb.gather(x=table, indices=idx, axis=0, name="rows")
 
@@ -200,7 +204,9 @@ def test_import_refuses_non_ml_program(tmp_path):
     model = ct.models.MLModel(builder.spec, skip_model_load=True)
     pkg = tmp_path / "nn.mlpackage"
     model.save(str(pkg))
-    with pytest.raises(staticllm.BundleError, match="neuralNetwork model; staticllm runs ML Program packages"):
+    with pytest.raises(
+        staticllm.BundleError, match="neuralNetwork model; staticllm runs ML Program packages"
+    ):
         staticllm.import_mlpackage(pkg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

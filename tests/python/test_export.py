@@ -24,7 +24,7 @@ from llama_fixtures import (
     tiny_config,
     torch_greedy,
 )
-from staticllm.export.checkpoints import load_gguf, load_hf, load_meta
+from staticllm.exporter.checkpoints import load_gguf, load_hf, load_meta
 
 INPUT_LEN, CONTEXT = 8, 64
 PROMPT = [5, 17, 42, 99, 3, 250, 7, 61, 8, 123, 44]  # longer than one chunk
@@ -55,17 +55,35 @@ def bundle(checkpoints, export_dir, layout: str, multifunction: bool, dtype: str
     key = (layout, multifunction, dtype, quantize)
     if key not in _bundles:
         _, paths = checkpoints
-        src = {"hf_dir": paths["hf"]} if layout == "hf" else {"checkpoint": paths["meta"] / "consolidated.00.pth"}
+        src = (
+            {"hf_dir": paths["hf"]}
+            if layout == "hf"
+            else {"checkpoint": paths["meta"] / "consolidated.00.pth"}
+        )
         out = export_dir / "-".join(map(str, key))
-        _bundles[key] = staticllm.export(out, **src, input_len=INPUT_LEN, max_context_len=CONTEXT,
-                                         multifunction=multifunction, dtype=dtype, quantize=quantize, progress=False)
+        _bundles[key] = staticllm.export(
+            out,
+            **src,
+            input_len=INPUT_LEN,
+            max_context_len=CONTEXT,
+            multifunction=multifunction,
+            dtype=dtype,
+            quantize=quantize,
+            progress=False,
+        )
     return _bundles[key]
 
 
 MODES = [
-    ("hf", False, "fp32", "none"), ("hf", True, "fp32", "none"), ("meta", False, "fp32", "none"),
-    ("meta", True, "fp32", "none"), ("hf", False, "fp16", "none"), ("hf", True, "fp16", "none"),
-    ("meta", True, "fp16", "none"), ("hf", True, "fp32", "int8"), ("hf", False, "fp16", "int8"),
+    ("hf", False, "fp32", "none"),
+    ("hf", True, "fp32", "none"),
+    ("meta", False, "fp32", "none"),
+    ("meta", True, "fp32", "none"),
+    ("hf", False, "fp16", "none"),
+    ("hf", True, "fp16", "none"),
+    ("meta", True, "fp16", "none"),
+    ("hf", True, "fp32", "int8"),
+    ("hf", False, "fp16", "int8"),
 ]
 
 
@@ -98,8 +116,11 @@ def test_prefill_logits_match_torch(checkpoints, export_dir, reference, mode):
         assert np.abs(got - want).max() < 0.05
 
 
-@pytest.mark.parametrize("mode", [m for m in MODES if m[2] == "fp32" and m[3] == "none"],
-                         ids=[_ids(m) for m in MODES if m[2] == "fp32" and m[3] == "none"])
+@pytest.mark.parametrize(
+    "mode",
+    [m for m in MODES if m[2] == "fp32" and m[3] == "none"],
+    ids=[_ids(m) for m in MODES if m[2] == "fp32" and m[3] == "none"],
+)
 def test_greedy_continuation_matches_torch(checkpoints, export_dir, reference, mode):
     b = bundle(checkpoints, export_dir, *mode)
     assert BundleLoop(str(b)).greedy(PROMPT, 32) == torch_greedy(reference, PROMPT, 32)
@@ -134,8 +155,10 @@ def test_metadata_llm_section(checkpoints, export_dir):
     meta = staticllm.Runtime.load(bundle(checkpoints, export_dir, "hf", True, "fp32"), backend="mil").metadata
     llm = meta["llm"]
     assert llm["prefill_input_len"] == INPUT_LEN and llm["decode_input_len"] == 1
-    assert llm["methods"] == {"prefill": {"input_len": INPUT_LEN, "logits": "last"},
-                              "decode": {"input_len": 1, "logits": "last"}}
+    assert llm["methods"] == {
+        "prefill": {"input_len": INPUT_LEN, "logits": "last"},
+        "decode": {"input_len": 1, "logits": "last"},
+    }
     assert llm["cache"]["inputs"][:2] == ["k_cache_0", "v_cache_0"]
     assert llm["cache"]["outputs"][:2] == ["k_out_0", "v_out_0"]
     assert llm["vocab_size"] == 320 and llm["max_context_len"] == CONTEXT
@@ -145,15 +168,24 @@ def test_metadata_llm_section(checkpoints, export_dir):
 
 
 def test_variants_tied_bias_rope_scaling(tmp_path):
-    cfg = tiny_config(tied_embeddings=True, qkv_bias=True, n_kv_heads=1,
-                      rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                    "original_max_position_embeddings": 16})
+    cfg = tiny_config(
+        tied_embeddings=True,
+        qkv_bias=True,
+        n_kv_heads=1,
+        rope_scaling={
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    )
     d = make_hf_checkpoint(tmp_path / "hf", cfg, with_tokenizer=False)
     ckpt = load_hf(d)
     assert ckpt.config.tied_embeddings and ckpt.config.qkv_bias and ckpt.config.rope_scaling
     ref = reference_model(cfg, ckpt.state_dict, CONTEXT)
-    b = staticllm.export(tmp_path / "b", hf_dir=d, input_len=INPUT_LEN, max_context_len=CONTEXT,
-                         dtype="fp32", progress=False)
+    b = staticllm.export(
+        tmp_path / "b", hf_dir=d, input_len=INPUT_LEN, max_context_len=CONTEXT, dtype="fp32", progress=False
+    )
     loop = BundleLoop(str(b))
     got = loop.step("forward", PROMPT[:INPUT_LEN])
     want = full_logits(ref, PROMPT[:INPUT_LEN]).numpy()
@@ -176,7 +208,7 @@ def test_rotary_layout_matches_interleaved_reference(checkpoints):
     qc = torch.view_as_complex(q_meta.contiguous()) * torch.polar(torch.ones_like(ang), ang)[:, None]
     q_meta_rot = torch.view_as_real(qc).reshape(3, cfg.n_heads, hd)
     # ours: rotate-half on the permuted rows
-    from staticllm.export.model import rotate
+    from staticllm.exporter.model import rotate
 
     q = (x @ ours["layers.0.attention.wq.weight"].T).view(3, cfg.n_heads, hd)
     q_rot = rotate(q, ang.cos()[:, None], ang.sin()[:, None])
@@ -230,8 +262,10 @@ def test_wrong_tensor_shape(checkpoints, tmp_path):
     sd = load_file(str(paths["hf"] / "model.safetensors"))
     sd["model.layers.1.mlp.up_proj.weight"] = torch.zeros(100, 64)
     save_file(sd, str(d / "model.safetensors"))
-    with pytest.raises(staticllm.ExportError,
-                       match=r"tensor 'layers\.1\.feed_forward\.w3\.weight' has shape \[100, 64\], expected \[128, 64\]"):
+    with pytest.raises(
+        staticllm.ExportError,
+        match=r"tensor 'layers\.1\.feed_forward\.w3\.weight' has shape \[100, 64\], expected \[128, 64\]",
+    ):
         staticllm.export(tmp_path / "out", hf_dir=d, progress=False)
 
 

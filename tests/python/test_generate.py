@@ -31,8 +31,15 @@ def bundles(tmp_path_factory):
     ckpt = f.make_hf_checkpoint(root / "ckpt", CFG)
     out = {}
     for name, multi in (("single", False), ("multi", True)):
-        out[name] = staticllm.export(root / name, hf_dir=ckpt, input_len=INPUT_LEN, max_context_len=CONTEXT,
-                                     multifunction=multi, dtype="fp32", progress=False)
+        out[name] = staticllm.export(
+            root / name,
+            hf_dir=ckpt,
+            input_len=INPUT_LEN,
+            max_context_len=CONTEXT,
+            multifunction=multi,
+            dtype="fp32",
+            progress=False,
+        )
     return out
 
 
@@ -58,7 +65,9 @@ def reference(torch_model):
 
 def test_greedy_48_tokens_identical_torch_single_lookahead_multifunction(single, multi, reference):
     a = single.generate(PROMPT, max_new_tokens=48, ignore_eos=True)
-    b = single.generate(PROMPT, max_new_tokens=48, ignore_eos=True, lookahead=True, ngram=4, window=2, branches=2)
+    b = single.generate(
+        PROMPT, max_new_tokens=48, ignore_eos=True, lookahead=True, ngram=4, window=2, branches=2
+    )
     c = multi.generate(PROMPT, max_new_tokens=48, ignore_eos=True)
     assert a.token_ids == reference
     assert b.token_ids == reference
@@ -68,15 +77,20 @@ def test_greedy_48_tokens_identical_torch_single_lookahead_multifunction(single,
     assert a.timings.decode_calls == c.timings.decode_calls == 47
     assert b.timings.accepted_per_call is not None and b.timings.accepted_per_call >= 1.0
     assert b.timings.decode_calls <= 47
-    assert b.lookahead is not None and (b.lookahead.ngram, b.lookahead.window, b.lookahead.branches) == (4, 2, 2)
+    assert b.lookahead is not None and (b.lookahead.ngram, b.lookahead.window, b.lookahead.branches) == (
+        4,
+        2,
+        2,
+    )
 
 
 def test_lookahead_accepts_several_tokens_per_call_on_repetitive_text(single):
     prompt = (PROMPT[:6] * 8)[:40]
     plain = single.generate(prompt, max_new_tokens=60, ignore_eos=True)
     for n, w, g in ((3, 3, 2), (5, 1, 2), (2, 4, 4)):
-        look = single.generate(prompt, max_new_tokens=60, ignore_eos=True, lookahead=True, ngram=n, window=w,
-                               branches=g)
+        look = single.generate(
+            prompt, max_new_tokens=60, ignore_eos=True, lookahead=True, ngram=n, window=w, branches=g
+        )
         assert look.token_ids == plain.token_ids, (n, w, g)
         assert look.timings.decode_calls < 59
         assert look.timings.accepted_per_call > 1.0
@@ -86,40 +100,58 @@ def test_lookahead_defaults_fit_the_method(single):
     r = single.generate(PROMPT, max_new_tokens=8, ignore_eos=True, lookahead=True)
     look = r.lookahead
     assert look is not None and look.rows_needed <= INPUT_LEN and look.ngram == 5
-    with pytest.raises(InputError, match=r"needs 1 \+ \(window \+ branches\) \* \(ngram - 1\) = 33 input rows, "
-                                         r"but method 'forward' takes 16"):
+    with pytest.raises(
+        InputError,
+        match=r"needs 1 \+ \(window \+ branches\) \* \(ngram - 1\) = 33 input rows, "
+        r"but method 'forward' takes 16",
+    ):
         single.generate(PROMPT, lookahead=True, ngram=5, window=4, branches=4)
 
 
 def test_seeded_sampling_is_reproducible(single, multi):
-    opts = dict(max_new_tokens=24, temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.1, ignore_eos=True)
+    opts = dict(
+        max_new_tokens=24, temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.1, ignore_eos=True
+    )
     a = multi.generate(PROMPT, seed=123, **opts).token_ids
     assert multi.generate(PROMPT, seed=123, **opts).token_ids == a
     assert multi.generate(PROMPT, seed=124, **opts).token_ids != a
     # the same draws from (numerically) the same logits, whatever the bundle kind or decoding
     assert single.generate(PROMPT, seed=123, **opts).token_ids == a
-    assert single.generate(PROMPT, seed=123, lookahead=True, ngram=3, window=2, branches=3, **opts).token_ids == a
+    assert (
+        single.generate(PROMPT, seed=123, lookahead=True, ngram=3, window=2, branches=3, **opts).token_ids
+        == a
+    )
 
 
 def test_context_limit_stops_or_raises_before_running(single, multi, torch_model):
     prompt = PROMPT * 3 + PROMPT[:9]  # 120 tokens of 128
     ref = f.torch_greedy(torch_model, prompt, 8)
-    for gen, extra in ((multi, {}), (single, {}), (single, dict(lookahead=True, ngram=3, window=2, branches=2))):
+    for gen, extra in (
+        (multi, {}),
+        (single, {}),
+        (single, dict(lookahead=True, ngram=3, window=2, branches=2)),
+    ):
         r = gen.generate(prompt, max_new_tokens=20, ignore_eos=True, **extra)
         assert r.stop_reason == "context_limit"
         assert r.token_ids == ref  # 120 + 8 = 128: never past the cache
     calls_before = multi.runner.calls
-    with pytest.raises(ContextOverflowError, match="prompt of 120 tokens \\+ max_new_tokens 20 exceed the context "
-                                                   "limit of 128 tokens"):
+    with pytest.raises(
+        ContextOverflowError,
+        match="prompt of 120 tokens \\+ max_new_tokens 20 exceed the context limit of 128 tokens",
+    ):
         multi.generate(prompt, max_new_tokens=20, strict=True)
     assert multi.runner.calls == calls_before  # nothing ran
-    with pytest.raises(ContextOverflowError, match="prompt of 130 tokens does not fit the context limit of 128"):
+    with pytest.raises(
+        ContextOverflowError, match="prompt of 130 tokens does not fit the context limit of 128"
+    ):
         multi.generate(prompt + PROMPT[:10], max_new_tokens=1)
     full = multi.generate(prompt + PROMPT[:8], max_new_tokens=4)
     assert full.token_ids == [] and full.stop_reason == "context_limit"
     multi.runner.reset()
     multi.runner.feed(prompt)
-    with pytest.raises(ContextOverflowError, match="120 tokens in context \\+ 9 more exceed the context limit of 128"):
+    with pytest.raises(
+        ContextOverflowError, match="120 tokens in context \\+ 9 more exceed the context limit of 128"
+    ):
         multi.runner.feed([3] * 9)  # the runner itself refuses to wrap the ring
 
 
@@ -131,7 +163,7 @@ def test_caches_are_shared_between_methods_and_updated_in_place(multi):
     for name, arr in before.items():
         assert prefill.inputs[name] is arr and decode.inputs[name] is arr and runner.cache.arrays[name] is arr
     assert runner.cache.slot_pos[: len(PROMPT) + 3].tolist() == list(range(len(PROMPT) + 3))
-    assert (runner.cache.slot_pos[len(PROMPT) + 3:] == -1).all()
+    assert (runner.cache.slot_pos[len(PROMPT) + 3 :] == -1).all()
 
 
 def test_stop_token_ids_and_max_new_tokens(multi, reference):
@@ -154,7 +186,9 @@ def test_text_prompt_streaming_and_stop_strings(multi):
         stop = r.text[3:6]
         cut = multi.generate("the quick brown fox", max_new_tokens=20, ignore_eos=True, stop=[stop])
         assert cut.stop_reason == "stop_string" and cut.text == r.text[: r.text.index(stop)]
-        streamed = "".join(multi.stream("the quick brown fox", max_new_tokens=20, ignore_eos=True, stop=[stop]))
+        streamed = "".join(
+            multi.stream("the quick brown fox", max_new_tokens=20, ignore_eos=True, stop=[stop])
+        )
         assert streamed == cut.text
 
 
@@ -163,8 +197,11 @@ def test_bad_input_gives_clear_errors(multi, single, bundles, tmp_path):
         multi.generate("")
     with pytest.raises(InputError, match="the prompt is empty"):
         multi.generate([])
-    with pytest.raises(InputError, match=r"prompt token 400 at index 1 is outside the model's vocabulary \[0, 320\); "
-                                         r"was it made by a different tokenizer\?"):
+    with pytest.raises(
+        InputError,
+        match=r"prompt token 400 at index 1 is outside the model's vocabulary \[0, 320\); "
+        r"was it made by a different tokenizer\?",
+    ):
         multi.generate([5, 400, 7])
     with pytest.raises(InputError, match="temperature must be >= 0"):
         multi.generate(PROMPT, temperature=-1.0)
@@ -191,8 +228,25 @@ def test_bad_input_gives_clear_errors(multi, single, bundles, tmp_path):
 def test_cli_generate_prints_text_and_stats(bundles, capsys):
     from staticllm.cli import main
 
-    code = main(["generate", str(bundles["single"]), "--prompt", "hello world", "--max-new-tokens", "12",
-                 "--lookahead", "--ngram", "3", "--window", "2", "--branches", "2", "--stats", "--stream"])
+    code = main(
+        [
+            "generate",
+            str(bundles["single"]),
+            "--prompt",
+            "hello world",
+            "--max-new-tokens",
+            "12",
+            "--lookahead",
+            "--ngram",
+            "3",
+            "--window",
+            "2",
+            "--branches",
+            "2",
+            "--stats",
+            "--stream",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and out.strip()
     assert "time to first token:" in err and "prefill:" in err and "decode:" in err
@@ -208,5 +262,5 @@ def test_short_prompt_tail_goes_through_decode(multi, torch_model):
     r = multi.generate(prompt, max_new_tokens=6, ignore_eos=True)
     assert r.token_ids == ref
     assert multi.runner.calls == 2 + 2 + 5
-    r = multi.generate(prompt[:35 - 6], max_new_tokens=2, ignore_eos=True)  # 29 = 16 + 13: padded prefill
+    r = multi.generate(prompt[: 35 - 6], max_new_tokens=2, ignore_eos=True)  # 29 = 16 + 13: padded prefill
     assert multi.runner.calls == 2 + 1

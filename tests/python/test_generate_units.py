@@ -97,8 +97,10 @@ def test_tree_mask_sees_exactly_the_ancestors():
 
 def _outputs(rows, seed=0):
     rng = np.random.default_rng(seed)
-    return {"k_out_0": rng.standard_normal((1, 2, rows, 3)).astype(np.float16),
-            "v_out_0": rng.standard_normal((1, 2, rows, 3)).astype(np.float16)}
+    return {
+        "k_out_0": rng.standard_normal((1, 2, rows, 3)).astype(np.float16),
+        "v_out_0": rng.standard_normal((1, 2, rows, 3)).astype(np.float16),
+    }
 
 
 def test_cache_commit_writes_rows_in_place_at_position_modulo_length():
@@ -188,16 +190,19 @@ def test_top_p_over_a_large_vocabulary_measures_the_whole_distribution():
             assert len(seen) > 256  # the first guess of 256 was not enough and was widened
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=-0.1), "temperature must be >= 0"),
-    (dict(temperature=float("nan")), "temperature must be a finite number"),
-    (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
-    (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
-    (dict(top_k=-1), "top_k must be an integer >= 0"),
-    (dict(top_k=2.5), "top_k must be an integer >= 0"),
-    (dict(repetition_penalty=0), "repetition_penalty must be > 0"),
-    (dict(seed=-3), "seed must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=-0.1), "temperature must be >= 0"),
+        (dict(temperature=float("nan")), "temperature must be a finite number"),
+        (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+        (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+        (dict(top_k=-1), "top_k must be an integer >= 0"),
+        (dict(top_k=2.5), "top_k must be an integer >= 0"),
+        (dict(repetition_penalty=0), "repetition_penalty must be > 0"),
+        (dict(seed=-3), "seed must be an integer >= 0"),
+    ],
+)
 def test_invalid_sampling_values(kwargs, message):
     with pytest.raises(InputError, match=message):
         SamplingOptions(**kwargs)
@@ -230,7 +235,10 @@ def test_stop_options_and_stop_string_search():
 def tokenizers_(tmp_path_factory):
     hf_dir = tmp_path_factory.mktemp("hf")
     make_hf_tokenizer(hf_dir)
-    return [load_tokenizer(hf_dir / "tokenizer.json"), load_tokenizer(make_sentencepiece(tmp_path_factory.mktemp("sp")))]
+    return [
+        load_tokenizer(hf_dir / "tokenizer.json"),
+        load_tokenizer(make_sentencepiece(tmp_path_factory.mktemp("sp"))),
+    ]
 
 
 def test_stream_never_splits_a_character(tokenizers_):
@@ -269,8 +277,11 @@ def test_lookahead_options_are_checked_against_input_len():
     assert resolve_options(64) == LookaheadOptions(5, 4, 4)
     fitted = resolve_options(32)  # defaults shrink only when none was given
     assert fitted.rows_needed <= 32 and (fitted.ngram, fitted.window) == (5, 4)
-    with pytest.raises(InputError, match=r"needs 1 \+ \(window \+ branches\) \* \(ngram - 1\) = 33 input rows, "
-                                         r"but method 'forward' takes 32"):
+    with pytest.raises(
+        InputError,
+        match=r"needs 1 \+ \(window \+ branches\) \* \(ngram - 1\) = 33 input rows, "
+        r"but method 'forward' takes 32",
+    ):
         resolve_options(32, ngram=5, window=4, branches=4)
     with pytest.raises(InputError, match="ngram must be an integer >= 2"):
         resolve_options(64, ngram=1)
@@ -347,15 +358,34 @@ def test_verify_accepts_the_agreeing_prefix_and_one_more_token():
 # ---------------------------------------------------------------- llm section
 
 LLM = {
-    "format": 1, "architecture": "llama", "vocab_size": 320, "max_context_len": 128, "cache_len": 128,
+    "format": 1,
+    "architecture": "llama",
+    "vocab_size": 320,
+    "max_context_len": 128,
+    "cache_len": 128,
     "dtype": "fp32",
-    "cache": {"layout": "batch_heads_seq_dim", "n_layers": 1, "n_kv_heads": 2, "head_dim": 16,
-              "inputs": ["k_cache_0", "v_cache_0"], "outputs": ["k_out_0", "v_out_0"]},
-    "io": {"tokens": "tokens", "input_pos": "input_pos", "attn_mask": "attn_mask", "last_index": "last_index",
-           "logits": "logits"},
+    "cache": {
+        "layout": "batch_heads_seq_dim",
+        "n_layers": 1,
+        "n_kv_heads": 2,
+        "head_dim": 16,
+        "inputs": ["k_cache_0", "v_cache_0"],
+        "outputs": ["k_out_0", "v_out_0"],
+    },
+    "io": {
+        "tokens": "tokens",
+        "input_pos": "input_pos",
+        "attn_mask": "attn_mask",
+        "last_index": "last_index",
+        "logits": "logits",
+    },
     "methods": {"prefill": {"input_len": 16, "logits": "last"}, "decode": {"input_len": 1, "logits": "last"}},
-    "prefill_method": "prefill", "decode_method": "decode", "prefill_input_len": 16, "decode_input_len": 1,
-    "special_tokens": {"bos": 0, "eos": [1], "pad": None}, "tokenizer": "tokenizer.json",
+    "prefill_method": "prefill",
+    "decode_method": "decode",
+    "prefill_input_len": 16,
+    "decode_input_len": 1,
+    "special_tokens": {"bos": 0, "eos": [1], "pad": None},
+    "tokenizer": "tokenizer.json",
 }
 
 
@@ -365,16 +395,28 @@ def test_llm_section_parses():
     assert spec.cache_shape == (1, 2, 128, 16) and spec.methods["prefill"].input_len == 16
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.pop("llm"), "no 'llm' section"),
-    (lambda d: d["llm"].pop("vocab_size"), "missing key llm.vocab_size"),
-    (lambda d: d["llm"]["cache"].update(n_layers=0), "llm.cache.n_layers: expected a positive integer"),
-    (lambda d: d["llm"]["cache"].update(inputs=["k_cache_0"]), "llm.cache.inputs: expected a list of 2 names"),
-    (lambda d: d["llm"]["methods"]["decode"].update(logits="all"), "llm.methods.decode.logits: expected 'last' or 'full'"),
-    (lambda d: d["llm"].update(decode_method="step"), "llm.decode_method: expected one of the methods"),
-    (lambda d: d["llm"]["special_tokens"].update(eos="x"), "llm.special_tokens.eos: expected a list of token ids"),
-    (lambda d: d["llm"].update(format=2), "llm.format: expected 1"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("llm"), "no 'llm' section"),
+        (lambda d: d["llm"].pop("vocab_size"), "missing key llm.vocab_size"),
+        (lambda d: d["llm"]["cache"].update(n_layers=0), "llm.cache.n_layers: expected a positive integer"),
+        (
+            lambda d: d["llm"]["cache"].update(inputs=["k_cache_0"]),
+            "llm.cache.inputs: expected a list of 2 names",
+        ),
+        (
+            lambda d: d["llm"]["methods"]["decode"].update(logits="all"),
+            "llm.methods.decode.logits: expected 'last' or 'full'",
+        ),
+        (lambda d: d["llm"].update(decode_method="step"), "llm.decode_method: expected one of the methods"),
+        (
+            lambda d: d["llm"]["special_tokens"].update(eos="x"),
+            "llm.special_tokens.eos: expected a list of token ids",
+        ),
+        (lambda d: d["llm"].update(format=2), "llm.format: expected 1"),
+    ],
+)
 def test_llm_section_errors_name_the_key(edit, message):
     doc = {"llm": copy.deepcopy(LLM)}
     edit(doc)

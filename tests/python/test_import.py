@@ -41,10 +41,18 @@ def test_single_function_package(single_package, tmp_path):
     assert out == tmp_path / "bundle"
     meta = json.loads((out / "metadata.json").read_text())
     assert meta == {
-        "format_version": 1, "identifier": "affine", "multifunction": False, "default_method": "main",
-        "methods": [{"name": "main", "function_name": "main",
-                     "inputs": [{"name": "x", "dtype": "fp32", "shape": [2, 4]}],
-                     "outputs": [{"name": "y", "dtype": "fp32", "shape": [2, 3]}]}],
+        "format_version": 1,
+        "identifier": "affine",
+        "multifunction": False,
+        "default_method": "main",
+        "methods": [
+            {
+                "name": "main",
+                "function_name": "main",
+                "inputs": [{"name": "x", "dtype": "fp32", "shape": [2, 4]}],
+                "outputs": [{"name": "y", "dtype": "fp32", "shape": [2, 3]}],
+            }
+        ],
     }
     program = json.loads((out / "program.json").read_text())
     assert program == MessageToDict(ct.utils.load_spec(str(pkg)).mlProgram)
@@ -114,13 +122,23 @@ def test_import_then_load_from_a_fresh_process(shared_weight_package, tmp_path):
     """The issue's acceptance check: `staticllm import` of a two-function
     package, then Runtime.load in a new interpreter."""
     pkg, _ = shared_weight_package
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [str(Path(staticllm.__file__).parents[1]),
-                                                                     os.environ.get("PYTHONPATH", "")] if p))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            p for p in [str(Path(staticllm.__file__).parents[1]), os.environ.get("PYTHONPATH", "")] if p
+        ),
+    )
     out = tmp_path / "OUT_DIR"
-    subprocess.run([sys.executable, "-m", "staticllm.cli", "import", str(pkg), str(out)], check=True, env=env,
-                   capture_output=True)
-    code = (f"import staticllm; rt = staticllm.Runtime.load({str(out)!r}, backend='mil'); "
-            "print(rt.method_names, rt.method('decode').input_specs)")
+    subprocess.run(
+        [sys.executable, "-m", "staticllm.cli", "import", str(pkg), str(out)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    code = (
+        f"import staticllm; rt = staticllm.Runtime.load({str(out)!r}, backend='mil'); "
+        "print(rt.method_names, rt.method('decode').input_specs)"
+    )
     done = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
     assert "['prefill', 'decode']" in done.stdout or "['decode', 'prefill']" in done.stdout
     assert "TensorSpec(name='x', dtype=dtype('float32'), shape=(1, 4))" in done.stdout

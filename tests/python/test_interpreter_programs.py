@@ -14,7 +14,9 @@ import staticllm
 from mil_fixtures import bundle_from_program
 
 
-def _run_torch_module(module: torch.nn.Module, inputs: list[torch.Tensor], tmp, fp16: bool) -> list[np.ndarray]:
+def _run_torch_module(
+    module: torch.nn.Module, inputs: list[torch.Tensor], tmp, fp16: bool
+) -> list[np.ndarray]:
     import coremltools as ct
 
     module.eval()
@@ -24,10 +26,17 @@ def _run_torch_module(module: torch.nn.Module, inputs: list[torch.Tensor], tmp, 
         warnings.simplefilter("ignore")
         model = ct.convert(
             traced,
-            inputs=[ct.TensorType(name=f"in{i}", shape=tuple(x.shape),
-                                  dtype=np.int32 if x.dtype == torch.int32 else ftype) for i, x in enumerate(inputs)],
-            convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18,
-            compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32, skip_model_load=True)
+            inputs=[
+                ct.TensorType(
+                    name=f"in{i}", shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int32 else ftype
+                )
+                for i, x in enumerate(inputs)
+            ],
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS18,
+            compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
+            skip_model_load=True,
+        )
     pkg = tmp / "m.mlpackage"
     model.save(str(pkg))
     bundle = staticllm.import_mlpackage(pkg, tmp / "b")
@@ -52,8 +61,10 @@ def test_elementwise_and_reduction_chain(tmp_path, fp16):
     dt = ct.converters.mil.mil.types.fp16 if fp16 else ct.converters.mil.mil.types.fp32
     npdt = np.float16 if fp16 else np.float32
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3, 4), dtype=dt), mb.TensorSpec(shape=(4,), dtype=dt)],
-                opset_version=ct.target.iOS18)
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(2, 3, 4), dtype=dt), mb.TensorSpec(shape=(4,), dtype=dt)],
+        opset_version=ct.target.iOS18,
+    )
     def prog(x, y):  # noqa: ANN001, ANN202
         a = mb.add(x=x, y=y)
         b = mb.mul(x=a, y=mb.sigmoid(x=x))
@@ -62,8 +73,11 @@ def test_elementwise_and_reduction_chain(tmp_path, fp16):
         e = mb.softmax(x=d, axis=-1)
         f = mb.reduce_sum(x=e, axes=[0], keep_dims=False)
         g = mb.real_div(x=mb.sub(x=d, y=mb.reduce_mean(x=d, axes=[-1], keep_dims=True)), y=npdt(2.0))
-        return mb.concat(values=[mb.expand_dims(x=f, axes=[0]), mb.slice_by_index(x=g, begin=[0, 0], end=[1, 3])],
-                         axis=0, name="out")
+        return mb.concat(
+            values=[mb.expand_dims(x=f, axes=[0]), mb.slice_by_index(x=g, begin=[0, 0], end=[1, 3])],
+            axis=0,
+            name="out",
+        )
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 4)).astype(npdt)

@@ -18,16 +18,18 @@ from staticllm.cli import main
 PROMPT = "What is the capital of France? Answer in one sentence."
 
 # Common English words; a reply made of real words mostly uses these.
-COMMON = set("""
+COMMON = set(
+    """
 a an the of to in on at by for with from as is are was were be been being it its this that these those there
-here and or but not no yes so if then than which who whom whose what when where why how all any each every some
-many much more most other such only also very can could will would shall should may might must do does did have
-has had i you he she we they me him her us them my your his our their capital city country france french paris
-located known largest famous one sentence answer question largest europe european river seine country's nation
-government center centre culture art history population million people about around official named called
-main biggest beautiful home heart northern southern western eastern north south east west part region world
-seat political economic cultural major well also situated tower eiffel
-""".split())
+here and or but not no yes so if then than which who whom whose what when where why how all any each every
+some many much more most other such only also very can could will would shall should may might must do does
+did have has had i you he she we they me him her us them my your his our their capital city country france
+french paris located known largest famous one sentence answer question largest europe european river seine
+country's nation government center centre culture art history population million people about around
+official named called main biggest beautiful home heart northern southern western eastern north south east
+west part region world seat political economic cultural major well also situated tower eiffel
+""".split()
+)
 
 
 def _gguf_path() -> Path:
@@ -42,13 +44,21 @@ def _gguf_path() -> Path:
 @pytest.fixture(scope="module")
 def smollm2_bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("main-job") / "smollm2"
-    return staticllm.export(out, gguf=_gguf_path(), multifunction=True, input_len=32, max_context_len=512,
-                            dtype="fp16", progress=False)
+    return staticllm.export(
+        out,
+        gguf=_gguf_path(),
+        multifunction=True,
+        input_len=32,
+        max_context_len=512,
+        dtype="fp16",
+        progress=False,
+    )
 
 
 def test_main_job_replies_in_english_words(smollm2_bundle, capsys):
-    code = main(["generate", str(smollm2_bundle), "--chat", "--prompt", PROMPT, "--max-new-tokens", "48",
-                 "--stats"])
+    code = main(
+        ["generate", str(smollm2_bundle), "--chat", "--prompt", PROMPT, "--max-new-tokens", "48", "--stats"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     reply = out.strip()

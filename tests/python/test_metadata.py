@@ -11,23 +11,41 @@ import staticllm
 from staticllm import _core
 
 DOC = {
-    "format_version": 1, "identifier": "x", "multifunction": False, "default_method": "main",
-    "methods": [{"name": "main", "function_name": "main",
-                 "inputs": [{"name": "a", "dtype": "fp16", "shape": [1, 2]}],
-                 "outputs": [{"name": "b", "dtype": "fp32", "shape": [2]}]}],
-    "llm": {"vocab_size": 3}, "vendor": {"keep": True},
+    "format_version": 1,
+    "identifier": "x",
+    "multifunction": False,
+    "default_method": "main",
+    "methods": [
+        {
+            "name": "main",
+            "function_name": "main",
+            "inputs": [{"name": "a", "dtype": "fp16", "shape": [1, 2]}],
+            "outputs": [{"name": "b", "dtype": "fp32", "shape": [2]}],
+        }
+    ],
+    "llm": {"vocab_size": 3},
+    "vendor": {"keep": True},
 }
 
 MULTI = {
-    "format_version": 1, "identifier": "pair", "multifunction": True, "default_method": "decode",
+    "format_version": 1,
+    "identifier": "pair",
+    "multifunction": True,
+    "default_method": "decode",
     "methods": [
-        {"name": "prefill", "function_name": "prefill",
-         "inputs": [{"name": "tokens", "dtype": "int32", "shape": [1, 8]}],
-         "outputs": [{"name": "logits", "dtype": "fp16", "shape": [1, 8, 32]}]},
-        {"name": "decode", "function_name": "decode_fn",
-         "inputs": [{"name": "tokens", "dtype": "int32", "shape": [1, 1]}],
-         "outputs": [{"name": "logits", "dtype": "fp16", "shape": [1, 1, 32]}],
-         "states": [{"name": "k_cache", "dtype": "fp16", "shape": [2, 1, 4, 16, 8]}]},
+        {
+            "name": "prefill",
+            "function_name": "prefill",
+            "inputs": [{"name": "tokens", "dtype": "int32", "shape": [1, 8]}],
+            "outputs": [{"name": "logits", "dtype": "fp16", "shape": [1, 8, 32]}],
+        },
+        {
+            "name": "decode",
+            "function_name": "decode_fn",
+            "inputs": [{"name": "tokens", "dtype": "int32", "shape": [1, 1]}],
+            "outputs": [{"name": "logits", "dtype": "fp16", "shape": [1, 1, 32]}],
+            "states": [{"name": "k_cache", "dtype": "fp16", "shape": [2, 1, 4, 16, 8]}],
+        },
     ],
 }
 
@@ -83,17 +101,38 @@ def _dup_output(d: dict) -> None:
         (DOC, lambda d: d.pop("format_version"), "format_version: missing key"),
         (DOC, lambda d: d.update(format_version=2), "format_version: expected 1, got 2"),
         (DOC, lambda d: d.update(format_version="1"), "format_version: expected an integer, got string"),
-        (DOC, lambda d: d["methods"][0]["inputs"][0].update(dtype="float"),
-         r'methods\[0\]\.inputs\[0\]\.dtype: expected one of fp16, fp32, .*; got "float"'),
-        (MULTI, lambda d: d["methods"][1]["states"][0].update(dtype="half"), r"methods\[1\]\.states\[0\]\.dtype"),
-        (DOC, lambda d: d["methods"][0]["outputs"][0].update(shape=[2, 0]),
-         r"methods\[0\]\.outputs\[0\]\.shape\[1\]: expected a positive integer, got 0"),
-        (DOC, lambda d: d["methods"][0]["outputs"][0].update(shape="2"),
-         r"methods\[0\]\.outputs\[0\]\.shape: expected a list of positive integers, got string"),
+        (
+            DOC,
+            lambda d: d["methods"][0]["inputs"][0].update(dtype="float"),
+            r'methods\[0\]\.inputs\[0\]\.dtype: expected one of fp16, fp32, .*; got "float"',
+        ),
+        (
+            MULTI,
+            lambda d: d["methods"][1]["states"][0].update(dtype="half"),
+            r"methods\[1\]\.states\[0\]\.dtype",
+        ),
+        (
+            DOC,
+            lambda d: d["methods"][0]["outputs"][0].update(shape=[2, 0]),
+            r"methods\[0\]\.outputs\[0\]\.shape\[1\]: expected a positive integer, got 0",
+        ),
+        (
+            DOC,
+            lambda d: d["methods"][0]["outputs"][0].update(shape="2"),
+            r"methods\[0\]\.outputs\[0\]\.shape: expected a list of positive integers, got string",
+        ),
         (DOC, lambda d: d["methods"][0].pop("function_name"), r"methods\[0\]\.function_name: missing key"),
-        (DOC, lambda d: d["methods"][0].update(inputs={}), r"methods\[0\]\.inputs: expected a list, got object"),
+        (
+            DOC,
+            lambda d: d["methods"][0].update(inputs={}),
+            r"methods\[0\]\.inputs: expected a list, got object",
+        ),
         (DOC, lambda d: d.update(default_method="decode"), 'default_method: "decode" is not a method'),
-        (DOC, lambda d: d["methods"].append(dict(d["methods"][0], name="other")), "multifunction: false, but 2 methods"),
+        (
+            DOC,
+            lambda d: d["methods"].append(dict(d["methods"][0], name="other")),
+            "multifunction: false, but 2 methods",
+        ),
         (DOC, lambda d: d.update(identifier=3), "identifier: expected a string, got number"),
         (DOC, lambda d: d.update(identifier=""), "identifier: expected a non-empty string"),
         (DOC, lambda d: d.update(multifunction=1), "multifunction: expected true or false, got number"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llama_fixtures import tiny_config
-from staticllm.export.model import Attention, rotate
+from staticllm.exporter.model import Attention, rotate
 
 
 def textbook_attention(att: Attention, x, cos, sin, mask, k_cache, v_cache):  # noqa: ANN001, ANN201

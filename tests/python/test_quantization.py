@@ -37,13 +37,21 @@ def test_decompression_matches_coremltools(ckpt, tmp_path, mode):
     import coremltools as ct
 
     logging.getLogger("coremltools").setLevel(logging.ERROR)
-    bundle = staticllm.export(tmp_path / "b", hf_dir=ckpt, input_len=8, max_context_len=64, dtype="fp16",
-                              quantize=mode, progress=False)
+    bundle = staticllm.export(
+        tmp_path / "b",
+        hf_dir=ckpt,
+        input_len=8,
+        max_context_len=64,
+        dtype="fp16",
+        quantize=mode,
+        progress=False,
+    )
     program = (bundle / "program.json").read_text()
     op = "constexpr_lut_to_dense" if mode == "palettize4" else "constexpr_blockwise_shift_scale"
     assert op in program
-    dense = ct.optimize.coreml.decompress_weights(ct.models.MLModel(str(bundle / "model.mlpackage"),
-                                                                    skip_model_load=True))
+    dense = ct.optimize.coreml.decompress_weights(
+        ct.models.MLModel(str(bundle / "model.mlpackage"), skip_model_load=True)
+    )
     dense.save(str(tmp_path / "dense.mlpackage"))
     reference = staticllm.import_mlpackage(tmp_path / "dense.mlpackage", tmp_path / "dense")
     assert "constexpr_" not in (reference / "program.json").read_text()
@@ -57,8 +65,16 @@ def test_decompression_matches_coremltools(ckpt, tmp_path, mode):
 
 @pytest.mark.parametrize("mode", ["int4", "palettize4"])
 def test_sharing_survives_4bit_quantization(ckpt, tmp_path, mode):
-    bundle = staticllm.export(tmp_path / "m", hf_dir=ckpt, input_len=8, max_context_len=64, multifunction=True,
-                              dtype="fp16", quantize=mode, progress=False)
+    bundle = staticllm.export(
+        tmp_path / "m",
+        hf_dir=ckpt,
+        input_len=8,
+        max_context_len=64,
+        multifunction=True,
+        dtype="fp16",
+        quantize=mode,
+        progress=False,
+    )
     share = weight_sharing(bundle)
     assert share["decode"]["blobs"] == share["decode"]["shared"] > 0
     m = staticllm.Runtime.load(bundle, backend="mil").method("decode")

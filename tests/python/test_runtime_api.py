@@ -24,10 +24,14 @@ def affine(tmp_path_factory, rng):
     tmp = tmp_path_factory.mktemp("affine")
     w = rng.standard_normal((5, 8)).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)
-    return w, b, {
-        "fp32": bundle_from_program(affine_program(w, b, np.float32), tmp, "fp32"),
-        "fp16": bundle_from_program(affine_program(w, b, np.float16), tmp, "fp16", fp16=True),
-    }
+    return (
+        w,
+        b,
+        {
+            "fp32": bundle_from_program(affine_program(w, b, np.float32), tmp, "fp32"),
+            "fp16": bundle_from_program(affine_program(w, b, np.float16), tmp, "fp16", fp16=True),
+        },
+    )
 
 
 def test_runtime_surface(affine):
@@ -70,7 +74,9 @@ def test_linear_matches_numpy(affine, rng, dtype, backend):
     else:
         # fp16 weights and activations: |want| reaches ~8 here, so scale the
         # unit-data tolerance by the output magnitude
-        np.testing.assert_allclose(by_name.astype(np.float64), want, atol=2e-2 * max(1.0, np.abs(want).max() / 4))
+        np.testing.assert_allclose(
+            by_name.astype(np.float64), want, atol=2e-2 * max(1.0, np.abs(want).max() / 4)
+        )
 
 
 def test_torch_tensors_and_array_likes_are_accepted(affine):
@@ -238,9 +244,14 @@ def test_states_by_name_in_and_out(tmp_path, backend):
     np.testing.assert_array_equal(by_position["doubled"], 6 * x)
     with pytest.raises(staticllm.InputError, match=r"state 'acc' expects fp16 \[2, 3\], got fp16 \[3, 2\]"):
         m.execute({"x": x, "acc": np.zeros((3, 2), np.float16)})
-    with pytest.raises(staticllm.InputError, match=r"unknown input 'ac'; it takes: x \(and optionally the states: acc\)"):
+    with pytest.raises(
+        staticllm.InputError, match=r"unknown input 'ac'; it takes: x \(and optionally the states: acc\)"
+    ):
         m.execute({"x": x, "ac": x})
-    with pytest.raises(staticllm.InputError, match=r"expected 1 inputs \(x\), optionally followed by the states \(acc\), got 3"):
+    with pytest.raises(
+        staticllm.InputError,
+        match=r"expected 1 inputs \(x\), optionally followed by the states \(acc\), got 3",
+    ):
         m.execute([x, x, x])
 
 
@@ -254,7 +265,9 @@ def test_coreml_backend_off_apple_says_what_to_do(affine):
 def test_compute_units_are_checked_everywhere(affine):
     with pytest.raises(staticllm.InputError, match="unknown compute units 'npu'; choose all, cpu_only"):
         staticllm.Runtime.load(affine[2]["fp32"], backend="mil", compute_units="npu")
-    rt = staticllm.Runtime.load(affine[2]["fp32"], backend="mil", compute_units="cpu_only", cache_dir="/nonexistent")
+    rt = staticllm.Runtime.load(
+        affine[2]["fp32"], backend="mil", compute_units="cpu_only", cache_dir="/nonexistent"
+    )
     assert rt.method_names == ["main"]
 
 

@@ -89,8 +89,12 @@ def test_tiktoken_file_uses_llama3_pattern_and_special_tokens(tiktoken_file):
     assert isinstance(tok, TiktokenTokenizer)
     specials = llama3_special_tokens()
     assert len(specials) == 256 and len(set(specials)) == 256
-    ref = tiktoken.Encoding("ref", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
-                            special_tokens={t: len(ranks) + i for i, t in enumerate(specials)})
+    ref = tiktoken.Encoding(
+        "ref",
+        pat_str=LLAMA3_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={t: len(ranks) + i for i, t in enumerate(specials)},
+    )
     n = len(ranks)
     assert tok.vocab_size == n + 256
     assert tok.bos_id == n + 0 == tok.token_to_id("<|begin_of_text|>")
@@ -106,8 +110,10 @@ def test_tiktoken_file_uses_llama3_pattern_and_special_tokens(tiktoken_file):
 def test_llama3_default_chat_template(tiktoken_file):
     tok = load_tokenizer(tiktoken_file[0])
     text = tok.apply_chat_template([{"role": "user", "content": "Hi there "}])
-    assert text == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
-                    "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert text == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     ids = tok.encode(text, add_bos=False)
     n = tok.n_base
     assert ids[:2] == [n + 0, n + 6] and ids.count(n + 9) == 1
@@ -123,7 +129,12 @@ def test_chat_template_from_tokenizer_config(hf_dir):
 
 
 def test_chat_template_list_form_and_raise_exception():
-    config = {"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": CHATML_TEMPLATE}]}
+    config = {
+        "chat_template": [
+            {"name": "tool_use", "template": "x"},
+            {"name": "default", "template": CHATML_TEMPLATE},
+        ]
+    }
     msgs = [{"role": "user", "content": "a"}]
     from staticllm.tokenizers import _pick_template
 
@@ -131,7 +142,9 @@ def test_chat_template_list_form_and_raise_exception():
     bad = "{% if messages[0]['role'] != 'system' %}{{ raise_exception('system message first') }}{% endif %}"
     with pytest.raises(InputError, match="chat template: system message first"):
         render_chat_template(bad, msgs, {})
-    rendered = render_chat_template("{{ bos_token }}{{ messages | tojson }}", msgs, {"bos_token": {"content": "<s>"}})
+    rendered = render_chat_template(
+        "{{ bos_token }}{{ messages | tojson }}", msgs, {"bos_token": {"content": "<s>"}}
+    )
     assert rendered == '<s>[{"role": "user", "content": "a"}]'
 
 

@@ -1,15 +1,13 @@
 """Export a Llama-family checkpoint to a staticllm bundle.
 
-    staticllm.export("out", hf_dir="ckpt", input_len=32, max_context_len=1024, multifunction=True)
+staticllm.export("out", hf_dir="ckpt", input_len=32, max_context_len=1024, multifunction=True)
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
-import types
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,10 @@ __all__ = ["export"]
 DTYPES = ("fp16", "fp32")
 
 
-def _validate(sources: dict[str, Any], input_len: int, max_context_len: int, dtype: str, quantize: str) -> str:
-    from staticllm.export.quantize import check_mode
+def _validate(
+    sources: dict[str, Any], input_len: int, max_context_len: int, dtype: str, quantize: str
+) -> str:
+    from staticllm.exporter.quantize import check_mode
 
     given = [k for k, v in sources.items() if v]
     if len(given) != 1:
@@ -37,7 +37,7 @@ def _validate(sources: dict[str, Any], input_len: int, max_context_len: int, dty
 
 
 def _load(source: str, checkpoint: Any, params: Any, hf_dir: Any, gguf: Any) -> Any:
-    from staticllm.export import checkpoints
+    from staticllm.exporter import checkpoints
 
     if source == "checkpoint":
         return checkpoints.load_meta(checkpoint, params)
@@ -47,13 +47,15 @@ def _load(source: str, checkpoint: Any, params: Any, hf_dir: Any, gguf: Any) -> 
 
 
 def build_model(ckpt: Any, max_context_len: int) -> Any:
-    from staticllm.export.model import Llama
+    from staticllm.exporter.model import Llama
 
     model = Llama(ckpt.config, max_context_len)
     missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
     missing = [m for m in missing if not (m == "output.weight" and ckpt.config.tied_embeddings)]
     if missing or unexpected:
-        raise ExportError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ExportError(
+            f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     # Weights never need gradients; this keeps autograd out of tracing without
     # touching the caller's global grad mode.
     model.eval().requires_grad_(False)
@@ -85,11 +87,16 @@ def export(
     from tqdm.auto import tqdm
 
     from staticllm.bundle_io import check_output_dir, staged_bundle
-    from staticllm.export.convert import FunctionSpec, quiet_coremltools
-    from staticllm.export.parallel import convert_functions
+    from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
+    from staticllm.exporter.parallel import convert_functions
 
-    source = _validate({"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf}, input_len, max_context_len,
-                       dtype, quantize)
+    source = _validate(
+        {"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf},
+        input_len,
+        max_context_len,
+        dtype,
+        quantize,
+    )
     out = Path(output)
     check_output_dir(out, overwrite)  # fail before minutes of work
     if multifunction:
@@ -107,20 +114,34 @@ def export(
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
         bar.update()
-        with staged_bundle(out, overwrite) as staging, tempfile.TemporaryDirectory(prefix="staticllm-") as work:
+        with (
+            staged_bundle(out, overwrite) as staging,
+            tempfile.TemporaryDirectory(prefix="staticllm-") as work,
+        ):
             stage(1)
             with quiet_coremltools():
-                packages = convert_functions(model, functions, max_context_len, dtype, quantize, Path(work),
-                                             on_done=bar.update)
+                packages = convert_functions(
+                    model, functions, max_context_len, dtype, quantize, Path(work), on_done=bar.update
+                )
             stage(len(functions) + 1)
             with quiet_coremltools():
                 _write_package(packages, functions, staging / "model.mlpackage")
             bar.update()
             stage(len(functions) + 2)
-            _write_bundle(staging, ckpt, functions, dict(
-                input_len=input_len, max_context_len=max_context_len, multifunction=multifunction,
-                dtype=dtype, quantize=quantize, source=source,
-            ), tokenizer)
+            _write_bundle(
+                staging,
+                ckpt,
+                functions,
+                dict(
+                    input_len=input_len,
+                    max_context_len=max_context_len,
+                    multifunction=multifunction,
+                    dtype=dtype,
+                    quantize=quantize,
+                    source=source,
+                ),
+                tokenizer,
+            )
             bar.update()
     finally:
         bar.close()
@@ -128,14 +149,14 @@ def export(
 
 
 def _convert_one(model: Any, fn: Any, cache_len: int, dtype: str, mode: str) -> Any:
-    from staticllm.export.convert import convert_function
-    from staticllm.export.quantize import quantize
+    from staticllm.exporter.convert import convert_function
+    from staticllm.exporter.quantize import quantize
 
     return quantize(convert_function(model, fn, cache_len, dtype), mode)
 
 
 def _write_package(models: list[Any], functions: list[Any], dest: Path) -> None:
-    from staticllm.export.multifunction import merge_functions
+    from staticllm.exporter.multifunction import merge_functions
 
     if len(models) == 1:
         models[0].save(str(dest))
@@ -181,8 +202,9 @@ def _special_tokens(ckpt: Any, staging: Path, cfg_name: str | None) -> dict[str,
     return special
 
 
-def _write_bundle(staging: Path, ckpt: Any, functions: list[Any], options: dict[str, Any],
-                  tokenizer: str | Path | None) -> None:
+def _write_bundle(
+    staging: Path, ckpt: Any, functions: list[Any], options: dict[str, Any], tokenizer: str | Path | None
+) -> None:
     from staticllm.bundle_io import write_metadata, write_program_json
     from staticllm.package_spec import function_descriptions, load_spec
 
@@ -207,10 +229,21 @@ def _write_bundle(staging: Path, ckpt: Any, functions: list[Any], options: dict[
         "max_context_len": options["max_context_len"],
         "cache_len": options["max_context_len"],
         "dtype": options["dtype"],
-        "cache": {"layout": "batch_heads_seq_dim", "n_layers": n, "n_kv_heads": cfg.n_kv_heads,
-                  "head_dim": cfg.head_dim, "inputs": cache_in, "outputs": cache_out},
-        "io": {"tokens": "tokens", "input_pos": "input_pos", "attn_mask": "attn_mask",
-               "last_index": "last_index", "logits": "logits"},
+        "cache": {
+            "layout": "batch_heads_seq_dim",
+            "n_layers": n,
+            "n_kv_heads": cfg.n_kv_heads,
+            "head_dim": cfg.head_dim,
+            "inputs": cache_in,
+            "outputs": cache_out,
+        },
+        "io": {
+            "tokens": "tokens",
+            "input_pos": "input_pos",
+            "attn_mask": "attn_mask",
+            "last_index": "last_index",
+            "logits": "logits",
+        },
         "methods": {name: {"input_len": f.seq_len, "logits": f.logits} for name, f in by_name.items()},
         "prefill_method": prefill,
         "decode_method": decode,
@@ -237,15 +270,3 @@ def _write_bundle(staging: Path, ckpt: Any, functions: list[Any], options: dict[
 
 def output_names_from(n_layers: int) -> list[str]:
     return [f"{kv}_out_{i}" for i in range(n_layers) for kv in ("k", "v")]
-
-
-class _CallableModule(types.ModuleType):
-    """`staticllm.export` is both this package and the export function: once
-    the package is imported Python binds the name to the module, so the module
-    itself forwards calls to `export`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return export(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

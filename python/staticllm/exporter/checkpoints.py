@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from staticllm.errors import ExportError
-from staticllm.export.config import LlamaConfig
+from staticllm.exporter.config import LlamaConfig
 
 
 @dataclass
@@ -72,17 +72,19 @@ def expected_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
         shapes["output.weight"] = (cfg.vocab_size, cfg.dim)
     for i in range(cfg.n_layers):
         p = f"layers.{i}."
-        shapes.update({
-            p + "attention.wq.weight": (cfg.n_heads * hd, cfg.dim),
-            p + "attention.wk.weight": (cfg.n_kv_heads * hd, cfg.dim),
-            p + "attention.wv.weight": (cfg.n_kv_heads * hd, cfg.dim),
-            p + "attention.wo.weight": (cfg.dim, cfg.n_heads * hd),
-            p + "feed_forward.w1.weight": (ffn, cfg.dim),
-            p + "feed_forward.w2.weight": (cfg.dim, ffn),
-            p + "feed_forward.w3.weight": (ffn, cfg.dim),
-            p + "attention_norm.weight": (cfg.dim,),
-            p + "ffn_norm.weight": (cfg.dim,),
-        })
+        shapes.update(
+            {
+                p + "attention.wq.weight": (cfg.n_heads * hd, cfg.dim),
+                p + "attention.wk.weight": (cfg.n_kv_heads * hd, cfg.dim),
+                p + "attention.wv.weight": (cfg.n_kv_heads * hd, cfg.dim),
+                p + "attention.wo.weight": (cfg.dim, cfg.n_heads * hd),
+                p + "feed_forward.w1.weight": (ffn, cfg.dim),
+                p + "feed_forward.w2.weight": (cfg.dim, ffn),
+                p + "feed_forward.w3.weight": (ffn, cfg.dim),
+                p + "attention_norm.weight": (cfg.dim,),
+                p + "ffn_norm.weight": (cfg.dim,),
+            }
+        )
         if cfg.qkv_bias:
             shapes[p + "attention.wq.bias"] = (cfg.n_heads * hd,)
             shapes[p + "attention.wk.bias"] = (cfg.n_kv_heads * hd,)
@@ -126,13 +128,22 @@ def load_meta(checkpoint: str | Path, params: str | Path | None = None) -> Check
         raise ExportError(f"{where}: vocab_size must be positive, got {vocab}")
     scaling = None
     if p.get("use_scaled_rope"):
-        scaling = {"factor": float(p.get("rope_scale_factor", 8.0)), "low_freq_factor": 1.0,
-                   "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        scaling = {
+            "factor": float(p.get("rope_scale_factor", 8.0)),
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        }
     cfg = LlamaConfig(
-        dim=dim, n_layers=int(_key(p, "n_layers", where)), n_heads=n_heads,
-        n_kv_heads=int(p.get("n_kv_heads") or n_heads), vocab_size=vocab,
-        hidden_dim=_meta_hidden_dim(p, dim), norm_eps=float(p.get("norm_eps", 1e-5)),
-        rope_theta=float(p.get("rope_theta", 10000.0)), rope_scaling=scaling,
+        dim=dim,
+        n_layers=int(_key(p, "n_layers", where)),
+        n_heads=n_heads,
+        n_kv_heads=int(p.get("n_kv_heads") or n_heads),
+        vocab_size=vocab,
+        hidden_dim=_meta_hidden_dim(p, dim),
+        norm_eps=float(p.get("norm_eps", 1e-5)),
+        rope_theta=float(p.get("rope_theta", 10000.0)),
+        rope_scaling=scaling,
     )
     if not ckpt.is_file():
         raise ExportError(f"checkpoint not found: {ckpt}")
@@ -152,17 +163,21 @@ def load_meta(checkpoint: str | Path, params: str | Path | None = None) -> Check
 # ------------------------------------------------------- Hugging Face layout
 
 _HF_LAYER = {
-    "self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk",
-    "self_attn.v_proj": "attention.wv", "self_attn.o_proj": "attention.wo",
-    "mlp.gate_proj": "feed_forward.w1", "mlp.down_proj": "feed_forward.w2",
-    "mlp.up_proj": "feed_forward.w3", "input_layernorm": "attention_norm",
+    "self_attn.q_proj": "attention.wq",
+    "self_attn.k_proj": "attention.wk",
+    "self_attn.v_proj": "attention.wv",
+    "self_attn.o_proj": "attention.wo",
+    "mlp.gate_proj": "feed_forward.w1",
+    "mlp.down_proj": "feed_forward.w2",
+    "mlp.up_proj": "feed_forward.w3",
+    "input_layernorm": "attention_norm",
     "post_attention_layernorm": "ffn_norm",
 }
 
 
 def hf_to_meta_name(name: str) -> str | None:
     if name.startswith("model."):
-        name = name[len("model."):]
+        name = name[len("model.") :]
     if name == "embed_tokens.weight":
         return "tok_embeddings.weight"
     if name == "norm.weight":
@@ -173,7 +188,7 @@ def hf_to_meta_name(name: str) -> str | None:
         _, idx, rest = name.split(".", 2)
         for hf, ours in _HF_LAYER.items():
             if rest.startswith(hf + "."):
-                return f"layers.{idx}.{ours}{rest[len(hf):]}"
+                return f"layers.{idx}.{ours}{rest[len(hf) :]}"
     return None
 
 
@@ -181,13 +196,20 @@ def hf_config(c: dict[str, Any], where: str) -> LlamaConfig:
     n_heads = int(_key(c, "num_attention_heads", where))
     scaling = c.get("rope_scaling")
     if scaling and scaling.get("rope_type", scaling.get("type")) not in ("llama3",):
-        raise ExportError(f"{where}: rope_scaling type {scaling.get('rope_type')!r} is not supported (llama3 is)")
+        raise ExportError(
+            f"{where}: rope_scaling type {scaling.get('rope_type')!r} is not supported (llama3 is)"
+        )
     return LlamaConfig(
-        dim=int(_key(c, "hidden_size", where)), n_layers=int(_key(c, "num_hidden_layers", where)),
-        n_heads=n_heads, n_kv_heads=int(c.get("num_key_value_heads") or n_heads),
-        vocab_size=int(_key(c, "vocab_size", where)), hidden_dim=int(_key(c, "intermediate_size", where)),
-        norm_eps=float(c.get("rms_norm_eps", 1e-5)), rope_theta=float(c.get("rope_theta", 10000.0)),
-        rope_scaling=scaling or None, tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+        dim=int(_key(c, "hidden_size", where)),
+        n_layers=int(_key(c, "num_hidden_layers", where)),
+        n_heads=n_heads,
+        n_kv_heads=int(c.get("num_key_value_heads") or n_heads),
+        vocab_size=int(_key(c, "vocab_size", where)),
+        hidden_dim=int(_key(c, "intermediate_size", where)),
+        norm_eps=float(c.get("rms_norm_eps", 1e-5)),
+        rope_theta=float(c.get("rope_theta", 10000.0)),
+        rope_scaling=scaling or None,
+        tied_embeddings=bool(c.get("tie_word_embeddings", False)),
         qkv_bias=bool(c.get("attention_bias", False)) or c.get("model_type") == "qwen2",
         head_dim=int(c.get("head_dim") or 0),
     )
@@ -221,7 +243,9 @@ def load_hf(directory: str | Path) -> Checkpoint:
     elif "output.weight" not in sd and "tok_embeddings.weight" in sd:
         cfg.tied_embeddings = True  # some exports drop lm_head when it equals the embedding
     check_state_dict(cfg, sd, str(d))
-    tok_files = {n: d / n for n in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json") if (d / n).is_file()}
+    tok_files = {
+        n: d / n for n in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json") if (d / n).is_file()
+    }
     special = {}
     gen_cfg = d / "generation_config.json"
     if gen_cfg.is_file():
@@ -233,9 +257,15 @@ def load_hf(directory: str | Path) -> Checkpoint:
 # --------------------------------------------------------------------- GGUF
 
 _GGUF_LAYER = {
-    "attn_q": "attention.wq", "attn_k": "attention.wk", "attn_v": "attention.wv",
-    "attn_output": "attention.wo", "ffn_gate": "feed_forward.w1", "ffn_down": "feed_forward.w2",
-    "ffn_up": "feed_forward.w3", "attn_norm": "attention_norm", "ffn_norm": "ffn_norm",
+    "attn_q": "attention.wq",
+    "attn_k": "attention.wk",
+    "attn_v": "attention.wv",
+    "attn_output": "attention.wo",
+    "ffn_gate": "feed_forward.w1",
+    "ffn_down": "feed_forward.w2",
+    "ffn_up": "feed_forward.w3",
+    "attn_norm": "attention_norm",
+    "ffn_norm": "ffn_norm",
 }
 
 
@@ -249,7 +279,7 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
 def load_gguf(path: str | Path) -> Checkpoint:
     import gguf
 
-    from staticllm.export.gguf_tokenizer import tokenizer_from_gguf
+    from staticllm.exporter.gguf_tokenizer import tokenizer_from_gguf
 
     p = Path(path)
     if not p.is_file():
@@ -272,8 +302,10 @@ def load_gguf(path: str | Path) -> Checkpoint:
     n_heads = int(need("llama.attention.head_count"))
     tokens = _field(reader, "tokenizer.ggml.tokens") or []
     cfg = LlamaConfig(
-        dim=int(need("llama.embedding_length")), n_layers=int(need("llama.block_count")),
-        n_heads=n_heads, n_kv_heads=int(_field(reader, "llama.attention.head_count_kv", n_heads)),
+        dim=int(need("llama.embedding_length")),
+        n_layers=int(need("llama.block_count")),
+        n_heads=n_heads,
+        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv", n_heads)),
         vocab_size=int(_field(reader, "llama.vocab_size", len(tokens))),
         hidden_dim=int(need("llama.feed_forward_length")),
         norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
@@ -293,8 +325,9 @@ def load_gguf(path: str | Path) -> Checkpoint:
     qk_to_rotate_half(sd, cfg)
     check_state_dict(cfg, sd, str(p))
     tok_json, tok_config, special = tokenizer_from_gguf(reader)
-    return Checkpoint(cfg, sd, "gguf", tokenizer_json=tok_json, tokenizer_config=tok_config,
-                      special_tokens=special)
+    return Checkpoint(
+        cfg, sd, "gguf", tokenizer_json=tok_json, tokenizer_config=tok_config, special_tokens=special
+    )
 
 
 def _gguf_to_meta_name(name: str) -> str | None:

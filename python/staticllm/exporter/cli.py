@@ -5,19 +5,28 @@ from __future__ import annotations
 import argparse
 import time
 
-from staticllm.export.quantize import MODES
+from staticllm.exporter.quantize import MODES
 
 
 def _run(args: argparse.Namespace) -> int:
-    from staticllm.export import export
+    from staticllm.exporter import export
 
     if args.checkpoint is None and args.params is not None:
         raise SystemExit("staticllm export: --params goes with --checkpoint")
     start = time.perf_counter()
     out = export(
-        args.output, checkpoint=args.checkpoint, params=args.params, hf_dir=args.hf_dir, gguf=args.gguf,
-        input_len=args.input_len, max_context_len=args.max_context_len, multifunction=args.multifunction,
-        dtype=args.dtype, quantize=args.quantize, tokenizer=args.tokenizer, overwrite=args.overwrite,
+        args.output,
+        checkpoint=args.checkpoint,
+        params=args.params,
+        hf_dir=args.hf_dir,
+        gguf=args.gguf,
+        input_len=args.input_len,
+        max_context_len=args.max_context_len,
+        multifunction=args.multifunction,
+        dtype=args.dtype,
+        quantize=args.quantize,
+        tokenizer=args.tokenizer,
+        overwrite=args.overwrite,
         progress=not args.quiet,
     )
     kind = "prefill + decode (multifunction)" if args.multifunction else "forward (single method)"
@@ -29,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     p = subparsers.add_parser(
         name,
         help="export a Llama-family checkpoint to a bundle",
-        description="Export a Meta, Hugging Face or GGUF Llama-family checkpoint to a Core ML bundle: one method "
-        "'forward' (full logits, for lookahead decoding) or, with --multifunction, 'prefill' + 'decode' sharing "
-        "one copy of the weights.",
+        description="Export a Meta, Hugging Face or GGUF Llama-family checkpoint to a Core ML bundle: "
+        "one method 'forward' (full logits, for lookahead decoding) or, with --multifunction, 'prefill' + "
+        "'decode' sharing one copy of the weights.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from staticllm.export.model import Llama
+from staticllm.exporter.model import Llama
 
 # The RMSNorm reduction runs in fp32 even in fp16 models: a residual stream
 # with activations above ~256 overflows fp16 once squared.
@@ -22,9 +22,9 @@ _FP32_OPS = {"pow", "reduce_mean", "rsqrt"}
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    name: str          # Core ML function name in the bundle: forward / prefill / decode
-    seq_len: int       # tokens per call
-    logits: str        # "full" or "last"
+    name: str  # Core ML function name in the bundle: forward / prefill / decode
+    seq_len: int  # tokens per call
+    logits: str  # "full" or "last"
 
     @property
     def has_last_index(self) -> bool:
@@ -67,7 +67,9 @@ def _fp16_selector(op: Any) -> bool:
         return False
     # the epsilon add between reduce_mean and rsqrt stays fp32 too
     if op.op_type == "add":
-        return not any(getattr(v.op, "op_type", None) == "reduce_mean" for v in op.inputs.values() if hasattr(v, "op"))
+        return not any(
+            getattr(v.op, "op_type", None) == "reduce_mean" for v in op.inputs.values() if hasattr(v, "op")
+        )
     return True
 
 
@@ -87,7 +89,9 @@ def convert_function(model: Llama, fn: FunctionSpec, cache_len: int, dtype: str)
     ]
     outputs = [ct.TensorType(name=n, dtype=float_type) for n in output_names(model)]
     precision = (
-        ct.transform.FP16ComputePrecision(op_selector=_fp16_selector) if dtype == "fp16" else ct.precision.FLOAT32
+        ct.transform.FP16ComputePrecision(op_selector=_fp16_selector)
+        if dtype == "fp16"
+        else ct.precision.FLOAT32
     )
     with warnings.catch_warnings(), fast_fp16_checks():
         warnings.simplefilter("ignore")

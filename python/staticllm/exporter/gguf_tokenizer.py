@@ -25,7 +25,9 @@ def _bpe(tokens: list[str], merges: list[str], pre: str | None) -> Any:
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre in ("smollm", "starcoder", "refact", "qwen2", "deepseek-llm"):
         # these pre-tokenizers split digits one by one before the GPT-2 regex
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), byte_level]
+        )
     else:
         tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
@@ -38,9 +40,14 @@ def _unigram(tokens: list[str], scores: list[float], unk: int) -> Any:
     tok = Tokenizer(models.Unigram(list(zip(tokens, scores)), unk_id=unk, byte_fallback=True))
     tok.normalizer = normalizers.Replace(" ", "\u2581")
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
-    tok.decoder = decoders.Sequence([
-        decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0),
-    ])
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("\u2581", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
     return tok
 
 
@@ -58,11 +65,18 @@ def tokenizer_from_gguf(reader: Any) -> tuple[str | None, dict[str, Any] | None,
         tok = _bpe(list(tokens), list(merges), _field(reader, "tokenizer.ggml.pre"))
     elif kind == "llama":
         scores = _field(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens)
-        tok = _unigram(list(tokens), [float(s) for s in scores], int(_field(reader, "tokenizer.ggml.unknown_token_id", 0)))
+        tok = _unigram(
+            list(tokens),
+            [float(s) for s in scores],
+            int(_field(reader, "tokenizer.ggml.unknown_token_id", 0)),
+        )
     else:
         raise ExportError(f"GGUF tokenizer model {kind!r} is not supported (gpt2 and llama are)")
-    specials = [AddedToken(t, special=True, normalized=False)
-                for t, ty in zip(tokens, types) if ty in (_CONTROL, _USER_DEFINED)]
+    specials = [
+        AddedToken(t, special=True, normalized=False)
+        for t, ty in zip(tokens, types)
+        if ty in (_CONTROL, _USER_DEFINED)
+    ]
     if specials:
         tok.add_special_tokens(specials)
 
@@ -72,8 +86,12 @@ def tokenizer_from_gguf(reader: Any) -> tuple[str | None, dict[str, Any] | None,
 
     bos, eos, pad, eot = tid("bos"), tid("eos"), tid("padding"), tid("eot")
     eos_ids = [i for i in (eos, eot) if i is not None]
-    special = {"bos": bos, "eos": sorted(set(eos_ids)), "pad": pad,
-               "add_bos": bool(_field(reader, "tokenizer.ggml.add_bos_token", kind == "llama"))}
+    special = {
+        "bos": bos,
+        "eos": sorted(set(eos_ids)),
+        "pad": pad,
+        "add_bos": bool(_field(reader, "tokenizer.ggml.add_bos_token", kind == "llama")),
+    }
     config: dict[str, Any] = {}
     template = _field(reader, "tokenizer.chat_template")
     if template:

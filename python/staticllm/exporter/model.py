@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from staticllm.export.config import LlamaConfig
+from staticllm.exporter.config import LlamaConfig
 
 
 def rope_frequencies(cfg: LlamaConfig) -> torch.Tensor:
@@ -89,7 +89,9 @@ class Attention(nn.Module):
         total = cache_len + seq
         scale = 1.0 / math.sqrt(hd)
         qg = q.reshape(1, kv, groups * seq, hd)
-        scores = torch.cat([torch.matmul(qg, k_cache.transpose(2, 3)), torch.matmul(qg, k.transpose(2, 3))], dim=-1)
+        scores = torch.cat(
+            [torch.matmul(qg, k_cache.transpose(2, 3)), torch.matmul(qg, k.transpose(2, 3))], dim=-1
+        )
         scores = (scores * scale).view(1, kv, groups, seq, total) + mask.view(1, 1, 1, seq, total)
         probs = torch.softmax(scores, dim=-1).view(1, kv, groups * seq, total)
         out = torch.matmul(probs[..., :cache_len], v_cache) + torch.matmul(probs[..., cache_len:], v)
@@ -144,7 +146,9 @@ class Llama(nn.Module):
         self.register_buffer("rope_cos", freqs.cos().float(), persistent=False)
         self.register_buffer("rope_sin", freqs.sin().float(), persistent=False)
 
-    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, attn_mask: torch.Tensor, *rest: torch.Tensor):  # noqa: ANN201
+    def forward(
+        self, tokens: torch.Tensor, input_pos: torch.Tensor, attn_mask: torch.Tensor, *rest: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         if self.logits_mode == "last" and tokens.shape[1] > 1:
             last_index, caches = rest[0], rest[1:]
         else:

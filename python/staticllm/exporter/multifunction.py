@@ -25,8 +25,12 @@ def _function_description(mlmodel: Any, name: str) -> Any:
 
     d = mlmodel.get_spec().description
     return Model_pb2.FunctionDescription(
-        name=name, input=d.input, output=d.output, state=d.state,
-        predictedFeatureName=d.predictedFeatureName, predictedProbabilitiesName=d.predictedProbabilitiesName,
+        name=name,
+        input=d.input,
+        output=d.output,
+        state=d.state,
+        predictedFeatureName=d.predictedFeatureName,
+        predictedProbabilitiesName=d.predictedProbabilitiesName,
     )
 
 
@@ -51,9 +55,13 @@ def merge_functions(models: dict[str, Any], default: str, dest: Path) -> None:
     prog.skip_all_passes = True  # each function was optimized when it was converted
     prog.export_as_multifunction = True
     with _validated_already():
-            merged = mil_convert(
-            prog, convert_to="mlprogram", convert_from="milinternal",
-            specification_version=max(spec_version, ct._SPECIFICATION_VERSION_IOS_18),  # multifunction needs iOS18
+        merged = mil_convert(
+            prog,
+            convert_to="mlprogram",
+            convert_from="milinternal",
+            specification_version=max(
+                spec_version, ct._SPECIFICATION_VERSION_IOS_18
+            ),  # multifunction needs iOS18
             compute_units=ct.ComputeUnit.CPU_ONLY,
             model_description=Model_pb2.ModelDescription(functions=descriptions, defaultFunctionName=default),
             skip_model_load=True,

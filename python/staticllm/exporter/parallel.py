@@ -19,8 +19,8 @@ from typing import Any
 
 
 def _convert(model: Any, fn: Any, cache_len: int, dtype: str, mode: str) -> Any:
-    from staticllm.export.convert import convert_function
-    from staticllm.export.quantize import quantize
+    from staticllm.exporter.convert import convert_function
+    from staticllm.exporter.quantize import quantize
 
     return quantize(convert_function(model, fn, cache_len, dtype), mode)
 
@@ -32,7 +32,9 @@ def _load_saved(path: Path) -> Any:
 
     model = ct.models.MLModel(str(path), skip_model_load=True)
     spec = model.get_spec()
-    model._mil_program = milproto_load.load(spec, spec.specificationVersion, str(path / "Data/com.apple.CoreML/weights"))
+    model._mil_program = milproto_load.load(
+        spec, spec.specificationVersion, str(path / "Data/com.apple.CoreML/weights")
+    )
     return model
 
 
@@ -55,11 +57,22 @@ def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, mode: str, dest
         os._exit(code)
 
 
-def convert_functions(model: Any, functions: list[Any], cache_len: int, dtype: str, mode: str, work: Path,
-                      on_done: Callable[[], Any] = lambda: None) -> list[Any]:
+def convert_functions(
+    model: Any,
+    functions: list[Any],
+    cache_len: int,
+    dtype: str,
+    mode: str,
+    work: Path,
+    on_done: Callable[[], Any] = lambda: None,
+) -> list[Any]:
     """One converted (and quantized) MLModel per function, in order."""
-    parallel = len(functions) == 2 and hasattr(os, "fork") and (os.cpu_count() or 1) > 1 \
+    parallel = (
+        len(functions) == 2
+        and hasattr(os, "fork")
+        and (os.cpu_count() or 1) > 1
         and not os.environ.get("STATICLLM_SERIAL_EXPORT")
+    )
     if not parallel:
         out = []
         for fn in functions:
@@ -71,6 +84,10 @@ def convert_functions(model: Any, functions: list[Any], cache_len: int, dtype: s
     first = _convert(model, functions[0], cache_len, dtype, mode)
     on_done()
     _, status = os.waitpid(pid, 0)
-    second = _load_saved(saved) if status == 0 and saved.is_dir() else _convert(model, functions[1], cache_len, dtype, mode)
+    second = (
+        _load_saved(saved)
+        if status == 0 and saved.is_dir()
+        else _convert(model, functions[1], cache_len, dtype, mode)
+    )
     on_done()
     return [first, second]

@@ -37,7 +37,9 @@ def quantize(mlmodel: Any, mode: str) -> Any:
     if mode == "int8":
         op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
     elif mode == "int4":
-        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block", block_size=32)
+        op = cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int4", granularity="per_block", block_size=32
+        )
     else:
         op = cto.OpPalettizerConfig(nbits=4, mode="uniform", granularity="per_tensor")
     config = cto.OptimizationConfig(global_config=op, op_name_configs=_excluded_ops(mlmodel))

@@ -17,8 +17,9 @@ from staticllm.errors import BundleError
 
 
 class KVCache:
-    def __init__(self, inputs: Sequence[str], outputs: Sequence[str], shape: tuple[int, ...],
-                 dtype: np.dtype) -> None:
+    def __init__(
+        self, inputs: Sequence[str], outputs: Sequence[str], shape: tuple[int, ...], dtype: np.dtype
+    ) -> None:
         if len(inputs) != len(outputs):
             raise ValueError(f"{len(inputs)} cache inputs but {len(outputs)} cache outputs")
         self.inputs = tuple(inputs)
@@ -43,7 +44,9 @@ class KVCache:
             return False
         return bool(np.array_equal(self.slot_pos[:length], np.arange(length)))
 
-    def commit(self, outputs: Mapping[str, np.ndarray], rows: np.ndarray | slice, positions: np.ndarray) -> None:
+    def commit(
+        self, outputs: Mapping[str, np.ndarray], rows: np.ndarray | slice, positions: np.ndarray
+    ) -> None:
         """Writes rows `rows` of every k_out/v_out into the slots of `positions`."""
         positions = np.asarray(positions, dtype=np.int64)
         n = positions.shape[0]
@@ -61,7 +64,7 @@ class KVCache:
                 )
             dst = self.arrays[dst_name]
             if contiguous:
-                dst[:, :, first:first + n, :] = src[:, :, rows, :]
+                dst[:, :, first : first + n, :] = src[:, :, rows, :]
             else:
                 dst[:, :, slots, :] = src[:, :, rows, :]
         self.slot_pos[slots] = positions

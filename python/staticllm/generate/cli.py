@@ -9,9 +9,11 @@ from typing import Any
 
 def register(subparsers: Any, name: str) -> None:
     p = subparsers.add_parser(
-        name, help="generate text from a bundle",
+        name,
+        help="generate text from a bundle",
         description="Generate text from an exported bundle: prefill/decode for multifunction bundles, "
-                    "chunked forward (optionally with lookahead decoding) for single-method ones.")
+        "chunked forward (optionally with lookahead decoding) for single-method ones.",
+    )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (with an llm section)")
     p.add_argument("--prompt", required=True, help="prompt text")
     p.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
@@ -24,14 +26,18 @@ def register(subparsers: Any, name: str) -> None:
     p.add_argument("--lookahead", action="store_true", help="lookahead decoding (single-method bundles)")
     p.add_argument("--ngram", type=int, default=None, metavar="N", help="lookahead n-gram size (default 5)")
     p.add_argument("--window", type=int, default=None, metavar="W", help="lookahead window (default 4)")
-    p.add_argument("--branches", type=int, default=None, metavar="G",
-                   help="lookahead verification branches (default 4)")
+    p.add_argument(
+        "--branches", type=int, default=None, metavar="G", help="lookahead verification branches (default 4)"
+    )
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--stats", action="store_true", help="print timing figures to stderr")
     p.add_argument("--chat", action="store_true", help="apply the bundle's chat template to the prompt")
     p.add_argument("--backend", choices=("auto", "mil", "coreml"), default="auto")
-    p.add_argument("--strict", action="store_true",
-                   help="fail before running if prompt + max new tokens exceed the context")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail before running if prompt + max new tokens exceed the context",
+    )
     p.set_defaults(func=run)
 
 
@@ -40,9 +46,19 @@ def run(args: argparse.Namespace) -> int:
 
     gen = Generator(args.bundle, backend=args.backend)
     options: dict[str, Any] = dict(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop, lookahead=args.lookahead,
-        ngram=args.ngram, window=args.window, branches=args.branches, strict=args.strict, chat=args.chat,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        stop=args.stop,
+        lookahead=args.lookahead,
+        ngram=args.ngram,
+        window=args.window,
+        branches=args.branches,
+        strict=args.strict,
+        chat=args.chat,
     )
     if args.stream:
         for piece in gen.stream(args.prompt, **options):
@@ -71,6 +87,8 @@ def format_stats(result: Any) -> str:
     if result.lookahead is not None:
         look = result.lookahead
         per_call = "n/a" if t.accepted_per_call is None else f"{t.accepted_per_call:.2f}"
-        lines.append(f"lookahead (ngram {look.ngram}, window {look.window}, branches {look.branches}): "
-                     f"{per_call} accepted tokens per call")
+        lines.append(
+            f"lookahead (ngram {look.ngram}, window {look.window}, branches {look.branches}): "
+            f"{per_call} accepted tokens per call"
+        )
     return "\n".join(lines)

@@ -111,7 +111,9 @@ class Generator:
             if not prompt:
                 raise InputError("the prompt is empty; give some text or token ids")
             if self.tokenizer is None:
-                raise InputError(f"bundle {self.path} has no tokenizer (llm.tokenizer); pass token ids instead")
+                raise InputError(
+                    f"bundle {self.path} has no tokenizer (llm.tokenizer); pass token ids instead"
+                )
             if chat:
                 text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
                 ids = self.tokenizer.encode(text, add_bos=False)
@@ -148,7 +150,9 @@ class Generator:
     def _session(self, prompt: str | Sequence[int], options: dict[str, Any]) -> _Session:
         start = time.perf_counter()
         opts = GenerateOptions.from_kwargs(options)
-        sampling = SamplingOptions(opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, opts.seed)
+        sampling = SamplingOptions(
+            opts.temperature, opts.top_k, opts.top_p, opts.repetition_penalty, opts.seed
+        )
         default_stops: set[int] = set()
         if not opts.ignore_eos:
             default_stops = set(self.spec.eos) | set(self.tokenizer.eos_ids if self.tokenizer else [])
@@ -164,12 +168,14 @@ class Generator:
         limit = self.spec.context_limit
         if n_prompt > limit:
             raise ContextOverflowError(
-                f"prompt of {n_prompt} tokens does not fit the context limit of {limit} tokens; shorten it or "
-                f"export with a larger --max-context-len")
+                f"prompt of {n_prompt} tokens does not fit the context limit of {limit} tokens; "
+                f"shorten it or export with a larger --max-context-len"
+            )
         if strict and n_prompt + max_new > limit:
             raise ContextOverflowError(
                 f"prompt of {n_prompt} tokens + max_new_tokens {max_new} exceed the context limit of {limit} "
-                f"tokens (without strict, generation stops at the limit with stop_reason 'context_limit')")
+                f"tokens (without strict, generation stops at the limit with stop_reason 'context_limit')"
+            )
 
     def _lookahead_options(self, opts: GenerateOptions) -> LookaheadOptions:
         spec = self.spec
@@ -186,8 +192,15 @@ class Generator:
 class _Session:
     """One generation: runs lazily as its pieces are consumed."""
 
-    def __init__(self, gen: Generator, ids: list[int], sampling: SamplingOptions, stops: StopOptions,
-                 look: LookaheadOptions | None, start: float) -> None:
+    def __init__(
+        self,
+        gen: Generator,
+        ids: list[int],
+        sampling: SamplingOptions,
+        stops: StopOptions,
+        look: LookaheadOptions | None,
+        start: float,
+    ) -> None:
         self.gen = gen
         self.ids = ids
         self.sampler = Sampler(sampling, gen.spec.vocab_size, history=ids)
@@ -290,8 +303,9 @@ class _Session:
                 context.extend(chosen)
                 pool.add_text(context, start)
 
-    def _lookahead_call(self, current: int, builder: LayoutBuilder, pool: NGramPool,
-                        grid: LookaheadGrid) -> list[int]:
+    def _lookahead_call(
+        self, current: int, builder: LayoutBuilder, pool: NGramPool, grid: LookaheadGrid
+    ) -> list[int]:
         runner = self.gen.runner
         opts = self.look
         assert opts is not None
@@ -303,7 +317,7 @@ class _Session:
         # Never commit past the context: x_q plus the accepted tokens that will be kept.
         room = self.gen.spec.context_limit - (len(self.ids) + len(self.generated))
         chosen = chosen[:room]
-        runner.commit_rows(out, kv_rows[:len(chosen)])
+        runner.commit_rows(out, kv_rows[: len(chosen)])
         last = layout.grid_rows[len(grid.levels) - 1]
         grid.advance(np.argmax(logits[0, last], axis=-1), pool)
         return chosen

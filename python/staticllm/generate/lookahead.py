@@ -54,9 +54,14 @@ def rows_needed(ngram: int, window: int, branches: int) -> int:
     return 1 + (window + branches) * (ngram - 1)
 
 
-def resolve_options(input_len: int, ngram: int | None = None, window: int | None = None,
-                    branches: int | None = None, method: str = "forward",
-                    pool_from_text: bool = True) -> LookaheadOptions:
+def resolve_options(
+    input_len: int,
+    ngram: int | None = None,
+    window: int | None = None,
+    branches: int | None = None,
+    method: str = "forward",
+    pool_from_text: bool = True,
+) -> LookaheadOptions:
     """Checks explicit values against input_len.
 
     When none of the three is given, the defaults 5/4/4 are used if they fit;
@@ -122,7 +127,7 @@ class NGramPool:
         """Adds every N-gram of `tokens` that ends at index >= start + N - 1."""
         n = self.ngram
         for i in range(max(0, start), len(tokens) - n + 1):
-            self.add(tokens[i:i + n])
+            self.add(tokens[i : i + n])
 
     def candidates(self, token: int, limit: int) -> list[tuple[int, ...]]:
         """Up to `limit` continuations of `token`, most recent first."""
@@ -217,8 +222,12 @@ class LayoutBuilder:
         return max((o.ngram - 2) + o.window, o.ngram - 1)
 
 
-def verify(row_logits: Callable[[int], np.ndarray], cands: Sequence[Sequence[int]], cand_rows: np.ndarray,
-           choose: Callable[[np.ndarray], int]) -> tuple[list[int], list[int]]:
+def verify(
+    row_logits: Callable[[int], np.ndarray],
+    cands: Sequence[Sequence[int]],
+    cand_rows: np.ndarray,
+    choose: Callable[[np.ndarray], int],
+) -> tuple[list[int], list[int]]:
     """Walks the candidates: returns (tokens chosen, rows whose KV is now valid).
 
     tokens has one more entry than the accepted candidate tokens; rows starts

@@ -39,11 +39,16 @@ class MethodIO:
         li_name = io.get("last_index")
         if not self.full_logits and n > 1:
             if li_name is None or li_name not in specs:
-                raise MetadataError(f"method {info.name!r} returns last-token logits over {n} rows but has no "
-                                    f"last_index input (llm.io.last_index = {li_name!r})")
+                raise MetadataError(
+                    f"method {info.name!r} returns last-token logits over {n} rows but has no "
+                    f"last_index input (llm.io.last_index = {li_name!r})"
+                )
             self.last_index = self._alloc(specs, li_name, (1,))
-        self.inputs: dict[str, np.ndarray] = {io["tokens"]: self.tokens, io["input_pos"]: self.input_pos,
-                                              io["attn_mask"]: self.attn_mask}
+        self.inputs: dict[str, np.ndarray] = {
+            io["tokens"]: self.tokens,
+            io["input_pos"]: self.input_pos,
+            io["attn_mask"]: self.attn_mask,
+        }
         if self.last_index is not None:
             self.inputs[str(li_name)] = self.last_index
         for name in cache.inputs:
@@ -51,7 +56,9 @@ class MethodIO:
             self.inputs[name] = cache.arrays[name]  # shared, not copied
         unknown = sorted(set(specs) - set(self.inputs))
         if unknown:
-            raise MetadataError(f"method {info.name!r} has inputs {unknown} the llm section does not describe")
+            raise MetadataError(
+                f"method {info.name!r} has inputs {unknown} the llm section does not describe"
+            )
         self.logits_name = io["logits"]
         self._check_logits(method, spec)
 
@@ -62,15 +69,20 @@ class MethodIO:
     def _check(self, specs: Mapping[str, Any], name: str, shape: tuple[int, ...], dtype: Any) -> None:
         where = f"method {self.info.name!r}"
         if name not in specs:
-            raise MetadataError(f"{where} has no input {name!r}, which the llm section names "
-                                f"(inputs: {sorted(specs)})")
+            raise MetadataError(
+                f"{where} has no input {name!r}, which the llm section names (inputs: {sorted(specs)})"
+            )
         got = tuple(specs[name].shape)
         if got != tuple(shape):
-            raise MetadataError(f"{where}: input {name!r} has shape {list(got)}; the llm section implies "
-                                f"{list(shape)} (input_len {self.n_rows})")
+            raise MetadataError(
+                f"{where}: input {name!r} has shape {list(got)}; the llm section implies "
+                f"{list(shape)} (input_len {self.n_rows})"
+            )
         if dtype is not None and np.dtype(specs[name].dtype) != np.dtype(dtype):
-            raise MetadataError(f"{where}: input {name!r} has dtype {np.dtype(specs[name].dtype)}, "
-                                f"the cache is {np.dtype(dtype)}")
+            raise MetadataError(
+                f"{where}: input {name!r} has dtype {np.dtype(specs[name].dtype)}, "
+                f"the cache is {np.dtype(dtype)}"
+            )
 
     def _check_logits(self, method: Any, spec: LLMSpec) -> None:
         outs = {s.name: s for s in method.output_specs}
@@ -79,14 +91,17 @@ class MethodIO:
         shape = tuple(outs[self.logits_name].shape)
         want = (1, self.n_rows, spec.vocab_size) if self.full_logits else (1, spec.vocab_size)
         if shape != want:
-            raise MetadataError(f"method {self.info.name!r}: logits shape {list(shape)} does not match "
-                                f"logits mode {self.info.logits!r} (expected {list(want)})")
+            raise MetadataError(
+                f"method {self.info.name!r}: logits shape {list(shape)} does not match "
+                f"logits mode {self.info.logits!r} (expected {list(want)})"
+            )
         for name in spec.cache_outputs:
             if name not in outs:
                 raise MetadataError(f"method {self.info.name!r} has no output {name!r} (llm.cache.outputs)")
 
-    def run(self, tokens: Sequence[int] | np.ndarray, positions: np.ndarray, allowed: np.ndarray,
-            logits_row: int) -> dict[str, np.ndarray]:
+    def run(
+        self, tokens: Sequence[int] | np.ndarray, positions: np.ndarray, allowed: np.ndarray, logits_row: int
+    ) -> dict[str, np.ndarray]:
         """One call: len(tokens) real rows, the rest padding. For "last"
         logits, `logits_row` selects the row returned."""
         n = len(tokens)
@@ -119,12 +134,16 @@ class Runner:
         methods = {spec.prefill_method, spec.decode_method}
         first = {s.name: s for s in runtime.method(spec.decode_method).input_specs}
         if spec.cache_inputs[0] not in first:
-            raise MetadataError(f"method {spec.decode_method!r} has no input {spec.cache_inputs[0]!r} "
-                                f"(llm.cache.inputs); its inputs: {sorted(first)}")
+            raise MetadataError(
+                f"method {spec.decode_method!r} has no input {spec.cache_inputs[0]!r} "
+                f"(llm.cache.inputs); its inputs: {sorted(first)}"
+            )
         cache_dtype = first[spec.cache_inputs[0]].dtype
         self.cache = KVCache(spec.cache_inputs, spec.cache_outputs, spec.cache_shape, np.dtype(cache_dtype))
-        self.io = {name: MethodIO(runtime.method(name), spec.methods[name], spec, self.cache)
-                   for name in sorted(methods)}
+        self.io = {
+            name: MethodIO(runtime.method(name), spec.methods[name], spec, self.cache)
+            for name in sorted(methods)
+        }
         self.prefill_io = self.io[spec.prefill_method]
         self.decode_io = self.io[spec.decode_method]
         self.position = 0  # tokens whose KV is in the cache
@@ -158,7 +177,7 @@ class Runner:
         self.check_room(len(tokens))
         logits: np.ndarray | None = None
         for start in range(0, len(tokens), io.n_rows):
-            chunk = tokens[start:start + io.n_rows]
+            chunk = tokens[start : start + io.n_rows]
             n = len(chunk)
             positions = np.arange(self.position, self.position + n, dtype=np.int64)
             out = io.run(chunk, positions, self._causal(io.n_rows, n), n - 1)

@@ -27,8 +27,13 @@ class StopOptions:
     stop_strings: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, max_new_tokens: int, stop_token_ids: Iterable[int] | None, stop: Iterable[str] | str | None,
-              default_ids: Iterable[int] = ()) -> StopOptions:
+    def build(
+        cls,
+        max_new_tokens: int,
+        stop_token_ids: Iterable[int] | None,
+        stop: Iterable[str] | str | None,
+        default_ids: Iterable[int] = (),
+    ) -> StopOptions:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise InputError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         ids = set(default_ids)

@@ -35,14 +35,14 @@ class IncrementalDecoder:
     def _advance(self, final: bool) -> str:
         if self._read >= len(self.ids):
             return ""
-        before = self._decode(self.ids[self._prefix:self._read])
-        after = self._decode(self.ids[self._prefix:])
+        before = self._decode(self.ids[self._prefix : self._read])
+        after = self._decode(self.ids[self._prefix :])
         if len(after) <= len(before) and not final:
             return ""
         if after.endswith(REPLACEMENT) and not final:
             return ""
         self._prefix, self._read = self._read, len(self.ids)
-        return after[len(before):]
+        return after[len(before) :]
 
 
 class TextStream:
@@ -76,6 +76,6 @@ class TextStream:
                 self.text, self.stopped, safe = self.text[:i], True, i
             elif not final:
                 safe -= partial_stop_len(self.text, self.stop_strings)
-        out = self.text[self._emitted:safe]
+        out = self.text[self._emitted : safe]
         self._emitted = max(self._emitted, safe)
         return out

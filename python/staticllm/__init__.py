@@ -27,6 +27,7 @@ _LAZY = {
     "import_mlpackage": "staticllm.importer",
     "export": "staticllm.exporter",
     "Generator": "staticllm.generate",
+    "ChatSession": "staticllm.generate",
 }
 
 

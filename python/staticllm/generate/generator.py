@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,12 +34,16 @@ from staticllm.generate.spec import LLMSpec
 from staticllm.generate.stopping import StopOptions
 from staticllm.generate.streaming import TextStream
 
+if TYPE_CHECKING:
+    from staticllm.generate.chat import ChatSession
+
 
 @dataclass
 class Timings:
     ttft_s: float = 0.0  # start of the call to the first generated token
     prefill_s: float = 0.0
-    prefill_tokens: int = 0
+    prefill_tokens: int = 0  # prompt tokens run (the reused ones not counted)
+    reused_tokens: int = 0  # prompt tokens whose KV was already in the cache (reuse_prefix)
     prefill_tokens_per_s: float = 0.0
     decode_s: float = 0.0  # first generated token to the last
     decode_tokens: int = 0  # tokens generated after the first
@@ -76,6 +80,10 @@ class GenerateOptions:
     strict: bool = False
     chat: bool = False
     ignore_eos: bool = False  # do not stop at the bundle's/tokenizer's eos ids (benchmarks)
+    # Keep the cached KV of the longest common prefix of this prompt and the
+    # tokens already in the cache (the last generation's prompt and output),
+    # and prefill only the rest: what makes a chat's next turn cheap.
+    reuse_prefix: bool = False
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> GenerateOptions:
@@ -115,8 +123,7 @@ class Generator:
                     f"bundle {self.path} has no tokenizer (llm.tokenizer); pass token ids instead"
                 )
             if chat:
-                text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
-                ids = self.tokenizer.encode(text, add_bos=False)
+                return self.encode_messages([{"role": "user", "content": prompt}])
             else:
                 ids = self.tokenizer.encode(prompt)
         else:
@@ -124,6 +131,20 @@ class Generator:
                 raise InputError("chat needs a text prompt, not token ids")
             ids = list(prompt)
         return self._check_ids(ids)
+
+    def encode_messages(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a conversation rendered with the bundle's chat template,
+        ending with the assistant's turn opened."""
+        if self.tokenizer is None:
+            raise InputError(f"bundle {self.path} has no tokenizer (llm.tokenizer), so it cannot chat")
+        text = self.tokenizer.apply_chat_template(list(messages))
+        return self._check_ids(self.tokenizer.encode(text, add_bos=False))
+
+    def chat(self, system: str | None = None, **options: Any) -> ChatSession:
+        """A multi-turn conversation over this generator's cache (see ChatSession)."""
+        from staticllm.generate.chat import ChatSession
+
+        return ChatSession(self, system=system, **options)
 
     def _check_ids(self, ids: list[Any]) -> list[int]:
         if not ids:
@@ -162,7 +183,7 @@ class Generator:
         look = self._lookahead_options(opts) if opts.lookahead else None
         ids = self.encode(prompt, opts.chat)
         self._check_context(len(ids), stops.max_new_tokens, opts.strict)
-        return _Session(self, ids, sampling, stops, look, start)
+        return _Session(self, ids, sampling, stops, look, start, opts.reuse_prefix)
 
     def _check_context(self, n_prompt: int, max_new: int, strict: bool) -> None:
         limit = self.spec.context_limit
@@ -200,8 +221,10 @@ class _Session:
         stops: StopOptions,
         look: LookaheadOptions | None,
         start: float,
+        reuse_prefix: bool = False,
     ) -> None:
         self.gen = gen
+        self.reuse_prefix = reuse_prefix
         self.ids = ids
         self.sampler = Sampler(sampling, gen.spec.vocab_size, history=ids)
         self.stops = stops
@@ -242,7 +265,6 @@ class _Session:
 
     def pieces(self) -> Iterator[str]:
         runner = self.gen.runner
-        runner.reset()
         try:
             if self.stops.max_new_tokens == 0:
                 self.reason = stopping.MAX_NEW_TOKENS
@@ -250,7 +272,14 @@ class _Session:
                 self.reason = stopping.CONTEXT_LIMIT
             else:
                 t0 = time.perf_counter()
-                logits = runner.prefill(self.ids)
+                if self.reuse_prefix:
+                    reused = runner.reuse_prefix(self.ids)
+                else:
+                    runner.reset()
+                    reused = 0
+                self.timings.reused_tokens = reused
+                self.timings.prefill_tokens = len(self.ids) - reused
+                logits = runner.prefill(self.ids[reused:])
                 self.timings.prefill_s = time.perf_counter() - t0
                 self._prefill_calls = runner.calls
                 steps = self._lookahead_steps(logits) if self.look else self._plain_steps(logits)
@@ -258,6 +287,11 @@ class _Session:
             tail = self.text.finish()
             if tail:
                 yield tail
+        except BaseException:
+            # Ctrl-C, a closed stream (GeneratorExit) or an error: the cache
+            # still holds exactly runner.history, so a later call can reuse it.
+            self.reason = self.reason or stopping.CANCELLED
+            raise
         finally:
             self._finish()
 
@@ -317,7 +351,8 @@ class _Session:
         # Never commit past the context: x_q plus the accepted tokens that will be kept.
         room = self.gen.spec.context_limit - (len(self.ids) + len(self.generated))
         chosen = chosen[:room]
-        runner.commit_rows(out, kv_rows[: len(chosen)])
+        rows = kv_rows[: len(chosen)]
+        runner.commit_rows(out, rows, layout.tokens[rows].tolist())
         last = layout.grid_rows[len(grid.levels) - 1]
         grid.advance(np.argmax(logits[0, last], axis=-1), pool)
         return chosen

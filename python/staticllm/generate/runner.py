@@ -146,14 +146,32 @@ class Runner:
         }
         self.prefill_io = self.io[spec.prefill_method]
         self.decode_io = self.io[spec.decode_method]
-        self.position = 0  # tokens whose KV is in the cache
+        self.history: list[int] = []  # the tokens whose KV is in the cache, by position
         self.calls = 0
         self._chunk_masks: dict[tuple[int, int], np.ndarray] = {}
 
+    @property
+    def position(self) -> int:
+        """Tokens whose KV is in the cache: the next token's position."""
+        return len(self.history)
+
     def reset(self) -> None:
         self.cache.reset()
-        self.position = 0
+        self.history = []
         self.calls = 0
+
+    def reuse_prefix(self, tokens: Sequence[int]) -> int:
+        """Keeps the cached KV of the longest common prefix of `tokens` and the
+        cache's history (never all of `tokens`: the last one must run to give
+        logits), forgets the rest; returns the number of tokens kept."""
+        limit = min(len(tokens) - 1, len(self.history))
+        keep = 0
+        while keep < limit and self.history[keep] == tokens[keep]:
+            keep += 1
+        self.cache.truncate(keep)
+        del self.history[keep:]
+        self.calls = 0
+        return keep
 
     def check_room(self, n: int) -> None:
         """A call of n tokens at the current position must see its whole history."""
@@ -183,7 +201,7 @@ class Runner:
             out = io.run(chunk, positions, self._causal(io.n_rows, n), n - 1)
             self.calls += 1
             self.cache.commit(out, slice(0, n), positions)
-            self.position += n
+            self.history.extend(int(t) for t in chunk)
             logits = io.logits(out, n - 1)
         if logits is None:
             raise ValueError("feed() needs at least one token")
@@ -222,8 +240,10 @@ class Runner:
         self.calls += 1
         return out
 
-    def commit_rows(self, outputs: Mapping[str, np.ndarray], rows: Sequence[int]) -> None:
-        """Commits `rows` of a tree call as the next len(rows) positions."""
+    def commit_rows(
+        self, outputs: Mapping[str, np.ndarray], rows: Sequence[int], tokens: Sequence[int]
+    ) -> None:
+        """Commits `rows` of a tree call, which hold `tokens`, as the next len(rows) positions."""
         n = len(rows)
         self.check_room(n)
         positions = np.arange(self.position, self.position + n, dtype=np.int64)
@@ -231,4 +251,4 @@ class Runner:
             self.cache.commit(outputs, slice(rows[0], rows[0] + n), positions)
         else:
             self.cache.commit(outputs, np.asarray(rows, dtype=np.int64), positions)
-        self.position += n
+        self.history.extend(int(t) for t in tokens)

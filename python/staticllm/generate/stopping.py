@@ -5,6 +5,7 @@ Stop reasons reported in GenerationResult.stop_reason:
   "stop_string"    the text produced a stop string (the text is cut before it)
   "max_new_tokens" the requested number of tokens was generated
   "context_limit"  the context is full (the cache cannot hold another token)
+  "cancelled"      the caller stopped consuming the stream (closed it, Ctrl-C, a client gone)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ STOP_TOKEN = "stop_token"
 STOP_STRING = "stop_string"
 MAX_NEW_TOKENS = "max_new_tokens"
 CONTEXT_LIMIT = "context_limit"
+CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,7 @@ class Generator:
         stops = StopOptions.build(opts.max_new_tokens, opts.stop_token_ids, opts.stop, default_stops)
         if stops.stop_strings and self.tokenizer is None:
             raise InputError("stop strings need a tokenizer; this bundle has none")
-        look = self._lookahead_options(opts) if opts.lookahead else None
+        look = self.lookahead_options(opts.ngram, opts.window, opts.branches) if opts.lookahead else None
         ids = self.encode(prompt, opts.chat)
         self._check_context(len(ids), stops.max_new_tokens, opts.strict)
         return _Session(self, ids, sampling, stops, look, start, opts.reuse_prefix)
@@ -198,7 +198,10 @@ class Generator:
                 f"tokens (without strict, generation stops at the limit with stop_reason 'context_limit')"
             )
 
-    def _lookahead_options(self, opts: GenerateOptions) -> LookaheadOptions:
+    def lookahead_options(
+        self, ngram: int | None = None, window: int | None = None, branches: int | None = None
+    ) -> LookaheadOptions:
+        """The lookahead settings this bundle runs with; InputError if it cannot."""
         spec = self.spec
         info = spec.methods[spec.decode_method]
         if info.logits != "full" or info.input_len < 2:
@@ -207,7 +210,7 @@ class Generator:
                 f"several rows; this bundle decodes with {info.name!r} ({info.input_len} row(s), "
                 f"logits {info.logits!r}). Export without --multifunction to use it"
             )
-        return resolve_options(info.input_len, opts.ngram, opts.window, opts.branches, info.name)
+        return resolve_options(info.input_len, ngram, window, branches, info.name)
 
 
 class _Session:

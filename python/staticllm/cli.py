@@ -17,6 +17,8 @@ _COMMANDS = {
     "inspect": ("staticllm.inspect", "show a bundle's methods, specs and weight sharing"),
     "extract": ("staticllm.inspect", "write one standalone .mlpackage per method"),
     "generate": ("staticllm.generate.cli", "generate text from a bundle"),
+    "chat": ("staticllm.generate.chat_cli", "chat with a bundle in the terminal"),
+    "bench": ("staticllm.bench", "measure load time, time to first token and tokens/s"),
     "serve": ("staticllm.serving.cli", "serve a bundle over an OpenAI-compatible HTTP API"),
 }
 

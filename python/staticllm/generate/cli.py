@@ -16,7 +16,16 @@ def register(subparsers: Any, name: str) -> None:
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (with an llm section)")
     p.add_argument("--prompt", required=True, help="prompt text")
-    p.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
+    add_generation_args(p, max_new_tokens=128)
+    p.add_argument("--stream", action="store_true", help="print text as it is generated")
+    p.add_argument("--stats", action="store_true", help="print timing figures to stderr")
+    p.add_argument("--chat", action="store_true", help="apply the bundle's chat template to the prompt")
+    p.set_defaults(func=run)
+
+
+def add_generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    """Sampling, stopping, lookahead and backend options (generate and chat share them)."""
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
     p.add_argument("--top-k", type=int, default=0, metavar="K", help="0 = no limit")
     p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus mass in (0, 1]")
@@ -29,23 +38,17 @@ def register(subparsers: Any, name: str) -> None:
     p.add_argument(
         "--branches", type=int, default=None, metavar="G", help="lookahead verification branches (default 4)"
     )
-    p.add_argument("--stream", action="store_true", help="print text as it is generated")
-    p.add_argument("--stats", action="store_true", help="print timing figures to stderr")
-    p.add_argument("--chat", action="store_true", help="apply the bundle's chat template to the prompt")
     p.add_argument("--backend", choices=("auto", "mil", "coreml"), default="auto")
     p.add_argument(
         "--strict",
         action="store_true",
         help="fail before running if prompt + max new tokens exceed the context",
     )
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from staticllm.generate import Generator
-
-    gen = Generator(args.bundle, backend=args.backend)
-    options: dict[str, Any] = dict(
+def generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Generator options from the arguments add_generation_args defined."""
+    return dict(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
@@ -58,8 +61,15 @@ def run(args: argparse.Namespace) -> int:
         window=args.window,
         branches=args.branches,
         strict=args.strict,
-        chat=args.chat,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from staticllm.generate import Generator
+
+    gen = Generator(args.bundle, backend=args.backend)
+    options = generation_options(args)
+    options["chat"] = args.chat
     if args.stream:
         for piece in gen.stream(args.prompt, **options):
             sys.stdout.write(piece)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything staticllm needs on a fresh Debian machine: the two
 # system packages the C++ core builds against, then the package itself with
-# its export, generation and test extras. Safe to run again.
+# its export, generation, serving and test extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +15,4 @@ fi
 
 # torch is pinned exactly in the extras, so pip takes the CPU build and never
 # a newer release with gigabytes of CUDA packages.
-python3 -m pip install --quiet ".[export,generate,test]"
+python3 -m pip install --quiet ".[export,generate,serve,test]"

@@ -9,11 +9,15 @@ import generate_fixtures as gf
 import llama_fixtures as f
 import staticllm
 
-INPUT_LEN, CONTEXT = 16, 256
+INPUT_LEN = 16
 CFG = f.tiny_config(vocab_size=320)
+# The multifunction bundle's long context keeps a reply running for seconds
+# (the server's queue tests need one busy); the single one's short context
+# fills within a few turns (the chat's overflow policy).
+CONTEXT = {"single": 256, "multi": 2048}
 
 
-def make_chat_bundles(root: Path, kinds: tuple[str, ...] = ("single", "multi")) -> dict[str, Path]:
+def make_chat_bundles(root: Path) -> dict[str, Path]:
     """{"single": forward-only bundle, "multi": prefill/decode bundle}, fp32."""
     ckpt = f.make_hf_checkpoint(root / "ckpt", CFG, with_tokenizer=False)
     gf.make_hf_tokenizer(ckpt, vocab_size=CFG.vocab_size)
@@ -22,10 +26,10 @@ def make_chat_bundles(root: Path, kinds: tuple[str, ...] = ("single", "multi")) 
             root / kind,
             hf_dir=ckpt,
             input_len=INPUT_LEN,
-            max_context_len=CONTEXT,
+            max_context_len=context,
             multifunction=kind == "multi",
             dtype="fp32",
             progress=False,
         )
-        for kind in kinds
+        for kind, context in CONTEXT.items()
     }

@@ -33,3 +33,12 @@ def shared_weight_package(tmp_path_factory):
     weight = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
     tmp = tmp_path_factory.mktemp("shared_weight")
     return two_function_package(tmp, weight, names=("prefill", "decode"), default="decode"), weight
+
+
+@pytest.fixture(scope="session")
+def chat_bundles(tmp_path_factory):
+    """{"single": forward-only bundle (context 256), "multi": prefill/decode
+    bundle (context 2048)}: the tiny random model with a ChatML tokenizer."""
+    from chat_fixtures import make_chat_bundles
+
+    return make_chat_bundles(tmp_path_factory.mktemp("chat"))

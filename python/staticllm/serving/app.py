@@ -38,7 +38,13 @@ def create_app(generator: Any, model_id: str, max_queue: int = 16, lookahead: bo
 
     async def health(request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "model": model_id, "active": engine.active, "max_queue": max_queue}
+            {
+                "status": "ok",
+                "model": model_id,
+                "active": engine.active,  # running + waiting
+                "max_queue": max_queue,
+                "finished": dict(engine.counts),
+            }
         )
 
     async def models(request: Request) -> Response:
@@ -150,7 +156,12 @@ def _event(obj: dict[str, Any]) -> str:
 
 def _generation_error(exc: BaseException) -> APIError:
     if isinstance(exc, asyncio.CancelledError):
-        return APIError(503, "the request was cancelled: the server is shutting down", type="server_error")
+        return APIError(
+            503,
+            "the request was cancelled: the server is shutting down",
+            type="server_error",
+            code="cancelled",
+        )
     from staticllm.errors import ContextOverflowError, InputError
 
     if isinstance(exc, ContextOverflowError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +72,41 @@ def run(args: argparse.Namespace) -> int:
     model_id = args.model_name or Path(args.bundle).resolve().name
     app = create_app(gen, model_id, args.max_queue, lookahead=args.lookahead)
     print(f"staticllm serve: {model_id} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        timeout_graceful_shutdown=args.shutdown_timeout,
+        # A backstop: the engine itself cancels the running request after --shutdown-timeout.
+        timeout_graceful_shutdown=args.shutdown_timeout + _SHUTDOWN_BACKSTOP_S,
     )
+    server = _server_class(uvicorn)(config, app.state.engine, args.shutdown_timeout)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again
+    # against the handler it found: a no-op one makes that a clean exit (0).
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+_SHUTDOWN_BACKSTOP_S = 10.0
+
+
+def _server_class(uvicorn: Any) -> type:
+    class Server(uvicorn.Server):  # type: ignore[misc, name-defined]
+        """uvicorn's server that also tells the engine when a signal asks it to stop."""
+
+        def __init__(self, config: Any, engine: Any, grace_s: float) -> None:
+            super().__init__(config)
+            self.engine = engine
+            self.grace_s = grace_s
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                # Waiting requests are cancelled now, the running one after the grace period.
+                threading.Thread(target=self.engine.shutdown, args=(self.grace_s,), daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    return Server

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from staticllm.generate import stopping
+
 log = logging.getLogger("staticllm.serve")
 
 
@@ -68,6 +70,10 @@ class Engine:
         self._active = 0  # running + waiting
         self._jobs: set[Job] = set()
         self._closed = False
+        self._running: Job | None = None
+        self._idle = threading.Event()  # set while no job runs
+        self._idle.set()
+        self.counts = {"completed": 0, "cancelled": 0, "failed": 0}  # finished jobs, for /health
 
     @property
     def active(self) -> int:
@@ -85,6 +91,10 @@ class Engine:
         return job
 
     def _run(self, job: Job) -> None:
+        outcome = "cancelled"
+        with self._lock:
+            self._running = job
+            self._idle.clear()
         try:
             if job.cancelled.is_set() or self._closed:
                 job.put("error", asyncio.CancelledError())
@@ -97,14 +107,38 @@ class Engine:
                     job.put("piece", piece)
             finally:
                 pieces.close()
-            job.put("done", self.generator.last_result)
+            result = self.generator.last_result
+            if job.cancelled.is_set() and result.stop_reason == stopping.CANCELLED:
+                job.put("error", asyncio.CancelledError())
+            else:
+                outcome = "completed"
+                job.put("done", result)
         except Exception as exc:  # answered as an error object; the worker lives on
             log.exception("generation failed")
+            outcome = "failed"
             job.put("error", exc)
         finally:
+            self.counts[outcome] += 1
             with self._lock:
                 self._active -= 1
                 self._jobs.discard(job)
+                self._running = None
+                self._idle.set()
+
+    def shutdown(self, grace_s: float) -> None:
+        """Stops taking jobs and cancels the waiting ones; the running one
+        gets grace_s seconds to finish, then is cancelled. Blocks: call it
+        from a thread of its own (a signal handler must not wait for the lock)."""
+        with self._lock:
+            self._closed = True
+            waiting = [job for job in self._jobs if job is not self._running]
+        for job in waiting:
+            job.cancel()
+        if not self._idle.wait(grace_s):
+            with self._lock:
+                running = self._running
+            if running is not None:
+                running.cancel()
 
     def close(self) -> None:
         """Cancels the running and waiting jobs and waits for the worker to stop."""

@@ -45,6 +45,8 @@ def main() -> int:
     ttft: dict[str, list[list[float]]] = {mode: [[] for _ in range(args.turns)] for mode in gens}
     shape: list[tuple[int, int]] = []  # per turn: (prompt tokens, reused tokens)
     for rep in range(args.repeats):
+        for gen in gens.values():
+            gen.runner.reset()  # each conversation starts from an empty cache
         chats = {
             mode: gen.chat(system=args.system, reuse=mode == "reuse", max_new_tokens=args.max_new_tokens)
             for mode, gen in gens.items()

@@ -27,6 +27,8 @@ _LAZY = {
     "import_mlpackage": "staticllm.importer",
     "export": "staticllm.exporter",
     "Generator": "staticllm.generate",
+    "evaluate": "staticllm.eval",
+    "EvalResult": "staticllm.eval",
 }
 
 

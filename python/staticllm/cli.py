@@ -17,6 +17,7 @@ _COMMANDS = {
     "inspect": ("staticllm.inspect", "show a bundle's methods, specs and weight sharing"),
     "extract": ("staticllm.inspect", "write one standalone .mlpackage per method"),
     "generate": ("staticllm.generate.cli", "generate text from a bundle"),
+    "eval": ("staticllm.eval.cli", "perplexity of a bundle; SNR, top-1 and KL against a reference"),
 }
 
 

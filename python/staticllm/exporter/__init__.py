@@ -102,7 +102,7 @@ def export(
     from staticllm.exporter import quality_gate
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
     from staticllm.exporter.parallel import convert_functions
-    from staticllm.exporter.quantize import make_plan, quantizable_weights, quantize_all
+    from staticllm.exporter.quantize import make_plan, quantizable_weights, quantize_all, resolve
 
     source = _validate(
         {"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf}, input_len, max_context_len, dtype
@@ -133,6 +133,7 @@ def export(
         stage(0)
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
+        resolved = resolve(plan, quantizable_weights(model), dtype)
         bar.update()
         with (
             staged_bundle(out, overwrite) as staging,
@@ -144,7 +145,7 @@ def export(
                     model, functions, max_context_len, dtype, Path(work), on_done=bar.update
                 )
                 stage(len(functions) + 1)
-                packages = quantize_all(packages, plan, quantizable_weights(model), progress)
+                packages = quantize_all(packages, resolved, progress)
                 bar.update()
                 stage(len(functions) + 2)
                 _write_package(packages, functions, staging / "model.mlpackage")

@@ -7,7 +7,7 @@ import json
 import time
 
 from staticllm.exporter.quality_gate import DEFAULT_MIN_SNR_DB
-from staticllm.exporter.quantize import DEFAULT_BLOCK_SIZE, DEFAULT_GROUP_SIZE, MODES
+from staticllm.exporter.quantize import DEFAULT_BLOCK_SIZE, DEFAULT_GROUP_SIZE, MODES, describe_plan
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,22 +52,6 @@ def _run(args: argparse.Namespace) -> int:
             f"(ratio {q['ppl_ratio']:.3f}), top-1 agreement {100 * q['top1_agreement']:.1f} %"
         )
     return 0
-
-
-def describe_plan(plan: dict) -> str:
-    """'palettize4 (group_size 16), embeddings int8' from the recorded plan."""
-
-    def one(spec: dict) -> str:
-        opts = ", ".join(f"{k} {v}" for k, v in spec.items() if k != "mode")
-        return f"{spec['mode']} ({opts})" if opts else spec["mode"]
-
-    if not plan:
-        return "none"
-    parts = [one(plan["default"])]
-    parts += [f"{key} {one(plan[key])}" for key in ("embeddings", "lm_head") if key in plan]
-    if "rules" in plan:
-        parts.append(f"{len(plan['rules'])} rule(s) from {plan.get('config_file')}")
-    return ", ".join(parts)
 
 
 def register(subparsers: argparse._SubParsersAction, name: str) -> None:

@@ -51,7 +51,9 @@ class Gate:
                 raise ExportError(f"calibration text: {exc}") from None
         if min_snr is not None and not isinstance(min_snr, (int, float)):
             raise ExportError(f"min_snr must be a number of dB, got {min_snr!r}")
-        what = f"{plan.default.mode if not plan.is_none else 'unquantized'} {dtype}"
+        from staticllm.exporter.quantize import describe_plan
+
+        what = f"{describe_plan(plan.to_dict())} {dtype}"
         return cls(
             active=not plan.is_none or dtype == "fp16",
             what=what,

@@ -28,6 +28,7 @@ from staticllm.exporter.quantize import MODES, QuantPlan, QuantSpec, Rule
 _SPEC_KEYS = {"mode", "block_size", "group_size"}
 _TOP_KEYS = {"default", "embeddings", "lm_head", "rules"}
 _RULE_KEYS = _SPEC_KEYS | {"pattern", "patterns", "layers"}
+_TOP = "(top level)"
 
 
 class _Doc:
@@ -73,7 +74,7 @@ class _Doc:
 
         if node is None:
             return
-        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.lines.setdefault(path or _TOP, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 sub = f"{path}.{key.value}" if path else str(key.value)
@@ -184,7 +185,7 @@ def load_plan(path: str | Path, base: QuantPlan | None = None) -> QuantPlan:
     doc = _Doc(Path(path))
     data = doc.data
     if not isinstance(data, dict):
-        raise doc.fail("(top level)", f"expected a mapping with keys {sorted(_TOP_KEYS)}, got {data!r}")
+        raise doc.fail(_TOP, f"expected a mapping with keys {sorted(_TOP_KEYS)}, got {data!r}")
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise doc.fail(unknown[0], f"unknown key; the file takes {sorted(_TOP_KEYS)}")

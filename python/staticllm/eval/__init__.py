@@ -88,6 +88,7 @@ def _reference(
     params: str | Path | None,
     bundle: str | Path | None,
     backend: str,
+    progress: bool,
 ) -> Any:
     given = {
         "reference": reference,
@@ -104,9 +105,9 @@ def _reference(
     if reference is not None:
         return reference if hasattr(reference, "window_logits") else TorchModel(reference, "torch model")
     if hf_dir is not None:
-        return transformers_model(hf_dir, gguf=False)
+        return transformers_model(hf_dir, gguf=False, progress=progress)
     if gguf is not None:
-        return transformers_model(gguf, gguf=True)
+        return transformers_model(gguf, gguf=True, progress=progress)
     if checkpoint is not None:
         return checkpoint_model(checkpoint, params, window_len)
     if bundle is not None:
@@ -182,6 +183,7 @@ def evaluate(
         reference_params,
         reference_bundle,
         backend,
+        progress,
     )
     if ref is not None and ref.vocab_size != model.vocab_size:
         raise InputError(

@@ -114,13 +114,18 @@ class TorchModel:
             model.logits_mode = saved
 
 
-def transformers_model(path: str | Path, gguf: bool) -> TorchModel:
+def transformers_model(path: str | Path, gguf: bool, progress: bool = True) -> TorchModel:
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
 
     p = Path(path)
     if not (p.is_file() if gguf else p.is_dir()):
         raise InputError(f"reference {'GGUF file' if gguf else 'Hugging Face directory'} not found: {p}")
+    bars = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
     try:
         if gguf:
             module = AutoModelForCausalLM.from_pretrained(
@@ -130,6 +135,9 @@ def transformers_model(path: str | Path, gguf: bool) -> TorchModel:
             module = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch.float32)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise InputError(f"transformers cannot load the reference {p}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return TorchModel(module.eval(), f"transformers {p.name}")
 
 

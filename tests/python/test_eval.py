@@ -177,3 +177,23 @@ def test_reference_with_another_vocabulary(fp32_forward, tmp_path):
 def test_token_ids_outside_the_vocabulary(fp32_forward):
     with pytest.raises(InputError, match=r"token id 320 is outside the bundle's vocabulary \[0, 320\)"):
         staticllm.evaluate(fp32_forward, token_ids=[1, 2, 320, 4], windows=1, window_len=4, progress=False)
+
+
+def test_meta_checkpoint_and_gguf_references(fp32_forward, tmp_path):
+    """The same random weights (seed 0) as Meta .pth (staticllm's torch model)
+    and as an F32 GGUF file (transformers): both agree with the fp32 bundle."""
+    from llama_fixtures import make_gguf_checkpoint, make_meta_checkpoint
+
+    meta = make_meta_checkpoint(tmp_path / "meta", tiny_config())
+    gguf = make_gguf_checkpoint(tmp_path / "m.gguf", tiny_config())
+    common = dict(token_ids=_ids(2 * WINDOW), windows=2, window_len=WINDOW, progress=False)
+    by_meta = staticllm.evaluate(fp32_forward, reference_checkpoint=meta / "consolidated.00.pth", **common)
+    by_gguf = staticllm.evaluate(fp32_forward, reference_gguf=gguf, **common)
+    for result in (by_meta, by_gguf):
+        assert result.snr_db > 60 and result.top1_agreement == 1.0
+        assert result.ppl_ratio == pytest.approx(1.0, abs=1e-4)
+    assert (
+        by_meta.reference == "checkpoint consolidated.00.pth" and by_gguf.reference == "transformers m.gguf"
+    )
+    with pytest.raises(InputError, match=r"give at most one reference, got reference_hf_dir, reference_gguf"):
+        staticllm.evaluate(fp32_forward, reference_hf_dir=tmp_path, reference_gguf=gguf, **common)

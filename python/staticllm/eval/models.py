@@ -119,7 +119,6 @@ def transformers_model(path: str | Path, gguf: bool, progress: bool = True) -> T
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-
     p = Path(path)
     if not (p.is_file() if gguf else p.is_dir()):
         raise InputError(f"reference {'GGUF file' if gguf else 'Hugging Face directory'} not found: {p}")

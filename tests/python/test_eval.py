@@ -125,6 +125,10 @@ def test_builtin_text_and_text_file(fp32_forward, tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 20)
     assert main(["eval", str(fp32_forward), "--text", str(text), "--windows", "2", "--window-len", "16"]) == 0
+    from_path = staticllm.evaluate(fp32_forward, text, windows=2, window_len=16, progress=False)
+    from_string = staticllm.evaluate(fp32_forward, text.read_text(), windows=2, window_len=16, progress=False)
+    assert from_path.text == "t.txt" and from_string.text == "given text"
+    assert from_path.perplexity == from_string.perplexity
 
 
 def test_thresholds_set_the_exit_status(ckpt, fp16_forward, capsys):

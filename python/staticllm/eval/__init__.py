@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,7 @@ def _token_windows(
 
 def evaluate(
     bundle: str | Path | BundleModel,
-    text: str | None = None,
+    text: str | PathLike[str] | None = None,
     *,
     text_name: str | None = None,
     token_ids: Sequence[int] | None = None,
@@ -156,7 +157,8 @@ def evaluate(
     backend: str = "auto",
     progress: bool = True,
 ) -> EvalResult:
-    """Perplexity of `bundle` over `text` (the built-in text when None) in
+    """Perplexity of `bundle` over `text` (a string, a path to a UTF-8 file,
+    or None for the built-in text) in
     `windows` windows of `window_len` tokens, and with a reference its
     perplexity on the same ids, the logits SNR, top-1 agreement and KL.
 
@@ -166,6 +168,9 @@ def evaluate(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    if isinstance(text, PathLike):  # a file rather than the text itself
+        text_name = text_name or Path(text).name
+        text = text_mod.read_text(text)
     model = bundle if isinstance(bundle, BundleModel) else BundleModel(bundle, backend)
     if window_len > model.max_window:
         raise InputError(

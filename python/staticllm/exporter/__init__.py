@@ -9,9 +9,12 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from staticllm.errors import ExportError
+
+if TYPE_CHECKING:
+    from staticllm.exporter.quantize import QuantPlan
 
 __all__ = ["export"]
 
@@ -68,7 +71,7 @@ def export(
     max_context_len: int = 1024,
     multifunction: bool = False,
     dtype: str = "fp16",
-    quantize: str | Any = "none",
+    quantize: str | QuantPlan = "none",
     tokenizer: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,

@@ -28,6 +28,8 @@ _LAZY = {
     "export": "staticllm.exporter",
     "Generator": "staticllm.generate",
     "ChatSession": "staticllm.generate",
+    "evaluate": "staticllm.eval",
+    "EvalResult": "staticllm.eval",
 }
 
 

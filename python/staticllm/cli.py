@@ -20,6 +20,7 @@ _COMMANDS = {
     "chat": ("staticllm.generate.chat_cli", "chat with a bundle in the terminal"),
     "bench": ("staticllm.bench", "measure load time, time to first token and tokens/s"),
     "serve": ("staticllm.serving.cli", "serve a bundle over an OpenAI-compatible HTTP API"),
+    "eval": ("staticllm.eval.cli", "perplexity of a bundle; SNR, top-1 and KL against a reference"),
 }
 
 

@@ -1,10 +1,12 @@
-"""Quantized exports: every mode keeps prefill/decode sharing, and the
-interpreter's decompression ops reproduce exactly what coremltools'
-own decompress_weights makes of the same package (the quantization error
-itself is coremltools' business; decoding it is ours)."""
+"""Quantized exports: each mode writes the coremltools op Apple recommends
+(checked in the written program), the interpreter's decompression ops
+reproduce what coremltools' own decompress_weights makes of the package,
+every mode keeps prefill/decode sharing one copy of the weights, and the
+per-layer config file applies per pattern and layer range."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
@@ -14,11 +16,89 @@ import pytest
 import staticllm
 from llama_fixtures import make_hf_checkpoint, tiny_config
 from staticllm.inspect import weight_sharing
+from staticllm.package_spec import WEIGHTS_RELPATH
+
+MODES = ["int8", "int4", "palettize4", "palettize6"]
+# tiny_config: dim 64, 4 heads of 16, 2 kv heads, hidden 128, vocab 320, 2 layers, untied head
+BODY = [
+    "attention_wq",
+    "attention_wk",
+    "attention_wv",
+    "attention_wo",
+    "feed_forward_w1",
+    "feed_forward_w2",
+    "feed_forward_w3",
+]
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return make_hf_checkpoint(tmp_path_factory.mktemp("q") / "hf", tiny_config(), with_tokenizer=False)
+
+
+@pytest.fixture(scope="module")
+def exported(ckpt, tmp_path_factory):
+    """(mode, multifunction) -> bundle, each exported once for the module."""
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    cache = {}
+
+    def get(mode: str, multifunction: bool, **options):
+        key = (mode, multifunction, tuple(sorted(options.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp("bundle") / "b"
+            cache[key] = staticllm.export(
+                out,
+                hf_dir=ckpt,
+                input_len=8,
+                max_context_len=64,
+                multifunction=multifunction,
+                dtype="fp16",
+                quantize=mode,
+                force=True,  # the quality gate has its own tests
+                progress=False,
+                **options,
+            )
+        return cache[key]
+
+    return get
+
+
+_SUFFIXES = ("_to_fp16_palettized", "_to_fp16_quantized", "_to_fp16")
+
+
+def weight_ops(bundle, function: str | None = None) -> dict[str, dict]:
+    """Weight name (as in the torch model, underscored) -> how the program
+    makes it: {"op": const | constexpr_..., "dtype": of the stored data, and
+    "lut"/"scale" shapes}."""
+    program = json.loads((bundle / "program.json").read_text())
+    fn = program["functions"][function or next(iter(program["functions"]))]
+    ops = next(iter(fn["blockSpecializations"].values()))["operations"]
+
+    def arg_type(op, name):
+        return op["inputs"][name]["arguments"][0]["value"]["type"]["tensorType"]
+
+    def shape(t):
+        return [int(d["constant"]["size"]) for d in t.get("dimensions", [])]
+
+    out = {}
+    for op in ops:
+        name = op["outputs"][0]["name"]
+        base = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s)), None)
+        if base is None or not base.endswith("_weight"):
+            continue
+        info = {"op": op["type"]}
+        if op["type"] == "constexpr_lut_to_dense":
+            info["dtype"] = arg_type(op, "indices")["dataType"]
+            info["lut"] = shape(arg_type(op, "lut"))
+        elif op["type"] == "constexpr_blockwise_shift_scale":
+            info["dtype"] = arg_type(op, "data")["dataType"]
+            info["scale"] = shape(arg_type(op, "scale"))
+        elif op["type"] == "const":
+            info["dtype"] = op["outputs"][0]["type"]["tensorType"]["dataType"]
+        else:
+            continue
+        out[base[: -len("_weight")]] = info
+    return out
 
 
 def _feed(method, rng):
@@ -32,23 +112,40 @@ def _feed(method, rng):
     return feed
 
 
-@pytest.mark.parametrize("mode", ["int8", "int4", "palettize4"])
-def test_decompression_matches_coremltools(ckpt, tmp_path, mode):
+EXPECTED = {
+    # mode -> (op, stored dtype, table/scale shape of layers_0_feed_forward_w1 [128, 64])
+    "int8": ("constexpr_blockwise_shift_scale", "INT8", {"scale": [128, 1]}),
+    "int4": ("constexpr_blockwise_shift_scale", "INT4", {"scale": [128, 2]}),  # blocks of 32 inputs
+    "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [8, 1, 16, 1]}),  # groups of 16 rows
+    "palettize6": ("constexpr_lut_to_dense", "UINT6", {"lut": [8, 1, 64, 1]}),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_writes_the_recommended_op_and_leaves_norms_alone(exported, mode):
+    ops = weight_ops(exported(mode, False))
+    op, dtype, shapes = EXPECTED[mode]
+    for layer in (0, 1):
+        for w in BODY:
+            assert ops[f"layers_{layer}_{w}"]["op"] == op, (layer, w)
+            assert ops[f"layers_{layer}_{w}"]["dtype"] == dtype, (layer, w)
+    for key, value in shapes.items():
+        assert ops["layers_0_feed_forward_w1"][key] == value
+    assert ops["tok_embeddings"]["op"] == op and ops["output"]["op"] == op
+    for norm in ("layers_0_attention_norm", "layers_1_ffn_norm", "norm"):
+        assert ops[norm] == {"op": "const", "dtype": "FLOAT16"}
+    program = (exported(mode, False) / "program.json").read_text()
+    assert '"rope_cos_to_fp16"' in program and "rope_cos_to_fp16_palettized" not in program
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_decompression_matches_coremltools(exported, tmp_path, mode):
+    """The interpreter's constexpr ops decode the package exactly as
+    coremltools' decompress_weights does (quantization error itself is
+    coremltools' business; decoding it is ours)."""
     import coremltools as ct
 
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    bundle = staticllm.export(
-        tmp_path / "b",
-        hf_dir=ckpt,
-        input_len=8,
-        max_context_len=64,
-        dtype="fp16",
-        quantize=mode,
-        progress=False,
-    )
-    program = (bundle / "program.json").read_text()
-    op = "constexpr_lut_to_dense" if mode == "palettize4" else "constexpr_blockwise_shift_scale"
-    assert op in program
+    bundle = exported(mode, False)
     dense = ct.optimize.coreml.decompress_weights(
         ct.models.MLModel(str(bundle / "model.mlpackage"), skip_model_load=True)
     )
@@ -63,20 +160,71 @@ def test_decompression_matches_coremltools(ckpt, tmp_path, mode):
     shutil.rmtree(tmp_path / "dense.mlpackage")
 
 
-@pytest.mark.parametrize("mode", ["int4", "palettize4"])
-def test_sharing_survives_4bit_quantization(ckpt, tmp_path, mode):
-    bundle = staticllm.export(
-        tmp_path / "m",
-        hf_dir=ckpt,
-        input_len=8,
-        max_context_len=64,
-        multifunction=True,
-        dtype="fp16",
-        quantize=mode,
-        progress=False,
-    )
-    share = weight_sharing(bundle)
-    assert share["decode"]["blobs"] == share["decode"]["shared"] > 0
-    m = staticllm.Runtime.load(bundle, backend="mil").method("decode")
+@pytest.mark.parametrize("mode", MODES)
+def test_multifunction_pair_stores_one_functions_weights(exported, mode):
+    pair, single = exported(mode, True), exported(mode, False)
+    share = weight_sharing(pair)
+    for fn in ("prefill", "decode"):
+        assert share[fn]["blobs"] == share[fn]["shared"] > 0, share
+    # the pair's weight.bin holds exactly what one function's does
+    size = (pair / "model.mlpackage" / WEIGHTS_RELPATH).stat().st_size
+    assert size == (single / "model.mlpackage" / WEIGHTS_RELPATH).stat().st_size
+    m = staticllm.Runtime.load(pair, backend="mil").method("decode")
     out = m.execute(_feed(m, np.random.default_rng(1)))
     assert np.isfinite(out["logits"].astype(np.float32)).all()
+
+
+def test_embeddings_and_head_are_chosen_apart_from_the_body(exported):
+    bundle = exported("palettize4", False, quantize_embeddings="int8", quantize_head="none", group_size=8)
+    ops = weight_ops(bundle)
+    assert ops["tok_embeddings"]["op"] == "constexpr_blockwise_shift_scale"
+    assert ops["tok_embeddings"]["dtype"] == "INT8"
+    assert ops["output"] == {"op": "const", "dtype": "FLOAT16"}
+    assert ops["layers_1_attention_wo"]["lut"] == [8, 1, 16, 1]  # 64 rows in groups of 8
+    recorded = json.loads((bundle / "metadata.json").read_text())["llm"]["export_options"]["quantization"]
+    assert recorded == {
+        "default": {"mode": "palettize4", "group_size": 8},
+        "embeddings": {"mode": "int8"},
+        "lm_head": {"mode": "none"},
+    }
+
+
+CONFIG = """\
+# body int8; layer 1 palettized; every w2 int4 in blocks of 16; one weight by its program name kept
+default: int8
+embeddings: none
+rules:
+  - layers: "1"
+    mode: palettize4
+    group_size: 8
+  - pattern: "layers.*.feed_forward.w2.weight"
+    mode: int4
+    block_size: 16
+  - patterns: ["layers_0_attention_wq_weight_to_fp16"]
+    mode: none
+"""
+
+
+def test_config_file_applies_per_pattern_and_layer_range(exported, tmp_path_factory):
+    config = tmp_path_factory.mktemp("cfg") / "quant.yaml"
+    config.write_text(CONFIG)
+    bundle = exported("none", True, quantize_config=str(config))
+    for fn in ("prefill", "decode"):
+        ops = weight_ops(bundle, fn)
+        assert ops["tok_embeddings"] == {"op": "const", "dtype": "FLOAT16"}
+        assert ops["output"]["dtype"] == "INT8"  # lm_head follows the default
+        assert ops["layers_0_attention_wq"] == {"op": "const", "dtype": "FLOAT16"}
+        assert ops["layers_0_attention_wk"]["dtype"] == "INT8"
+        assert ops["layers_0_feed_forward_w1"]["dtype"] == "INT8"
+        for w in BODY:
+            if w != "feed_forward_w2":
+                assert ops[f"layers_1_{w}"]["op"] == "constexpr_lut_to_dense", w
+        assert ops["layers_1_attention_wq"]["lut"] == [8, 1, 16, 1]
+        for layer in (0, 1):  # the later rule wins over the layer range
+            w2 = ops[f"layers_{layer}_feed_forward_w2"]
+            assert w2["dtype"] == "INT4" and w2["scale"] == [64, 8], w2
+    share = weight_sharing(bundle)
+    assert share["decode"]["blobs"] == share["decode"]["shared"]
+    options = json.loads((bundle / "metadata.json").read_text())["llm"]["export_options"]
+    assert options["quantization"]["config_file"] == str(config)
+    assert options["quantization"]["rules"][0] == {"layers": [1], "mode": "palettize4", "group_size": 8}

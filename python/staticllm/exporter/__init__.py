@@ -9,20 +9,19 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from staticllm.errors import ExportError
+
+if TYPE_CHECKING:
+    from staticllm.exporter.quantize import QuantPlan
 
 __all__ = ["export"]
 
 DTYPES = ("fp16", "fp32")
 
 
-def _validate(
-    sources: dict[str, Any], input_len: int, max_context_len: int, dtype: str, quantize: str
-) -> str:
-    from staticllm.exporter.quantize import check_mode
-
+def _validate(sources: dict[str, Any], input_len: int, max_context_len: int, dtype: str) -> str:
     given = [k for k, v in sources.items() if v]
     if len(given) != 1:
         raise ExportError("give exactly one checkpoint: checkpoint (+ params), hf_dir or gguf")
@@ -32,7 +31,6 @@ def _validate(
         raise ExportError(f"input_len ({input_len}) must not exceed max_context_len ({max_context_len})")
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}; choose fp16 or fp32")
-    check_mode(quantize)
     return given[0]
 
 
@@ -73,37 +71,62 @@ def export(
     max_context_len: int = 1024,
     multifunction: bool = False,
     dtype: str = "fp16",
-    quantize: str = "none",
+    quantize: str | QuantPlan = "none",
     tokenizer: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    group_size: int | None = None,
+    block_size: int | None = None,
+    quantize_embeddings: str | None = None,
+    quantize_head: str | None = None,
+    quantize_config: str | Path | None = None,
+    calibration_text: str | Path | None = None,
+    min_snr: float | None = None,
+    force: bool = False,
 ) -> Path:
     """Export a checkpoint to a bundle directory and return its path.
 
     Single-method bundles hold `forward` (input_len tokens, full logits);
     multifunction bundles hold `prefill` (input_len tokens, last-token logits)
     and `decode` (one token) sharing one copy of the weights.
+
+    Quantization (see staticllm.exporter.quantize): `quantize` is the body's
+    mode (none, int8, int4, palettize4, palettize6) or a QuantPlan;
+    `group_size` / `block_size` its option; `quantize_embeddings` /
+    `quantize_head` override it for those tensors; `quantize_config` is a
+    JSON/YAML file of per-layer rules. A quantized or fp16 export is checked
+    against the fp32 torch model on a calibration text (the quality gate,
+    staticllm.exporter.quality_gate): below `min_snr` dB it raises ExportError
+    and writes nothing, unless `force`.
     """
     from tqdm.auto import tqdm
 
     from staticllm.bundle_io import check_output_dir, staged_bundle
+    from staticllm.exporter import quality_gate
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
     from staticllm.exporter.parallel import convert_functions
+    from staticllm.exporter.quantize import make_plan, quantizable_weights, quantize_all, resolve
 
     source = _validate(
-        {"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf},
-        input_len,
-        max_context_len,
-        dtype,
-        quantize,
+        {"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf}, input_len, max_context_len, dtype
     )
+    plan = make_plan(
+        quantize,
+        group_size=group_size,
+        block_size=block_size,
+        embeddings=quantize_embeddings,
+        lm_head=quantize_head,
+        config=quantize_config,
+    )
+    gate = quality_gate.Gate.for_export(plan, dtype, calibration_text, min_snr, force)
     out = Path(output)
     check_output_dir(out, overwrite)  # fail before minutes of work
     if multifunction:
         functions = [FunctionSpec("prefill", input_len, "last"), FunctionSpec("decode", 1, "last")]
     else:
         functions = [FunctionSpec("forward", input_len, "full")]
-    stages = ["load checkpoint", *[f"convert {f.name}" for f in functions], "write package", "write bundle"]
+    stages = ["load checkpoint", *[f"convert {f.name}" for f in functions], "quantize", "write package"]
+    stages += ["write bundle", "check quality"]
     bar = tqdm(total=len(stages), desc="export", disable=not progress, unit="stage")
 
     def stage(i: int) -> None:
@@ -113,6 +136,7 @@ def export(
         stage(0)
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
+        resolved = resolve(plan, quantizable_weights(model), dtype)
         bar.update()
         with (
             staged_bundle(out, overwrite) as staging,
@@ -121,13 +145,15 @@ def export(
             stage(1)
             with quiet_coremltools():
                 packages = convert_functions(
-                    model, functions, max_context_len, dtype, quantize, Path(work), on_done=bar.update
+                    model, functions, max_context_len, dtype, Path(work), on_done=bar.update
                 )
-            stage(len(functions) + 1)
-            with quiet_coremltools():
+                stage(len(functions) + 1)
+                packages = quantize_all(packages, resolved, progress)
+                bar.update()
+                stage(len(functions) + 2)
                 _write_package(packages, functions, staging / "model.mlpackage")
             bar.update()
-            stage(len(functions) + 2)
+            stage(len(functions) + 3)
             _write_bundle(
                 staging,
                 ckpt,
@@ -137,22 +163,19 @@ def export(
                     max_context_len=max_context_len,
                     multifunction=multifunction,
                     dtype=dtype,
-                    quantize=quantize,
+                    quantize=plan.default.mode,
+                    quantization=plan.to_dict(),
                     source=source,
                 ),
                 tokenizer,
             )
             bar.update()
+            stage(len(functions) + 4)
+            gate.run(staging, model, progress)
+            bar.update()
     finally:
         bar.close()
     return out
-
-
-def _convert_one(model: Any, fn: Any, cache_len: int, dtype: str, mode: str) -> Any:
-    from staticllm.exporter.convert import convert_function
-    from staticllm.exporter.quantize import quantize
-
-    return quantize(convert_function(model, fn, cache_len, dtype), mode)
 
 
 def _write_package(models: list[Any], functions: list[Any], dest: Path) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
-from staticllm.exporter.quantize import MODES
+from staticllm.exporter.quality_gate import DEFAULT_MIN_SNR_DB
+from staticllm.exporter.quantize import DEFAULT_BLOCK_SIZE, DEFAULT_GROUP_SIZE, MODES, describe_plan
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -28,9 +30,27 @@ def _run(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        group_size=args.group_size,
+        block_size=args.block_size,
+        quantize_embeddings=args.quantize_embeddings,
+        quantize_head=args.quantize_head,
+        quantize_config=args.quantize_config,
+        calibration_text=args.calibration_text,
+        min_snr=args.min_snr,
+        force=args.force,
     )
     kind = "prefill + decode (multifunction)" if args.multifunction else "forward (single method)"
-    print(f"wrote {out}: {kind}, {args.dtype}, quantize={args.quantize}, {time.perf_counter() - start:.1f} s")
+    llm = json.loads((out / "metadata.json").read_text())["llm"]
+    quant = describe_plan(llm["export_options"].get("quantization", {}))
+    print(f"wrote {out}: {kind}, {args.dtype}, quantize={quant}, {time.perf_counter() - start:.1f} s")
+    q = llm.get("quality")
+    if q:
+        forced = " (below the minimum, written because of --force)" if q["forced"] else ""
+        print(
+            f"quality vs {q['reference']} on {q['tokens_scored']} tokens: SNR {q['snr_db']:.1f} dB{forced}, "
+            f"perplexity {q['perplexity']:.3f} vs {q['reference_perplexity']:.3f} "
+            f"(ratio {q['ppl_ratio']:.3f}), top-1 agreement {100 * q['top1_agreement']:.1f} %"
+        )
     return 0
 
 
@@ -53,7 +73,45 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--max-context-len", type=int, default=1024, help="KV cache length")
     p.add_argument("--multifunction", action="store_true", help="export prefill + decode in one package")
     p.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="compute and I/O precision")
-    p.add_argument("--quantize", choices=list(MODES), default="none", help="weight quantization")
+    q = p.add_argument_group(
+        "quantization",
+        "int8: per output channel; int4: symmetric, a scale per block of --block-size input channels; "
+        "palettize4/6: a k-means lookup table per group of --group-size output channels. Norm weights, "
+        "biases and rotary tables are never quantized.",
+    )
+    q.add_argument("--quantize", choices=list(MODES), default="none", help="mode of the body's weights")
+    q.add_argument(
+        "--group-size", type=int, help=f"palettize: output channels per lookup table ({DEFAULT_GROUP_SIZE})"
+    )
+    q.add_argument("--block-size", type=int, help=f"int4: input channels per scale ({DEFAULT_BLOCK_SIZE})")
+    q.add_argument(
+        "--quantize-embeddings", choices=list(MODES), help="mode of the embeddings (default: the body's)"
+    )
+    q.add_argument(
+        "--quantize-head",
+        choices=list(MODES),
+        help="mode of the LM head (default: the body's; one tensor with the embeddings when tied)",
+    )
+    q.add_argument(
+        "--quantize-config",
+        metavar="FILE",
+        help="JSON/YAML file of per-layer rules (op-name patterns, layer ranges -> mode); see README",
+    )
+    g = p.add_argument_group(
+        "quality gate",
+        "a quantized or fp16 export is compared with the fp32 torch model on a calibration text; the SNR, "
+        "perplexity ratio and top-1 agreement are printed and recorded in metadata.json (llm.quality)",
+    )
+    g.add_argument(
+        "--calibration-text", metavar="FILE", help="text for the gate (default: the built-in text)"
+    )
+    g.add_argument(
+        "--min-snr",
+        type=float,
+        metavar="DB",
+        help=f"refuse to write a bundle whose logits SNR is below DB (default {DEFAULT_MIN_SNR_DB:g})",
+    )
+    g.add_argument("--force", action="store_true", help="write the bundle even if it misses --min-snr")
     p.add_argument("--tokenizer", help="tokenizer.json or tokenizer.model to ship in the bundle")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 
-def _convert(model: Any, fn: Any, cache_len: int, dtype: str, mode: str) -> Any:
+def _convert(model: Any, fn: Any, cache_len: int, dtype: str) -> Any:
     from staticllm.exporter.convert import convert_function
-    from staticllm.exporter.quantize import quantize
 
-    return quantize(convert_function(model, fn, cache_len, dtype), mode)
+    return convert_function(model, fn, cache_len, dtype)
 
 
 def _load_saved(path: Path) -> Any:
@@ -38,7 +37,7 @@ def _load_saved(path: Path) -> Any:
     return model
 
 
-def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, mode: str, dest: Path) -> int:
+def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, dest: Path) -> int:
     pid = os.fork()
     if pid != 0:
         return pid
@@ -47,7 +46,7 @@ def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, mode: str, dest
         import torch
 
         torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork
-        _convert(model, fn, cache_len, dtype, mode).save(str(dest))
+        _convert(model, fn, cache_len, dtype).save(str(dest))
         code = 0
     except BaseException:  # report, then leave without running the parent's cleanup
         traceback.print_exc()
@@ -62,11 +61,10 @@ def convert_functions(
     functions: list[Any],
     cache_len: int,
     dtype: str,
-    mode: str,
     work: Path,
     on_done: Callable[[], Any] = lambda: None,
 ) -> list[Any]:
-    """One converted (and quantized) MLModel per function, in order."""
+    """One converted MLModel per function, in order (quantization comes after)."""
     parallel = (
         len(functions) == 2
         and hasattr(os, "fork")
@@ -76,18 +74,18 @@ def convert_functions(
     if not parallel:
         out = []
         for fn in functions:
-            out.append(_convert(model, fn, cache_len, dtype, mode))
+            out.append(_convert(model, fn, cache_len, dtype))
             on_done()
         return out
     saved = work / f"{functions[1].name}.mlpackage"
-    pid = _fork_child(model, functions[1], cache_len, dtype, mode, saved)
-    first = _convert(model, functions[0], cache_len, dtype, mode)
+    pid = _fork_child(model, functions[1], cache_len, dtype, saved)
+    first = _convert(model, functions[0], cache_len, dtype)
     on_done()
     _, status = os.waitpid(pid, 0)
     second = (
         _load_saved(saved)
         if status == 0 and saved.is_dir()
-        else _convert(model, functions[1], cache_len, dtype, mode)
+        else _convert(model, functions[1], cache_len, dtype)
     )
     on_done()
     return [first, second]

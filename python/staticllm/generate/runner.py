@@ -188,10 +188,15 @@ class Runner:
             self._chunk_masks[key] = causal_allowed(n_rows, n_valid)
         return self._chunk_masks[key]
 
-    def feed(self, tokens: Sequence[int], io: MethodIO | None = None) -> np.ndarray:
+    def feed(
+        self, tokens: Sequence[int], io: MethodIO | None = None, rows: list[np.ndarray] | None = None
+    ) -> np.ndarray:
         """Runs tokens in chunks through `io` (default: prefill), commits all of
-        them and returns the logits after the last one."""
+        them and returns the logits after the last one. With `rows`, a
+        full-logits method also appends each call's [n, vocab] logits to it."""
         io = io or self.prefill_io
+        if rows is not None and not io.full_logits:
+            raise ValueError(f"method {io.info.name!r} returns only last-token logits")
         self.check_room(len(tokens))
         logits: np.ndarray | None = None
         for start in range(0, len(tokens), io.n_rows):
@@ -203,6 +208,8 @@ class Runner:
             self.cache.commit(out, slice(0, n), positions)
             self.history.extend(int(t) for t in chunk)
             logits = io.logits(out, n - 1)
+            if rows is not None:
+                rows.append(np.array(out[io.logits_name][0, :n]))
         if logits is None:
             raise ValueError("feed() needs at least one token")
         return logits

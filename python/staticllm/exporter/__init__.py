@@ -148,13 +148,6 @@ def export(
     return out
 
 
-def _convert_one(model: Any, fn: Any, cache_len: int, dtype: str, mode: str) -> Any:
-    from staticllm.exporter.convert import convert_function
-    from staticllm.exporter.quantize import quantize
-
-    return quantize(convert_function(model, fn, cache_len, dtype), mode)
-
-
 def _write_package(models: list[Any], functions: list[Any], dest: Path) -> None:
     from staticllm.exporter.multifunction import merge_functions
 
@@ -193,7 +186,7 @@ def _copy_tokenizer(staging: Path, ckpt: Any, tokenizer: str | Path | None) -> t
     return tok_name, cfg_name
 
 
-def _special_tokens(ckpt: Any, staging: Path, cfg_name: str | None) -> dict[str, Any]:
+def _special_tokens(ckpt: Any) -> dict[str, Any]:
     special = dict(ckpt.special_tokens)
     eos = special.get("eos")
     special["eos"] = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
@@ -249,7 +242,7 @@ def _write_bundle(
         "decode_method": decode,
         "prefill_input_len": by_name[prefill].seq_len,
         "decode_input_len": by_name[decode].seq_len,
-        "special_tokens": _special_tokens(ckpt, staging, cfg_name),
+        "special_tokens": _special_tokens(ckpt),
         "model": cfg.to_dict(),
         "export_options": options,
     }

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from staticllm.bundle_layout import PACKAGE_WEIGHTS_DIR, bundle_paths
 from staticllm.errors import BundleError
-from staticllm.package_spec import WEIGHTS_RELPATH
 
 
 def _blob_offsets(node: Any, out: set[int]) -> None:
@@ -27,7 +27,7 @@ def _blob_offsets(node: Any, out: set[int]) -> None:
 
 def weight_sharing(bundle: str | Path) -> dict[str, dict[str, int]]:
     """Per function: blobs it uses and how many of them other functions use too."""
-    path = Path(bundle) / "program.json"
+    path = bundle_paths(bundle).program_json
     if not path.is_file():
         raise BundleError(f"{bundle}: no program.json (is this a staticllm bundle?)")
     program = json.loads(path.read_text())
@@ -50,8 +50,8 @@ def inspect_text(bundle: str | Path) -> str:
     from staticllm.runtime import _core
 
     b = Path(bundle)
-    meta = json.loads(_core.load_metadata(str(b / "metadata.json")))
-    weights = b / "model.mlpackage" / WEIGHTS_RELPATH
+    meta = json.loads(_core.load_metadata(str(bundle_paths(b).metadata)))
+    weights = bundle_paths(b).weights
     sharing = weight_sharing(b)
     lines = [
         f"bundle {b}",
@@ -87,10 +87,10 @@ def extract(bundle: str | Path, out_dir: str | Path, overwrite: bool = False) ->
     from staticllm.package_spec import load_spec
 
     b = Path(bundle)
-    meta = json.loads((b / "metadata.json").read_text())
+    meta = json.loads(bundle_paths(b).metadata.read_text())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pkg = b / "model.mlpackage"
+    pkg = bundle_paths(b).mlpackage
     written = []
     for m in meta["methods"]:
         dest = out / f"{m['name']}.mlpackage"
@@ -115,9 +115,7 @@ def extract(bundle: str | Path, out_dir: str | Path, overwrite: bool = False) ->
             for name in list(spec.mlProgram.functions.keys()):
                 del spec.mlProgram.functions[name]
             spec.mlProgram.functions["main"].CopyFrom(kept)
-            model = ct.models.MLModel(
-                spec, weights_dir=str(pkg / WEIGHTS_RELPATH.parent), skip_model_load=True
-            )
+            model = ct.models.MLModel(spec, weights_dir=str(pkg / PACKAGE_WEIGHTS_DIR), skip_model_load=True)
             model.save(str(dest))
         written.append(dest)
     return written

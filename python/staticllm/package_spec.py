@@ -8,8 +8,6 @@ from typing import Any
 
 from staticllm.errors import BundleError
 
-WEIGHTS_RELPATH = Path("Data/com.apple.CoreML/weights/weight.bin")
-
 # Core ML ArrayFeatureType.ArrayDataType -> metadata dtype names
 _ARRAY_DTYPES = {65552: "fp16", 65568: "fp32", 65600: "fp64", 131104: "int32", 131080: "int8"}
 

@@ -87,6 +87,7 @@ def export(
     from tqdm.auto import tqdm
 
     from staticllm.bundle_io import check_output_dir, staged_bundle
+    from staticllm.bundle_layout import bundle_paths
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
     from staticllm.exporter.parallel import convert_functions
 
@@ -125,7 +126,7 @@ def export(
                 )
             stage(len(functions) + 1)
             with quiet_coremltools():
-                _write_package(packages, functions, staging / "model.mlpackage")
+                _write_package(packages, functions, bundle_paths(staging).mlpackage)
             bar.update()
             stage(len(functions) + 2)
             _write_bundle(
@@ -199,11 +200,13 @@ def _write_bundle(
     staging: Path, ckpt: Any, functions: list[Any], options: dict[str, Any], tokenizer: str | Path | None
 ) -> None:
     from staticllm.bundle_io import write_metadata, write_program_json
+    from staticllm.bundle_layout import MLPACKAGE, bundle_paths
     from staticllm.package_spec import function_descriptions, load_spec
 
-    spec = load_spec(staging / "model.mlpackage")
-    write_program_json(spec, staging / "program.json")
-    methods, default, multi = function_descriptions(spec, "model.mlpackage")
+    paths = bundle_paths(staging)
+    spec = load_spec(paths.mlpackage)
+    write_program_json(spec, paths.program_json)
+    methods, default, multi = function_descriptions(spec, MLPACKAGE)
     if not multi:
         methods[0]["name"] = "forward"
         default = "forward"
@@ -258,7 +261,7 @@ def _write_bundle(
         "methods": methods,
         "llm": llm,
     }
-    write_metadata(metadata, staging / "metadata.json")
+    write_metadata(metadata, paths.metadata)
 
 
 def output_names_from(n_layers: int) -> list[str]:

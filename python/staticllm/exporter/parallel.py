@@ -30,11 +30,11 @@ def _load_saved(path: Path) -> Any:
     import coremltools as ct
     from coremltools.converters.mil.frontend.milproto import load as milproto_load
 
+    from staticllm.bundle_layout import PACKAGE_WEIGHTS_DIR
+
     model = ct.models.MLModel(str(path), skip_model_load=True)
     spec = model.get_spec()
-    model._mil_program = milproto_load.load(
-        spec, spec.specificationVersion, str(path / "Data/com.apple.CoreML/weights")
-    )
+    model._mil_program = milproto_load.load(spec, spec.specificationVersion, str(path / PACKAGE_WEIGHTS_DIR))
     return model
 
 

@@ -133,15 +133,11 @@ def export(
                 staging,
                 ckpt,
                 functions,
-                dict(
-                    input_len=input_len,
-                    max_context_len=max_context_len,
-                    multifunction=multifunction,
-                    dtype=dtype,
-                    quantize=quantize,
-                    source=source,
-                ),
-                tokenizer,
+                max_context_len=max_context_len,
+                dtype=dtype,
+                quantize=quantize,
+                source=source,
+                tokenizer=tokenizer,
             )
             bar.update()
     finally:
@@ -187,20 +183,28 @@ def _copy_tokenizer(staging: Path, ckpt: Any, tokenizer: str | Path | None) -> t
     return tok_name, cfg_name
 
 
-def _special_tokens(ckpt: Any) -> dict[str, Any]:
-    special = dict(ckpt.special_tokens)
+def _special_tokens(ckpt: Any) -> tuple[int | None, tuple[int, ...], int | None]:
+    """(bos, eos ids, pad) from the checkpoint."""
+    special = ckpt.special_tokens
     eos = special.get("eos")
-    special["eos"] = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    special.setdefault("bos", None)
-    special.setdefault("pad", None)
-    return special
+    eos_ids = () if eos is None else ((eos,) if isinstance(eos, int) else tuple(eos))
+    return special.get("bos"), eos_ids, special.get("pad")
 
 
 def _write_bundle(
-    staging: Path, ckpt: Any, functions: list[Any], options: dict[str, Any], tokenizer: str | Path | None
+    staging: Path,
+    ckpt: Any,
+    functions: list[Any],
+    *,
+    max_context_len: int,
+    dtype: str,
+    quantize: str,
+    source: str,
+    tokenizer: str | Path | None,
 ) -> None:
     from staticllm.bundle_io import write_metadata, write_program_json
     from staticllm.bundle_layout import MLPACKAGE, bundle_paths
+    from staticllm.llm_section import LLMSpec, MethodInfo, graph_io
     from staticllm.package_spec import function_descriptions, load_spec
 
     paths = bundle_paths(staging)
@@ -212,57 +216,32 @@ def _write_bundle(
         default = "forward"
     tok_name, cfg_name = _copy_tokenizer(staging, ckpt, tokenizer)
     cfg = ckpt.config
-    n = cfg.n_layers
-    cache_in = [f"{kv}_cache_{i}" for i in range(n) for kv in ("k", "v")]
-    cache_out = output_names_from(n)
-    by_name = {f.name: f for f in functions}
-    prefill = "prefill" if multi else "forward"
-    decode = "decode" if multi else "forward"
-    llm = {
-        "format": 1,
-        "architecture": "llama",
-        "vocab_size": cfg.vocab_size,
-        "max_context_len": options["max_context_len"],
-        "cache_len": options["max_context_len"],
-        "dtype": options["dtype"],
-        "cache": {
-            "layout": "batch_heads_seq_dim",
-            "n_layers": n,
-            "n_kv_heads": cfg.n_kv_heads,
-            "head_dim": cfg.head_dim,
-            "inputs": cache_in,
-            "outputs": cache_out,
-        },
-        "io": {
-            "tokens": "tokens",
-            "input_pos": "input_pos",
-            "attn_mask": "attn_mask",
-            "last_index": "last_index",
-            "logits": "logits",
-        },
-        "methods": {name: {"input_len": f.seq_len, "logits": f.logits} for name, f in by_name.items()},
-        "prefill_method": prefill,
-        "decode_method": decode,
-        "prefill_input_len": by_name[prefill].seq_len,
-        "decode_input_len": by_name[decode].seq_len,
-        "special_tokens": _special_tokens(ckpt),
-        "model": cfg.to_dict(),
-        "export_options": options,
-    }
-    if tok_name:
-        llm["tokenizer"] = tok_name
-    if cfg_name:
-        llm["tokenizer_config"] = cfg_name
+    bos, eos, pad = _special_tokens(ckpt)
+    llm = LLMSpec(
+        architecture="llama",
+        vocab_size=cfg.vocab_size,
+        max_context_len=max_context_len,
+        cache_len=max_context_len,
+        dtype=dtype,
+        n_layers=cfg.n_layers,
+        n_kv_heads=cfg.n_kv_heads,
+        head_dim=cfg.head_dim,
+        io=graph_io(cfg.n_layers),
+        methods={f.name: MethodInfo(f.name, f.seq_len, f.logits) for f in functions},
+        prefill_method="prefill" if multi else "forward",
+        decode_method="decode" if multi else "forward",
+        bos=bos,
+        eos=eos,
+        pad=pad,
+        tokenizer=tok_name,
+        tokenizer_config=cfg_name,
+    )
     metadata = {
         "format_version": 1,
-        "identifier": f"staticllm-llama-{cfg.n_layers}l-{cfg.dim}d-{options['dtype']}",
+        "identifier": f"staticllm-llama-{cfg.n_layers}l-{cfg.dim}d-{dtype}",
         "multifunction": multi,
         "default_method": default,
         "methods": methods,
-        "llm": llm,
+        "llm": llm.to_section(model=cfg.to_dict(), export_options={"quantize": quantize, "source": source}),
     }
     write_metadata(metadata, paths.metadata)
-
-
-def output_names_from(n_layers: int) -> list[str]:
-    return [f"{kv}_out_{i}" for i in range(n_layers) for kv in ("k", "v")]

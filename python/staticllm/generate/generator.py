@@ -30,9 +30,9 @@ from staticllm.generate.lookahead import (
 )
 from staticllm.generate.runner import Runner
 from staticllm.generate.sampling import Sampler, SamplingOptions
-from staticllm.generate.spec import LLMSpec
 from staticllm.generate.stopping import StopOptions
 from staticllm.generate.streaming import TextStream
+from staticllm.llm_section import LLMSpec
 
 if TYPE_CHECKING:
     from staticllm.generate.chat import ChatSession

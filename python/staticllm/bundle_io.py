@@ -1,48 +1,13 @@
-"""Writing bundles atomically: everything goes into a temporary sibling
-directory that is renamed into place at the end, so an interrupted export or
-import never leaves a half-written bundle."""
+"""Reading and writing a bundle's metadata.json and program.json (staging.py
+makes the whole bundle appear at once)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from staticllm.errors import BundleError
-
-
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise BundleError(f"output {out} already exists; pass overwrite=True (--overwrite) to replace it")
-
-
-@contextlib.contextmanager
-def staged_bundle(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yields a temporary directory; on success it replaces `out_dir`."""
-    out = Path(out_dir).absolute()
-    check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary directory
-    try:
-        yield tmp
-        backup = None
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{tmp.name[-8:]}")
-            out.rename(backup)
-        tmp.rename(out)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _native() -> Any:

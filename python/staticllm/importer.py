@@ -9,10 +9,11 @@ import json
 import shutil
 from pathlib import Path
 
-from staticllm.bundle_io import staged_bundle, write_metadata, write_program_json
+from staticllm.bundle_io import write_metadata, write_program_json
 from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import BundleError
 from staticllm.package_spec import function_descriptions, load_spec
+from staticllm.staging import staged_bundle
 
 
 def import_mlpackage(package: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:

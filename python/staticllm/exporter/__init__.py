@@ -86,10 +86,10 @@ def export(
     """
     from tqdm.auto import tqdm
 
-    from staticllm.bundle_io import check_output_dir, staged_bundle
     from staticllm.bundle_layout import bundle_paths
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
     from staticllm.exporter.parallel import convert_functions
+    from staticllm.staging import check_output_dir, fault_point, staged_bundle
 
     source = _validate(
         {"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf},
@@ -104,31 +104,38 @@ def export(
         functions = [FunctionSpec("prefill", input_len, "last"), FunctionSpec("decode", 1, "last")]
     else:
         functions = [FunctionSpec("forward", input_len, "full")]
-    stages = ["load checkpoint", *[f"convert {f.name}" for f in functions], "write package", "write bundle"]
+    # (progress label while running, fault_point name once done)
+    stages: list[tuple[str, str | None]] = [
+        ("load checkpoint", "loaded"),
+        *[(f"convert {f.name}", f"converted:{f.name}") for f in functions],
+        ("write package", "packaged"),
+        ("write bundle", None),  # staged_bundle's own fault points follow
+    ]
     bar = tqdm(total=len(stages), desc="export", disable=not progress, unit="stage")
+    bar.set_postfix_str(stages[0][0])
+    finished = 0  # stages done (a disabled bar does not count)
 
-    def stage(i: int) -> None:
-        bar.set_postfix_str(stages[i])
+    def done() -> None:
+        nonlocal finished
+        _, fault = stages[finished]
+        finished += 1
+        bar.update()
+        if finished < len(stages):
+            bar.set_postfix_str(stages[finished][0])
+        if fault is not None:
+            fault_point(fault)
 
     try:
-        stage(0)
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
-        bar.update()
-        with (
-            staged_bundle(out, overwrite) as staging,
-            tempfile.TemporaryDirectory(prefix="staticllm-") as work,
-        ):
-            stage(1)
+        done()
+        with staged_bundle(out, overwrite) as staging, tempfile.TemporaryDirectory() as work:
             with quiet_coremltools():
                 packages = convert_functions(
-                    model, functions, max_context_len, dtype, quantize, Path(work), on_done=bar.update
+                    model, functions, max_context_len, dtype, quantize, Path(work), on_done=done
                 )
-            stage(len(functions) + 1)
-            with quiet_coremltools():
                 _write_package(packages, functions, bundle_paths(staging).mlpackage)
-            bar.update()
-            stage(len(functions) + 2)
+            done()
             _write_bundle(
                 staging,
                 ckpt,
@@ -139,7 +146,7 @@ def export(
                 source=source,
                 tokenizer=tokenizer,
             )
-            bar.update()
+            done()
     finally:
         bar.close()
     return out

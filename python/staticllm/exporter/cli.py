@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
+from typing import Any
 
 from staticllm.exporter.quantize import MODES
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so the export removes its partial files
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -13,6 +19,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.checkpoint is None and args.params is not None:
         raise SystemExit("staticllm export: --params goes with --checkpoint")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     start = time.perf_counter()
     out = export(
         args.output,

@@ -38,12 +38,28 @@ def _load_saved(path: Path) -> Any:
     return model
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this child when the parent dies, so a killed
+    export leaves no converter running on (and writing into) its files."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, mode: str, dest: Path) -> int:
+    parent = os.getpid()
     pid = os.fork()
     if pid != 0:
         return pid
     code = 1
     try:
+        _die_with_parent(parent)
         import torch
 
         torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork

@@ -48,6 +48,9 @@ def _load(source: str, checkpoint: Any, params: Any, hf_dir: Any, gguf: Any) -> 
 
 def build_model(ckpt: Any, max_context_len: int) -> Any:
     from staticllm.exporter.model import Llama
+    from staticllm.exporter.support import check_context
+
+    check_context(ckpt.config.sliding_window, max_context_len, ckpt.where or ckpt.source)
 
     model = Llama(ckpt.config, max_context_len)
     missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)

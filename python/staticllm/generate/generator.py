@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import ContextOverflowError, InputError
 from staticllm.generate import stopping
 from staticllm.generate.lookahead import (
@@ -100,7 +101,7 @@ class Generator:
 
         self.path = Path(bundle_path)
         self.runtime = Runtime.load(str(self.path), backend=backend)
-        self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(self.path / "metadata.json"))
+        self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(bundle_paths(self.path).metadata))
         self.tokenizer = self._load_tokenizer()
         self.runner = Runner(self.runtime, self.spec)
         self.last_result: GenerationResult | None = None

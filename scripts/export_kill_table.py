@@ -13,7 +13,6 @@ what the killed one left. TMPDIR is a fresh directory per row.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import signal
@@ -21,6 +20,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))  # the test fixtures
+from tree_digest import tree_digest  # noqa: E402
 
 # (mode, stage or seconds before an outside kill -9)
 CASES: list[tuple[str, str | float]] = [
@@ -43,23 +45,12 @@ CASES: list[tuple[str, str | float]] = [
 ]
 
 
-def digest(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        h.update(str(p.relative_to(path)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
 def describe_output(out: Path, old: str | None) -> str:
-    d = digest(out)
+    d = tree_digest(out)
     if d is None:
         return "absent"
     if d == old:
@@ -123,7 +114,6 @@ def main() -> int:
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
     import llama_fixtures
     import staticllm
 
@@ -141,7 +131,7 @@ def main() -> int:
         tmpdir.mkdir()
         if mode != "fresh":
             shutil.copytree(reference, out)
-        old = digest(out)
+        old = tree_digest(out)
         env = dict(os.environ, TMPDIR=str(tmpdir))
         if isinstance(when, str):
             env["STATICLLM_TEST_KILL_AT"] = when

@@ -35,10 +35,9 @@ def tiny_config(**overrides: Any) -> LlamaConfig:
     return LlamaConfig(**base)
 
 
-def random_state_dict(cfg: LlamaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights of our model (rotate-half q/k layout), scaled so logits are O(1)."""
-    torch.manual_seed(seed)
-    model = Llama(cfg, max_context_len=64)
+def randomize_(model: torch.nn.Module) -> None:
+    """Random weights scaled so logits are O(1) and greedy choices are not
+    near-ties: norms near 1, matrices 1/sqrt(fan_in), small biases."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -47,6 +46,13 @@ def random_state_dict(cfg: LlamaConfig, seed: int = 0) -> dict[str, torch.Tensor
                 p.copy_(torch.randn_like(p) / np.sqrt(p.shape[1]))
             else:
                 p.copy_(0.02 * torch.randn_like(p))
+
+
+def random_state_dict(cfg: LlamaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Weights of our model (rotate-half q/k layout), scaled so logits are O(1)."""
+    torch.manual_seed(seed)
+    model = Llama(cfg, max_context_len=64)
+    randomize_(model)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 

@@ -9,7 +9,6 @@ STATICLLM_TEST_KILL_AT=<stage> makes it SIGKILL itself at that stage."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 import staticllm
 from llama_fixtures import make_hf_checkpoint, tiny_config
 from staticllm.staging import recover
+from tree_digest import tree_digest
 
 WRITER = """
 import sys, tempfile
@@ -34,18 +34,6 @@ with staged_bundle(out, overwrite) as b:
     (b / "sub").mkdir()
     (b / "sub" / "b").write_text(tag * 1000)
 """
-
-
-def tree_digest(path: Path) -> str | None:
-    """sha256 over every relative path and file content; None if absent."""
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        h.update(str(p.relative_to(path)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def leftovers(out: Path) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 
 import staticllm
 from bundle_loop import BundleLoop
-from llama_fixtures import make_gguf_checkpoint, make_meta_checkpoint, tiny_config
+from llama_fixtures import make_gguf_checkpoint, make_meta_checkpoint, randomize_, tiny_config
 
 INPUT_LEN, CONTEXT = 8, 64
 PROMPT = [5, 17, 42, 99, 3, 250, 7, 61, 8, 123, 44]  # longer than one call
@@ -36,20 +36,12 @@ SHAPE = dict(
 
 
 def save_random(directory, config, seed: int = 0):
-    """A transformers model of `config` with weights scaled so logits are
-    O(1) and greedy choices are not near-ties, saved by save_pretrained."""
+    """A transformers model of `config` with random weights, saved by save_pretrained."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config).float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            elif p.ndim == 2:
-                p.copy_(torch.randn_like(p) / np.sqrt(p.shape[1]))
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
+    randomize_(model)
     model.save_pretrained(directory)
     return model
 

@@ -13,6 +13,7 @@ from staticllm.bundle_io import read_metadata
 from staticllm.bundle_layout import PACKAGE_WEIGHTS_DIR, bundle_paths
 from staticllm.errors import BundleError, StaticLLMError
 from staticllm.llm_section import LLMSpec
+from staticllm.staging import ensure_present
 
 
 def _blob_offsets(node: Any, out: set[int]) -> None:
@@ -62,6 +63,7 @@ def _llm_line(meta: dict[str, Any], where: str) -> str:
 
 
 def inspect_text(bundle: str | Path) -> str:
+    ensure_present(bundle)
     paths = bundle_paths(bundle)
     meta = read_metadata(paths.metadata)
     sharing = weight_sharing(bundle)
@@ -94,6 +96,7 @@ def extract(bundle: str | Path, out_dir: str | Path, overwrite: bool = False) ->
 
     from staticllm.package_spec import load_spec, single_function_spec
 
+    ensure_present(bundle)
     paths = bundle_paths(bundle)
     meta = read_metadata(paths.metadata)
     out = Path(out_dir)

@@ -84,11 +84,9 @@ class Runtime:
         .mlmodelc is kept) apply to the Core ML backend only."""
         if not isinstance(backend, str):
             raise InputError(f"backend must be a string (auto, mil or coreml), got {type(backend).__name__}")
-        if not Path(path).exists():
-            # an export killed while replacing this bundle may have left it aside
-            from staticllm.staging import recover
+        from staticllm.staging import ensure_present
 
-            recover(Path(path))
+        ensure_present(path)
         options = _core.CoreMLOptions()
         options.compute_units = compute_units
         options.cache_dir = "" if cache_dir is None else str(cache_dir)

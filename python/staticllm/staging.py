@@ -102,6 +102,13 @@ def _publish(bundle: Path, out: Path, partial: Path) -> None:
     fault_point("published")
 
 
+def ensure_present(bundle: str | Path) -> None:
+    """Before reading a bundle: if its path is missing because a writer was
+    killed between the two renames of a replace, the old bundle comes back."""
+    if isinstance(bundle, (str, os.PathLike)) and not Path(bundle).exists():
+        recover(Path(bundle))
+
+
 def recover(out: Path) -> None:
     """Removes the partial directories of dead writers of `out`; if one of
     them was killed between the two renames of a replace, its old bundle goes

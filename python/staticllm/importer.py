@@ -9,9 +9,11 @@ import json
 import shutil
 from pathlib import Path
 
-from staticllm.bundle_io import staged_bundle, write_metadata, write_program_json
+from staticllm.bundle_io import write_metadata, write_program_json
+from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import BundleError
 from staticllm.package_spec import function_descriptions, load_spec
+from staticllm.staging import staged_bundle
 
 
 def import_mlpackage(package: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
@@ -27,8 +29,9 @@ def import_mlpackage(package: str | Path, out_dir: str | Path, *, overwrite: boo
     methods, default, multi = function_descriptions(spec, str(pkg))
     out = Path(out_dir)
     with staged_bundle(out, overwrite) as staging:
-        shutil.copytree(pkg, staging / "model.mlpackage")
-        write_program_json(spec, staging / "program.json")
+        paths = bundle_paths(staging)
+        shutil.copytree(pkg, paths.mlpackage)
+        write_program_json(spec, paths.program_json)
         metadata = {
             "format_version": 1,
             "identifier": pkg.stem,
@@ -36,13 +39,13 @@ def import_mlpackage(package: str | Path, out_dir: str | Path, *, overwrite: boo
             "default_method": default,
             "methods": methods,
         }
-        write_metadata(metadata, staging / "metadata.json")
+        write_metadata(metadata, paths.metadata)
     return out
 
 
 def _run(args: argparse.Namespace) -> int:
     out = import_mlpackage(args.package, args.out_dir, overwrite=args.overwrite)
-    meta = json.loads((out / "metadata.json").read_text())
+    meta = json.loads(bundle_paths(out).metadata.read_text())
     names = ", ".join(m["name"] for m in meta["methods"])
     print(f"imported {args.package} -> {out} (methods: {names}; default: {meta['default_method']})")
     return 0

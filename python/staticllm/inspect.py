@@ -9,8 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from staticllm.errors import BundleError
-from staticllm.package_spec import WEIGHTS_RELPATH
+from staticllm.bundle_io import read_metadata
+from staticllm.bundle_layout import PACKAGE_WEIGHTS_DIR, bundle_paths
+from staticllm.errors import BundleError, StaticLLMError
+from staticllm.llm_section import LLMSpec
+from staticllm.staging import ensure_present
 
 
 def _blob_offsets(node: Any, out: set[int]) -> None:
@@ -27,7 +30,7 @@ def _blob_offsets(node: Any, out: set[int]) -> None:
 
 def weight_sharing(bundle: str | Path) -> dict[str, dict[str, int]]:
     """Per function: blobs it uses and how many of them other functions use too."""
-    path = Path(bundle) / "program.json"
+    path = bundle_paths(bundle).program_json
     if not path.is_file():
         raise BundleError(f"{bundle}: no program.json (is this a staticllm bundle?)")
     program = json.loads(path.read_text())
@@ -46,15 +49,27 @@ def _fmt_specs(specs: list[dict[str, Any]]) -> list[str]:
     return [f"      {s['name']:<14} {s['dtype']:<6} {s['shape']}" for s in specs]
 
 
-def inspect_text(bundle: str | Path) -> str:
-    from staticllm.runtime import _core
+def _llm_line(meta: dict[str, Any], where: str) -> str:
+    try:
+        spec = LLMSpec.from_metadata(meta, where)
+    except StaticLLMError as exc:  # inspect is for looking at broken bundles too
+        return f"  llm: invalid ({exc})"
+    pre, dec = spec.methods[spec.prefill_method], spec.methods[spec.decode_method]
+    return (
+        f"  llm: {spec.architecture}, vocab {spec.vocab_size}, max context {spec.max_context_len}, "
+        f"{spec.dtype}, prefill {pre.name}[{pre.input_len}], decode {dec.name}[{dec.input_len}], "
+        f"tokenizer {spec.tokenizer}"
+    )
 
-    b = Path(bundle)
-    meta = json.loads(_core.load_metadata(str(b / "metadata.json")))
-    weights = b / "model.mlpackage" / WEIGHTS_RELPATH
-    sharing = weight_sharing(b)
+
+def inspect_text(bundle: str | Path) -> str:
+    ensure_present(bundle)
+    paths = bundle_paths(bundle)
+    meta = read_metadata(paths.metadata)
+    sharing = weight_sharing(bundle)
+    weights = paths.weights
     lines = [
-        f"bundle {b}",
+        f"bundle {paths.root}",
         f"  identifier: {meta['identifier']}",
         f"  multifunction: {meta['multifunction']}  default method: {meta['default_method']}",
         f"  weight.bin: {weights.stat().st_size if weights.is_file() else 0:,} bytes",
@@ -69,13 +84,8 @@ def inspect_text(bundle: str | Path) -> str:
             if m.get(key):
                 lines.append(f"    {key}:")
                 lines += _fmt_specs(m[key])
-    llm = meta.get("llm")
-    if llm:
-        lines.append(
-            f"  llm: vocab {llm['vocab_size']}, max context {llm['max_context_len']}, "
-            f"prefill {llm['prefill_method']}[{llm['prefill_input_len']}], "
-            f"decode {llm['decode_method']}[{llm['decode_input_len']}], tokenizer {llm.get('tokenizer')}"
-        )
+    if "llm" in meta:
+        lines.append(_llm_line(meta, str(paths.metadata)))
     return "\n".join(lines)
 
 
@@ -84,13 +94,14 @@ def extract(bundle: str | Path, out_dir: str | Path, overwrite: bool = False) ->
     single-function package loadable by coremltools."""
     import coremltools as ct
 
-    from staticllm.package_spec import load_spec
+    from staticllm.package_spec import load_spec, single_function_spec
 
-    b = Path(bundle)
-    meta = json.loads((b / "metadata.json").read_text())
+    ensure_present(bundle)
+    paths = bundle_paths(bundle)
+    meta = read_metadata(paths.metadata)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pkg = b / "model.mlpackage"
+    spec = load_spec(paths.mlpackage) if meta["multifunction"] else None
     written = []
     for m in meta["methods"]:
         dest = out / f"{m['name']}.mlpackage"
@@ -98,27 +109,12 @@ def extract(bundle: str | Path, out_dir: str | Path, overwrite: bool = False) ->
             if not overwrite:
                 raise BundleError(f"{dest} exists; pass --overwrite to replace it")
             shutil.rmtree(dest)
-        if not meta["multifunction"]:
-            shutil.copytree(pkg, dest)
+        if spec is None:
+            shutil.copytree(paths.mlpackage, dest)
         else:
-            spec = load_spec(pkg)
-            fn = next(f for f in spec.description.functions if f.name == m["function_name"])
-            d = spec.description
-            for field, src in (("input", fn.input), ("output", fn.output), ("state", fn.state)):
-                d.ClearField(field)
-                getattr(d, field).extend(src)
-            d.ClearField("functions")
-            d.defaultFunctionName = ""
-            body = spec.mlProgram.functions[m["function_name"]]
-            kept = type(body)()
-            kept.CopyFrom(body)
-            for name in list(spec.mlProgram.functions.keys()):
-                del spec.mlProgram.functions[name]
-            spec.mlProgram.functions["main"].CopyFrom(kept)
-            model = ct.models.MLModel(
-                spec, weights_dir=str(pkg / WEIGHTS_RELPATH.parent), skip_model_load=True
-            )
-            model.save(str(dest))
+            one = single_function_spec(spec, m["function_name"], str(paths.mlpackage))
+            weights_dir = str(paths.mlpackage / PACKAGE_WEIGHTS_DIR)
+            ct.models.MLModel(one, weights_dir=weights_dir, skip_model_load=True).save(str(dest))
         written.append(dest)
     return written
 

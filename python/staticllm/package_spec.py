@@ -8,8 +8,6 @@ from typing import Any
 
 from staticllm.errors import BundleError
 
-WEIGHTS_RELPATH = Path("Data/com.apple.CoreML/weights/weight.bin")
-
 # Core ML ArrayFeatureType.ArrayDataType -> metadata dtype names
 _ARRAY_DTYPES = {65552: "fp16", 65568: "fp32", 65600: "fp64", 131104: "int32", 131080: "int8"}
 
@@ -81,3 +79,26 @@ def program_json(spec: Any) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
     return MessageToDict(spec.mlProgram)
+
+
+def single_function_spec(spec: Any, function_name: str, where: str) -> Any:
+    """A copy of a multifunction `spec` holding only `function_name`, as the
+    plain single-function package it would be on its own: the function's
+    description becomes the model's, its body becomes "main"."""
+    desc = next((f for f in spec.description.functions if f.name == function_name), None)
+    if desc is None or function_name not in spec.mlProgram.functions:
+        known = [f.name for f in spec.description.functions]
+        raise BundleError(f"{where}: the package has no function {function_name!r} (it has {known})")
+    out = type(spec)()
+    out.CopyFrom(spec)
+    d = out.description
+    for field, src in (("input", desc.input), ("output", desc.output), ("state", desc.state)):
+        d.ClearField(field)
+        getattr(d, field).extend(src)
+    d.ClearField("functions")
+    d.defaultFunctionName = ""
+    body = type(spec.mlProgram.functions[function_name])()
+    body.CopyFrom(spec.mlProgram.functions[function_name])
+    out.mlProgram.ClearField("functions")
+    out.mlProgram.functions["main"].CopyFrom(body)
+    return out

@@ -84,6 +84,9 @@ class Runtime:
         .mlmodelc is kept) apply to the Core ML backend only."""
         if not isinstance(backend, str):
             raise InputError(f"backend must be a string (auto, mil or coreml), got {type(backend).__name__}")
+        from staticllm.staging import ensure_present
+
+        ensure_present(path)
         options = _core.CoreMLOptions()
         options.compute_units = compute_units
         options.cache_dir = "" if cache_dir is None else str(cache_dir)

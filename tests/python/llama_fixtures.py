@@ -4,6 +4,7 @@ built by the tests themselves (nothing is downloaded)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,9 @@ def tiny_config(**overrides: Any) -> LlamaConfig:
     return LlamaConfig(**base)
 
 
-def random_state_dict(cfg: LlamaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights of our model (rotate-half q/k layout), scaled so logits are O(1)."""
-    torch.manual_seed(seed)
-    model = Llama(cfg, max_context_len=64)
+def randomize_(model: torch.nn.Module) -> None:
+    """Random weights scaled so logits are O(1) and greedy choices are not
+    near-ties: norms near 1, matrices 1/sqrt(fan_in), small biases."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -46,6 +46,13 @@ def random_state_dict(cfg: LlamaConfig, seed: int = 0) -> dict[str, torch.Tensor
                 p.copy_(torch.randn_like(p) / np.sqrt(p.shape[1]))
             else:
                 p.copy_(0.02 * torch.randn_like(p))
+
+
+def random_state_dict(cfg: LlamaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Weights of our model (rotate-half q/k layout), scaled so logits are O(1)."""
+    torch.manual_seed(seed)
+    model = Llama(cfg, max_context_len=64)
+    randomize_(model)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -117,8 +124,9 @@ def make_hf_checkpoint(
                     out[f"model.layers.{idx}.{hf}{rest[len(ours) :]}"] = t
     save_file({k: v.contiguous() for k, v in out.items()}, str(d / "model.safetensors"))
     config = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        # q/k/v biases without an o_proj bias are Qwen2's layout
+        "architectures": ["Qwen2ForCausalLM" if cfg.qkv_bias else "LlamaForCausalLM"],
+        "model_type": "qwen2" if cfg.qkv_bias else "llama",
         "hidden_size": cfg.dim,
         "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.n_heads,
@@ -128,7 +136,6 @@ def make_hf_checkpoint(
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,
         "tie_word_embeddings": cfg.tied_embeddings,
-        "attention_bias": cfg.qkv_bias,
         "bos_token_id": 0,
         "eos_token_id": 1,
     }
@@ -169,13 +176,20 @@ def make_meta_checkpoint(directory: str | Path, cfg: LlamaConfig, seed: int = 0)
     return d
 
 
-def make_gguf_checkpoint(path: str | Path, cfg: LlamaConfig, seed: int = 0) -> Path:
-    """An F32 GGUF file as llama.cpp's converter writes it (q/k interleaved)."""
+def make_gguf_checkpoint(
+    path: str | Path,
+    cfg: LlamaConfig,
+    seed: int = 0,
+    arch: str = "llama",
+    extra: Callable[[Any], None] | None = None,
+) -> Path:
+    """An F32 GGUF file as llama.cpp's converter writes it (q/k interleaved).
+    `extra(writer)` may add keys and tensors before the file is written."""
     import gguf
 
     p = Path(path)
     sd = random_state_dict(cfg, seed)
-    w = gguf.GGUFWriter(str(p), "llama")
+    w = gguf.GGUFWriter(str(p), arch)
     w.add_block_count(cfg.n_layers)
     w.add_context_length(2048)
     w.add_embedding_length(cfg.dim)
@@ -222,6 +236,8 @@ def make_gguf_checkpoint(path: str | Path, cfg: LlamaConfig, seed: int = 0) -> P
         elif name.endswith("attention.wk.weight"):
             t = half_to_interleaved(t, cfg.n_kv_heads, cfg.head_dim)
         w.add_tensor(gname, t.numpy().astype(np.float32))
+    if extra is not None:
+        extra(w)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

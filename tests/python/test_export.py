@@ -24,7 +24,9 @@ from llama_fixtures import (
     tiny_config,
     torch_greedy,
 )
+from staticllm.bundle_layout import bundle_paths
 from staticllm.exporter.checkpoints import load_gguf, load_hf, load_meta
+from staticllm.llm_section import LLMSpec
 
 INPUT_LEN, CONTEXT = 8, 64
 PROMPT = [5, 17, 42, 99, 3, 250, 7, 61, 8, 123, 44]  # longer than one chunk
@@ -96,7 +98,7 @@ def test_prefill_logits_match_torch(checkpoints, export_dir, reference, mode):
     b = bundle(checkpoints, export_dir, *mode)
     loop = BundleLoop(str(b))
     ids = PROMPT[:INPUT_LEN]
-    got = loop.step(loop.llm["prefill_method"], ids)
+    got = loop.step(loop.llm.prefill_method, ids)
     want = full_logits(reference, ids).numpy()
     if got.shape[0] == 1:
         want = want[-1:]
@@ -154,7 +156,6 @@ def test_int8_sharing_survives_quantization(checkpoints, export_dir):
 def test_metadata_llm_section(checkpoints, export_dir):
     meta = staticllm.Runtime.load(bundle(checkpoints, export_dir, "hf", True, "fp32"), backend="mil").metadata
     llm = meta["llm"]
-    assert llm["prefill_input_len"] == INPUT_LEN and llm["decode_input_len"] == 1
     assert llm["methods"] == {
         "prefill": {"input_len": INPUT_LEN, "logits": "last"},
         "decode": {"input_len": 1, "logits": "last"},
@@ -164,7 +165,9 @@ def test_metadata_llm_section(checkpoints, export_dir):
     assert llm["vocab_size"] == 320 and llm["max_context_len"] == CONTEXT
     assert llm["tokenizer"] == "tokenizer.json"
     assert llm["special_tokens"]["eos"] == [1]
-    assert llm["export_options"]["multifunction"] is True
+    assert llm["export_options"] == {"quantize": "none", "source": "hf_dir"}
+    spec = LLMSpec.from_metadata(meta)
+    assert spec.dtype == "fp32" and spec.cache_len == CONTEXT and spec.multifunction
 
 
 def test_variants_tied_bias_rope_scaling(tmp_path):
@@ -290,3 +293,30 @@ def test_extract_writes_loadable_single_function_packages(checkpoints, export_di
     # and each runs through the interpreter like the original method
     b = staticllm.import_mlpackage(tmp_path / "x" / "decode.mlpackage", tmp_path / "dec")
     assert staticllm.Runtime.load(b, backend="mil").method_names == ["main"]
+
+
+def test_inspect_shows_the_llm_section(checkpoints, export_dir):
+    from staticllm.inspect import inspect_text
+
+    text = inspect_text(bundle(checkpoints, export_dir, "hf", True, "fp16"))
+    assert (
+        "llm: llama, vocab 320, max context 64, fp16, prefill prefill[8], decode decode[1], "
+        "tokenizer tokenizer.json"
+    ) in text
+
+
+def test_extract_and_inspect_validate_metadata(checkpoints, export_dir, tmp_path):
+    from staticllm.inspect import extract, inspect_text
+
+    good = bundle_paths(bundle(checkpoints, export_dir, "hf", True, "fp16"))
+    bad = bundle_paths(tmp_path / "bad")
+    bad.root.mkdir()
+    bad.mlpackage.symlink_to(good.mlpackage)
+    bad.program_json.symlink_to(good.program_json)
+    meta = json.loads(good.metadata.read_text())
+    meta["methods"][1]["inputs"][0]["dtype"] = "float"
+    bad.metadata.write_text(json.dumps(meta))
+    for run in (lambda: extract(bad.root, tmp_path / "x"), lambda: inspect_text(bad.root)):
+        with pytest.raises(staticllm.MetadataError, match=r"methods\[1\].inputs\[0\].dtype"):
+            run()
+    assert not (tmp_path / "x").exists()

@@ -1,15 +1,13 @@
 """The generation loop's parts on real small data: masks, cache ring, sampling,
-stopping, streaming, the lookahead pool, grid and layout, the llm section."""
+stopping, streaming, the lookahead pool, grid and layout."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
 
 from generate_fixtures import make_hf_tokenizer, make_sentencepiece
-from staticllm.errors import InputError, MetadataError
+from staticllm.errors import InputError
 from staticllm.generate.cache import KVCache
 from staticllm.generate.lookahead import (
     LayoutBuilder,
@@ -22,7 +20,6 @@ from staticllm.generate.lookahead import (
 )
 from staticllm.generate.masks import causal_allowed, fill_mask, tree_allowed
 from staticllm.generate.sampling import Sampler, SamplingOptions
-from staticllm.generate.spec import LLMSpec
 from staticllm.generate.stopping import StopOptions, find_stop, partial_stop_len
 from staticllm.generate.streaming import IncrementalDecoder, TextStream
 from staticllm.tokenizers import load_tokenizer
@@ -353,72 +350,3 @@ def test_verify_accepts_the_agreeing_prefix_and_one_more_token():
     assert chosen == [3, 4, 5, 6] and kv == [0, 4, 5, 6]  # all accepted plus the bonus token
     chosen, kv = verify(lambda r: logits_for(1), cands, cand_rows, lambda x: int(np.argmax(x)))
     assert chosen == [1] and kv == [0]
-
-
-# ---------------------------------------------------------------- llm section
-
-LLM = {
-    "format": 1,
-    "architecture": "llama",
-    "vocab_size": 320,
-    "max_context_len": 128,
-    "cache_len": 128,
-    "dtype": "fp32",
-    "cache": {
-        "layout": "batch_heads_seq_dim",
-        "n_layers": 1,
-        "n_kv_heads": 2,
-        "head_dim": 16,
-        "inputs": ["k_cache_0", "v_cache_0"],
-        "outputs": ["k_out_0", "v_out_0"],
-    },
-    "io": {
-        "tokens": "tokens",
-        "input_pos": "input_pos",
-        "attn_mask": "attn_mask",
-        "last_index": "last_index",
-        "logits": "logits",
-    },
-    "methods": {"prefill": {"input_len": 16, "logits": "last"}, "decode": {"input_len": 1, "logits": "last"}},
-    "prefill_method": "prefill",
-    "decode_method": "decode",
-    "prefill_input_len": 16,
-    "decode_input_len": 1,
-    "special_tokens": {"bos": 0, "eos": [1], "pad": None},
-    "tokenizer": "tokenizer.json",
-}
-
-
-def test_llm_section_parses():
-    spec = LLMSpec.from_metadata({"llm": LLM})
-    assert spec.multifunction and spec.context_limit == 128 and spec.eos == (1,)
-    assert spec.cache_shape == (1, 2, 128, 16) and spec.methods["prefill"].input_len == 16
-
-
-@pytest.mark.parametrize(
-    "edit, message",
-    [
-        (lambda d: d.pop("llm"), "no 'llm' section"),
-        (lambda d: d["llm"].pop("vocab_size"), "missing key llm.vocab_size"),
-        (lambda d: d["llm"]["cache"].update(n_layers=0), "llm.cache.n_layers: expected a positive integer"),
-        (
-            lambda d: d["llm"]["cache"].update(inputs=["k_cache_0"]),
-            "llm.cache.inputs: expected a list of 2 names",
-        ),
-        (
-            lambda d: d["llm"]["methods"]["decode"].update(logits="all"),
-            "llm.methods.decode.logits: expected 'last' or 'full'",
-        ),
-        (lambda d: d["llm"].update(decode_method="step"), "llm.decode_method: expected one of the methods"),
-        (
-            lambda d: d["llm"]["special_tokens"].update(eos="x"),
-            "llm.special_tokens.eos: expected a list of token ids",
-        ),
-        (lambda d: d["llm"].update(format=2), "llm.format: expected 1"),
-    ],
-)
-def test_llm_section_errors_name_the_key(edit, message):
-    doc = {"llm": copy.deepcopy(LLM)}
-    edit(doc)
-    with pytest.raises(MetadataError, match=message):
-        LLMSpec.from_metadata(doc)

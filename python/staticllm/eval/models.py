@@ -30,13 +30,14 @@ class BundleModel:
     """
 
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
+        from staticllm.bundle_layout import bundle_paths
         from staticllm.generate.runner import Runner
-        from staticllm.generate.spec import LLMSpec
+        from staticllm.llm_section import LLMSpec
         from staticllm.runtime import Runtime
 
         self.path = Path(path)
         self.runtime = Runtime.load(str(self.path), backend=backend)
-        self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(self.path / "metadata.json"))
+        self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(bundle_paths(self.path).metadata))
         self.runner = Runner(self.runtime, self.spec)
         self.vocab_size = self.spec.vocab_size
         self.name = f"bundle {self.path}"

@@ -46,6 +46,9 @@ def _load(source: str, checkpoint: Any, params: Any, hf_dir: Any, gguf: Any) -> 
 
 def build_model(ckpt: Any, max_context_len: int) -> Any:
     from staticllm.exporter.model import Llama
+    from staticllm.exporter.support import check_context
+
+    check_context(ckpt.config.sliding_window, max_context_len, ckpt.where or ckpt.source)
 
     model = Llama(ckpt.config, max_context_len)
     missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
@@ -101,11 +104,12 @@ def export(
     """
     from tqdm.auto import tqdm
 
-    from staticllm.bundle_io import check_output_dir, staged_bundle
+    from staticllm.bundle_layout import bundle_paths
     from staticllm.exporter import quality_gate
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
     from staticllm.exporter.parallel import convert_functions
     from staticllm.exporter.quantize import make_plan, quantizable_weights, quantize_all, resolve
+    from staticllm.staging import check_output_dir, fault_point, staged_bundle
 
     source = _validate(
         {"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf}, input_len, max_context_len, dtype
@@ -125,54 +129,57 @@ def export(
         functions = [FunctionSpec("prefill", input_len, "last"), FunctionSpec("decode", 1, "last")]
     else:
         functions = [FunctionSpec("forward", input_len, "full")]
-    stages = ["load checkpoint", *[f"convert {f.name}" for f in functions], "quantize", "write package"]
-    stages += ["write bundle", "check quality"]
+    # (progress label while running, fault_point name once done)
+    stages: list[tuple[str, str | None]] = [
+        ("load checkpoint", "loaded"),
+        *[(f"convert {f.name}", f"converted:{f.name}") for f in functions],
+        ("quantize", None),
+        ("write package", "packaged"),
+        ("write bundle", None),  # staged_bundle's own fault points follow
+        ("check quality", None),
+    ]
     bar = tqdm(total=len(stages), desc="export", disable=not progress, unit="stage")
+    bar.set_postfix_str(stages[0][0])
+    finished = 0  # stages done (a disabled bar does not count)
 
-    def stage(i: int) -> None:
-        bar.set_postfix_str(stages[i])
+    def done() -> None:
+        nonlocal finished
+        _, fault = stages[finished]
+        finished += 1
+        bar.update()
+        if finished < len(stages):
+            bar.set_postfix_str(stages[finished][0])
+        if fault is not None:
+            fault_point(fault)
 
     try:
-        stage(0)
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
         resolved = resolve(plan, quantizable_weights(model), dtype)
-        bar.update()
-        with (
-            staged_bundle(out, overwrite) as staging,
-            tempfile.TemporaryDirectory(prefix="staticllm-") as work,
-        ):
-            stage(1)
+        done()
+        with staged_bundle(out, overwrite) as staging, tempfile.TemporaryDirectory() as work:
             with quiet_coremltools():
                 packages = convert_functions(
-                    model, functions, max_context_len, dtype, Path(work), on_done=bar.update
+                    model, functions, max_context_len, dtype, Path(work), on_done=done
                 )
-                stage(len(functions) + 1)
                 packages = quantize_all(packages, resolved, progress)
-                bar.update()
-                stage(len(functions) + 2)
-                _write_package(packages, functions, staging / "model.mlpackage")
-            bar.update()
-            stage(len(functions) + 3)
+                done()
+                _write_package(packages, functions, bundle_paths(staging).mlpackage)
+            done()
             _write_bundle(
                 staging,
                 ckpt,
                 functions,
-                dict(
-                    input_len=input_len,
-                    max_context_len=max_context_len,
-                    multifunction=multifunction,
-                    dtype=dtype,
-                    quantize=plan.default.mode,
-                    quantization=plan.to_dict(),
-                    source=source,
-                ),
-                tokenizer,
+                max_context_len=max_context_len,
+                dtype=dtype,
+                quantize=plan.default.mode,
+                quantization=plan.to_dict(),
+                source=source,
+                tokenizer=tokenizer,
             )
-            bar.update()
-            stage(len(functions) + 4)
+            done()
             gate.run(staging, model, progress)
-            bar.update()
+            done()
     finally:
         bar.close()
     return out
@@ -216,80 +223,69 @@ def _copy_tokenizer(staging: Path, ckpt: Any, tokenizer: str | Path | None) -> t
     return tok_name, cfg_name
 
 
-def _special_tokens(ckpt: Any, staging: Path, cfg_name: str | None) -> dict[str, Any]:
-    special = dict(ckpt.special_tokens)
+def _special_tokens(ckpt: Any) -> tuple[int | None, tuple[int, ...], int | None]:
+    """(bos, eos ids, pad) from the checkpoint."""
+    special = ckpt.special_tokens
     eos = special.get("eos")
-    special["eos"] = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    special.setdefault("bos", None)
-    special.setdefault("pad", None)
-    return special
+    eos_ids = () if eos is None else ((eos,) if isinstance(eos, int) else tuple(eos))
+    return special.get("bos"), eos_ids, special.get("pad")
 
 
 def _write_bundle(
-    staging: Path, ckpt: Any, functions: list[Any], options: dict[str, Any], tokenizer: str | Path | None
+    staging: Path,
+    ckpt: Any,
+    functions: list[Any],
+    *,
+    max_context_len: int,
+    dtype: str,
+    quantize: str,
+    quantization: dict[str, Any],
+    source: str,
+    tokenizer: str | Path | None,
 ) -> None:
     from staticllm.bundle_io import write_metadata, write_program_json
+    from staticllm.bundle_layout import MLPACKAGE, bundle_paths
+    from staticllm.llm_section import LLMSpec, MethodInfo, graph_io
     from staticllm.package_spec import function_descriptions, load_spec
 
-    spec = load_spec(staging / "model.mlpackage")
-    write_program_json(spec, staging / "program.json")
-    methods, default, multi = function_descriptions(spec, "model.mlpackage")
+    paths = bundle_paths(staging)
+    spec = load_spec(paths.mlpackage)
+    write_program_json(spec, paths.program_json)
+    methods, default, multi = function_descriptions(spec, MLPACKAGE)
     if not multi:
         methods[0]["name"] = "forward"
         default = "forward"
     tok_name, cfg_name = _copy_tokenizer(staging, ckpt, tokenizer)
     cfg = ckpt.config
-    n = cfg.n_layers
-    cache_in = [f"{kv}_cache_{i}" for i in range(n) for kv in ("k", "v")]
-    cache_out = output_names_from(n)
-    by_name = {f.name: f for f in functions}
-    prefill = "prefill" if multi else "forward"
-    decode = "decode" if multi else "forward"
-    llm = {
-        "format": 1,
-        "architecture": "llama",
-        "vocab_size": cfg.vocab_size,
-        "max_context_len": options["max_context_len"],
-        "cache_len": options["max_context_len"],
-        "dtype": options["dtype"],
-        "cache": {
-            "layout": "batch_heads_seq_dim",
-            "n_layers": n,
-            "n_kv_heads": cfg.n_kv_heads,
-            "head_dim": cfg.head_dim,
-            "inputs": cache_in,
-            "outputs": cache_out,
-        },
-        "io": {
-            "tokens": "tokens",
-            "input_pos": "input_pos",
-            "attn_mask": "attn_mask",
-            "last_index": "last_index",
-            "logits": "logits",
-        },
-        "methods": {name: {"input_len": f.seq_len, "logits": f.logits} for name, f in by_name.items()},
-        "prefill_method": prefill,
-        "decode_method": decode,
-        "prefill_input_len": by_name[prefill].seq_len,
-        "decode_input_len": by_name[decode].seq_len,
-        "special_tokens": _special_tokens(ckpt, staging, cfg_name),
-        "model": cfg.to_dict(),
-        "export_options": options,
-    }
-    if tok_name:
-        llm["tokenizer"] = tok_name
-    if cfg_name:
-        llm["tokenizer_config"] = cfg_name
+    bos, eos, pad = _special_tokens(ckpt)
+    llm = LLMSpec(
+        architecture="llama",
+        vocab_size=cfg.vocab_size,
+        max_context_len=max_context_len,
+        cache_len=max_context_len,
+        dtype=dtype,
+        n_layers=cfg.n_layers,
+        n_kv_heads=cfg.n_kv_heads,
+        head_dim=cfg.head_dim,
+        io=graph_io(cfg.n_layers),
+        methods={f.name: MethodInfo(f.name, f.seq_len, f.logits) for f in functions},
+        prefill_method="prefill" if multi else "forward",
+        decode_method="decode" if multi else "forward",
+        bos=bos,
+        eos=eos,
+        pad=pad,
+        tokenizer=tok_name,
+        tokenizer_config=cfg_name,
+    )
     metadata = {
         "format_version": 1,
-        "identifier": f"staticllm-llama-{cfg.n_layers}l-{cfg.dim}d-{options['dtype']}",
+        "identifier": f"staticllm-llama-{cfg.n_layers}l-{cfg.dim}d-{dtype}",
         "multifunction": multi,
         "default_method": default,
         "methods": methods,
-        "llm": llm,
+        "llm": llm.to_section(
+            model=cfg.to_dict(),
+            export_options={"quantize": quantize, "quantization": quantization, "source": source},
+        ),
     }
-    write_metadata(metadata, staging / "metadata.json")
-
-
-def output_names_from(n_layers: int) -> list[str]:
-    return [f"{kv}_out_{i}" for i in range(n_layers) for kv in ("k", "v")]
+    write_metadata(metadata, paths.metadata)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from staticllm.errors import ExportError
+from staticllm.exporter import support
 from staticllm.exporter.config import LlamaConfig
 
 
@@ -28,6 +29,7 @@ class Checkpoint:
     tokenizer_json: str | None = None  # built in memory (GGUF)
     tokenizer_config: dict[str, Any] | None = None
     special_tokens: dict[str, Any] = field(default_factory=dict)
+    where: str = ""  # the file that described it, for messages
 
 
 def interleaved_to_half(w: torch.Tensor, n_heads: int, head_dim: int) -> torch.Tensor:
@@ -116,11 +118,35 @@ def _meta_hidden_dim(params: dict[str, Any], dim: int) -> int:
     return multiple * ((hidden + multiple - 1) // multiple)
 
 
+# Every params.json key of the Llama 2 / 3.x releases; anything else (experts,
+# q/k norm, vision) describes a model this exporter does not build.
+_META_KEYS = {
+    "dim",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "vocab_size",
+    "hidden_dim",
+    "multiple_of",
+    "ffn_dim_multiplier",
+    "norm_eps",
+    "rope_theta",
+    "use_scaled_rope",
+    "rope_scale_factor",
+    "max_seq_len",
+    "max_batch_size",
+}
+
+
 def load_meta(checkpoint: str | Path, params: str | Path | None = None) -> Checkpoint:
     ckpt = Path(checkpoint)
     params_path = Path(params) if params else ckpt.parent / "params.json"
     p = _read_json(params_path, "params.json")
     where = str(params_path)
+    unknown = sorted(set(p) - _META_KEYS)
+    if unknown:
+        key = unknown[0]
+        raise support.refuse(where, key, p[key], f"not a key of the Llama releases ({sorted(_META_KEYS)})")
     dim = int(_key(p, "dim", where))
     n_heads = int(_key(p, "n_heads", where))
     vocab = int(_key(p, "vocab_size", where))
@@ -157,7 +183,7 @@ def load_meta(checkpoint: str | Path, params: str | Path | None = None) -> Check
     tok = ckpt.parent / "tokenizer.model"
     if tok.is_file():
         files["tokenizer.model"] = tok
-    return Checkpoint(cfg, sd, "meta", tokenizer_files=files)
+    return Checkpoint(cfg, sd, "meta", tokenizer_files=files, where=where)
 
 
 # ------------------------------------------------------- Hugging Face layout
@@ -193,12 +219,9 @@ def hf_to_meta_name(name: str) -> str | None:
 
 
 def hf_config(c: dict[str, Any], where: str) -> LlamaConfig:
+    support.check_hf_config(c, where)
     n_heads = int(_key(c, "num_attention_heads", where))
-    scaling = c.get("rope_scaling")
-    if scaling and scaling.get("rope_type", scaling.get("type")) not in ("llama3",):
-        raise ExportError(
-            f"{where}: rope_scaling type {scaling.get('rope_type')!r} is not supported (llama3 is)"
-        )
+    rope_theta, scaling = support.hf_rope(c, where)
     return LlamaConfig(
         dim=int(_key(c, "hidden_size", where)),
         n_layers=int(_key(c, "num_hidden_layers", where)),
@@ -207,11 +230,12 @@ def hf_config(c: dict[str, Any], where: str) -> LlamaConfig:
         vocab_size=int(_key(c, "vocab_size", where)),
         hidden_dim=int(_key(c, "intermediate_size", where)),
         norm_eps=float(c.get("rms_norm_eps", 1e-5)),
-        rope_theta=float(c.get("rope_theta", 10000.0)),
-        rope_scaling=scaling or None,
+        rope_theta=rope_theta,
+        rope_scaling=scaling,
         tied_embeddings=bool(c.get("tie_word_embeddings", False)),
-        qkv_bias=bool(c.get("attention_bias", False)) or c.get("model_type") == "qwen2",
+        qkv_bias=c["model_type"] == "qwen2",  # transformers' Qwen2 always has q/k/v biases
         head_dim=int(c.get("head_dim") or 0),
+        sliding_window=support.hf_sliding_window(c),
     )
 
 
@@ -231,6 +255,7 @@ def load_hf(directory: str | Path) -> Checkpoint:
     else:
         raise ExportError(f"{d}: no model.safetensors or model.safetensors.index.json")
     sd: dict[str, torch.Tensor] = {}
+    unused = []
     for f in files:
         if not f.is_file():
             raise ExportError(f"{d}: shard {f.name} listed in the index is missing")
@@ -238,6 +263,9 @@ def load_hf(directory: str | Path) -> Checkpoint:
             ours = hf_to_meta_name(name)
             if ours is not None:
                 sd[ours] = t.float()
+            elif not name.endswith("rotary_emb.inv_freq"):  # a buffer older exports saved
+                unused.append(name)
+    support.refuse_unused_tensors(unused, str(d))
     if cfg.tied_embeddings:
         sd.pop("output.weight", None)
     elif "output.weight" not in sd and "tok_embeddings.weight" in sd:
@@ -251,7 +279,9 @@ def load_hf(directory: str | Path) -> Checkpoint:
     if gen_cfg.is_file():
         g = json.loads(gen_cfg.read_text())
         special = {"bos": g.get("bos_token_id"), "eos": g.get("eos_token_id")}
-    return Checkpoint(cfg, sd, "hf", tokenizer_files=tok_files, special_tokens=special)
+    return Checkpoint(
+        cfg, sd, "hf", tokenizer_files=tok_files, special_tokens=special, where=str(d / "config.json")
+    )
 
 
 # --------------------------------------------------------------------- GGUF
@@ -288,10 +318,8 @@ def load_gguf(path: str | Path) -> Checkpoint:
         reader = gguf.GGUFReader(str(p))
     except Exception as exc:  # the gguf package raises plain ValueError/struct errors
         raise ExportError(f"{p}: not a readable GGUF file ({exc})") from exc
-    arch = _field(reader, "general.architecture", "llama")
-    if arch != "llama":
-        raise ExportError(f"{p}: architecture {arch!r} is not supported (llama is)")
     where = f"{p} metadata"
+    support.check_gguf(lambda key: _field(reader, key), where)
 
     def need(key: str) -> Any:
         v = _field(reader, key)
@@ -311,11 +339,17 @@ def load_gguf(path: str | Path) -> Checkpoint:
         norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
         rope_theta=float(_field(reader, "llama.rope.freq_base", 10000.0)),
     )
+    rope_dims = _field(reader, "llama.rope.dimension_count")
+    if rope_dims is not None and int(rope_dims) != cfg.head_dim:
+        raise support.refuse(
+            where, "llama.rope.dimension_count", rope_dims, f"rotary on the whole head ({cfg.head_dim}) only"
+        )
     sd: dict[str, torch.Tensor] = {}
+    support.refuse_unused_tensors(
+        [t.name for t in reader.tensors if _gguf_to_meta_name(t.name) is None], str(p)
+    )
     for t in reader.tensors:
-        name = _gguf_to_meta_name(t.name)
-        if name is None:
-            continue
+        name = str(_gguf_to_meta_name(t.name))
         arr = gguf.quants.dequantize(t.data, t.tensor_type)
         # GGUF lists dims fastest-first; the data is already row-major in the
         # reversed order, i.e. torch's [out_features, in_features].
@@ -326,7 +360,13 @@ def load_gguf(path: str | Path) -> Checkpoint:
     check_state_dict(cfg, sd, str(p))
     tok_json, tok_config, special = tokenizer_from_gguf(reader)
     return Checkpoint(
-        cfg, sd, "gguf", tokenizer_json=tok_json, tokenizer_config=tok_config, special_tokens=special
+        cfg,
+        sd,
+        "gguf",
+        tokenizer_json=tok_json,
+        tokenizer_config=tok_config,
+        special_tokens=special,
+        where=where,
     )
 
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
+from typing import Any
 
+from staticllm.bundle_layout import bundle_paths
 from staticllm.exporter.quality_gate import DEFAULT_MIN_SNR_DB
 from staticllm.exporter.quantize import DEFAULT_BLOCK_SIZE, DEFAULT_GROUP_SIZE, MODES, describe_plan
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so the export removes its partial files
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -15,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.checkpoint is None and args.params is not None:
         raise SystemExit("staticllm export: --params goes with --checkpoint")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     start = time.perf_counter()
     out = export(
         args.output,
@@ -40,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     kind = "prefill + decode (multifunction)" if args.multifunction else "forward (single method)"
-    llm = json.loads((out / "metadata.json").read_text())["llm"]
+    llm = json.loads(bundle_paths(out).metadata.read_text())["llm"]
     quant = describe_plan(llm["export_options"].get("quantization", {}))
     print(f"wrote {out}: {kind}, {args.dtype}, quantize={quant}, {time.perf_counter() - start:.1f} s")
     q = llm.get("quality")

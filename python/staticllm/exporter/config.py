@@ -22,6 +22,9 @@ class LlamaConfig:
     tied_embeddings: bool = False
     qkv_bias: bool = False
     head_dim: int = 0  # 0 = dim // n_heads
+    # The attention window of windowed layers (None: none). Not implemented:
+    # export refuses a window shorter than the context (exporter/support.py).
+    sliding_window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from staticllm.exporter.model import Llama
+from staticllm.llm_section import graph_io
 
 # The RMSNorm reduction runs in fp32 even in fp16 models: a residual stream
 # with activations above ~256 overflows fp16 once squared.
@@ -29,22 +30,6 @@ class FunctionSpec:
     @property
     def has_last_index(self) -> bool:
         return self.logits == "last" and self.seq_len > 1
-
-
-def input_names(model: Llama, fn: FunctionSpec) -> list[str]:
-    names = ["tokens", "input_pos", "attn_mask"]
-    if fn.has_last_index:
-        names.append("last_index")
-    for i in range(model.cfg.n_layers):
-        names += [f"k_cache_{i}", f"v_cache_{i}"]
-    return names
-
-
-def output_names(model: Llama) -> list[str]:
-    names = ["logits"]
-    for i in range(model.cfg.n_layers):
-        names += [f"k_out_{i}", f"v_out_{i}"]
-    return names
 
 
 def example_inputs(model: Llama, fn: FunctionSpec, cache_len: int) -> list[torch.Tensor]:
@@ -83,11 +68,12 @@ def convert_function(model: Llama, fn: FunctionSpec, cache_len: int, dtype: str)
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model.eval(), tuple(xs), check_trace=False)
     float_type = np.float16 if dtype == "fp16" else np.float32
+    io = graph_io(model.cfg.n_layers)
     inputs = [
         ct.TensorType(name=n, shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int32 else float_type)
-        for n, x in zip(input_names(model, fn), xs)
+        for n, x in zip(io.inputs(fn.has_last_index), xs, strict=True)
     ]
-    outputs = [ct.TensorType(name=n, dtype=float_type) for n in output_names(model)]
+    outputs = [ct.TensorType(name=n, dtype=float_type) for n in io.outputs()]
     precision = (
         ct.transform.FP16ComputePrecision(op_selector=_fp16_selector)
         if dtype == "fp16"

@@ -29,20 +29,36 @@ def _load_saved(path: Path) -> Any:
     import coremltools as ct
     from coremltools.converters.mil.frontend.milproto import load as milproto_load
 
+    from staticllm.bundle_layout import PACKAGE_WEIGHTS_DIR
+
     model = ct.models.MLModel(str(path), skip_model_load=True)
     spec = model.get_spec()
-    model._mil_program = milproto_load.load(
-        spec, spec.specificationVersion, str(path / "Data/com.apple.CoreML/weights")
-    )
+    model._mil_program = milproto_load.load(spec, spec.specificationVersion, str(path / PACKAGE_WEIGHTS_DIR))
     return model
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this child when the parent dies, so a killed
+    export leaves no converter running on (and writing into) its files."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, dest: Path) -> int:
+    parent = os.getpid()
     pid = os.fork()
     if pid != 0:
         return pid
     code = 1
     try:
+        _die_with_parent(parent)
         import torch
 
         torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import ExportError
 
 DEFAULT_MIN_SNR_DB = 10.0
@@ -107,7 +108,7 @@ class Gate:
                     f"--quantize-embeddings int8), lower --min-snr, or pass --force to write it anyway"
                 )
             quality["forced"] = True
-        _record(staging / "metadata.json", quality)
+        _record(bundle_paths(staging).metadata, quality)
         return quality
 
     def _calibration_ids(self, bundle: Any) -> tuple[list[int], str]:

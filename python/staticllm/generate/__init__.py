@@ -6,7 +6,7 @@ from __future__ import annotations
 from staticllm.generate.chat import ChatSession
 from staticllm.generate.generator import GenerateOptions, GenerationResult, Generator, Timings
 from staticllm.generate.lookahead import LookaheadOptions
-from staticllm.generate.spec import LLMSpec
+from staticllm.llm_section import LLMSpec
 
 __all__ = [
     "ChatSession",

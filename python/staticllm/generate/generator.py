@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import ContextOverflowError, InputError
 from staticllm.generate import stopping
 from staticllm.generate.lookahead import (
@@ -30,9 +31,9 @@ from staticllm.generate.lookahead import (
 )
 from staticllm.generate.runner import Runner
 from staticllm.generate.sampling import Sampler, SamplingOptions
-from staticllm.generate.spec import LLMSpec
 from staticllm.generate.stopping import StopOptions
 from staticllm.generate.streaming import TextStream
+from staticllm.llm_section import LLMSpec
 
 if TYPE_CHECKING:
     from staticllm.generate.chat import ChatSession
@@ -100,7 +101,7 @@ class Generator:
 
         self.path = Path(bundle_path)
         self.runtime = Runtime.load(str(self.path), backend=backend)
-        self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(self.path / "metadata.json"))
+        self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(bundle_paths(self.path).metadata))
         self.tokenizer = self._load_tokenizer()
         self.runner = Runner(self.runtime, self.spec)
         self.last_result: GenerationResult | None = None

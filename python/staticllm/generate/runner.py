@@ -16,7 +16,7 @@ import numpy as np
 from staticllm.errors import BundleError, ContextOverflowError, MetadataError
 from staticllm.generate.cache import KVCache
 from staticllm.generate.masks import causal_allowed, fill_mask
-from staticllm.generate.spec import LLMSpec, MethodInfo
+from staticllm.llm_section import LLMSpec, MethodInfo
 
 
 class MethodIO:
@@ -32,11 +32,11 @@ class MethodIO:
         specs = {s.name: s for s in method.input_specs}
         n, c = self.n_rows, spec.cache_len
         io = spec.io
-        self.tokens = self._alloc(specs, io["tokens"], (1, n))
-        self.input_pos = self._alloc(specs, io["input_pos"], (n,))
-        self.attn_mask = self._alloc(specs, io["attn_mask"], (1, n, c + n))
+        self.tokens = self._alloc(specs, io.tokens, (1, n))
+        self.input_pos = self._alloc(specs, io.input_pos, (n,))
+        self.attn_mask = self._alloc(specs, io.attn_mask, (1, n, c + n))
         self.last_index: np.ndarray | None = None
-        li_name = io.get("last_index")
+        li_name = io.last_index
         if not self.full_logits and n > 1:
             if li_name is None or li_name not in specs:
                 raise MetadataError(
@@ -45,12 +45,12 @@ class MethodIO:
                 )
             self.last_index = self._alloc(specs, li_name, (1,))
         self.inputs: dict[str, np.ndarray] = {
-            io["tokens"]: self.tokens,
-            io["input_pos"]: self.input_pos,
-            io["attn_mask"]: self.attn_mask,
+            io.tokens: self.tokens,
+            io.input_pos: self.input_pos,
+            io.attn_mask: self.attn_mask,
         }
-        if self.last_index is not None:
-            self.inputs[str(li_name)] = self.last_index
+        if self.last_index is not None and li_name is not None:
+            self.inputs[li_name] = self.last_index
         for name in cache.inputs:
             self._check(specs, name, cache.shape, cache.arrays[name].dtype)
             self.inputs[name] = cache.arrays[name]  # shared, not copied
@@ -59,7 +59,7 @@ class MethodIO:
             raise MetadataError(
                 f"method {info.name!r} has inputs {unknown} the llm section does not describe"
             )
-        self.logits_name = io["logits"]
+        self.logits_name = io.logits
         self._check_logits(method, spec)
 
     def _alloc(self, specs: Mapping[str, Any], name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -95,7 +95,7 @@ class MethodIO:
                 f"method {self.info.name!r}: logits shape {list(shape)} does not match "
                 f"logits mode {self.info.logits!r} (expected {list(want)})"
             )
-        for name in spec.cache_outputs:
+        for name in spec.io.cache_outputs:
             if name not in outs:
                 raise MetadataError(f"method {self.info.name!r} has no output {name!r} (llm.cache.outputs)")
 
@@ -132,14 +132,15 @@ class Runner:
     def __init__(self, runtime: Any, spec: LLMSpec) -> None:
         self.spec = spec
         methods = {spec.prefill_method, spec.decode_method}
+        io = spec.io
         first = {s.name: s for s in runtime.method(spec.decode_method).input_specs}
-        if spec.cache_inputs[0] not in first:
+        if io.cache_inputs[0] not in first:
             raise MetadataError(
-                f"method {spec.decode_method!r} has no input {spec.cache_inputs[0]!r} "
+                f"method {spec.decode_method!r} has no input {io.cache_inputs[0]!r} "
                 f"(llm.cache.inputs); its inputs: {sorted(first)}"
             )
-        cache_dtype = first[spec.cache_inputs[0]].dtype
-        self.cache = KVCache(spec.cache_inputs, spec.cache_outputs, spec.cache_shape, np.dtype(cache_dtype))
+        cache_dtype = first[io.cache_inputs[0]].dtype
+        self.cache = KVCache(io.cache_inputs, io.cache_outputs, spec.cache_shape, np.dtype(cache_dtype))
         self.io = {
             name: MethodIO(runtime.method(name), spec.methods[name], spec, self.cache)
             for name in sorted(methods)

@@ -1,0 +1,341 @@
+"""The `llm` section of metadata.json: the one module that writes it (export)
+and reads it (the generation loop, inspect). docs/llm_section.md describes it.
+
+The generation loop takes every name, length and layout from here; it never
+guesses from tensor names. Facts the methods' own specs already state are
+not repeated: the compute dtype is the cache inputs' dtype, and each method's
+row count lives only in `methods.<name>.input_len`. Format 1 bundles, which
+still carry `cache_len`, `dtype` and `prefill_input_len`/`decode_input_len`,
+stay readable; those keys are checked against the facts they repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from staticllm.errors import MetadataError
+
+FORMAT = 2  # what export writes
+READABLE_FORMATS = (1, 2)
+LOGITS_MODES = ("last", "full")
+CACHE_LAYOUT = "batch_heads_seq_dim"
+
+
+# ------------------------------------------------------------ graph contract
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """The tensor names of the graph contract, by role. The role names are the
+    field names, which are also the keys of `llm.io` (the cache names live in
+    `llm.cache.inputs` / `llm.cache.outputs`)."""
+
+    tokens: str
+    input_pos: str
+    attn_mask: str
+    last_index: str | None  # None: no method takes one
+    logits: str
+    cache_inputs: tuple[str, ...]  # k_cache_0, v_cache_0, k_cache_1, ...
+    cache_outputs: tuple[str, ...]  # k_out_0, v_out_0, k_out_1, ...
+
+    def inputs(self, with_last_index: bool) -> list[str]:
+        """A method's inputs in graph order (docs/llm_section.md)."""
+        names = [self.tokens, self.input_pos, self.attn_mask]
+        if with_last_index:
+            if self.last_index is None:
+                raise ValueError("this graph has no last_index input")
+            names.append(self.last_index)
+        return names + list(self.cache_inputs)
+
+    def outputs(self) -> list[str]:
+        """A method's outputs in graph order."""
+        return [self.logits, *self.cache_outputs]
+
+    def roles(self) -> dict[str, str]:
+        """The `llm.io` object: role -> tensor name, for the single tensors."""
+        return {r: getattr(self, r) for r in _SINGLE_ROLES if getattr(self, r) is not None}
+
+
+_SINGLE_ROLES = tuple(f.name for f in fields(GraphIO) if not f.name.startswith("cache_"))
+_REQUIRED_ROLES = tuple(r for r in _SINGLE_ROLES if r != "last_index")
+
+
+def graph_io(n_layers: int) -> GraphIO:
+    """The names every exported graph uses; conversion, the bundle writer and
+    (through the llm section) the runner all take them from here."""
+    return GraphIO(
+        tokens="tokens",
+        input_pos="input_pos",
+        attn_mask="attn_mask",
+        last_index="last_index",
+        logits="logits",
+        cache_inputs=tuple(f"{kv}_cache_{i}" for i in range(n_layers) for kv in ("k", "v")),
+        cache_outputs=tuple(f"{kv}_out_{i}" for i in range(n_layers) for kv in ("k", "v")),
+    )
+
+
+# ----------------------------------------------------------------- the section
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One method of the bundle as the runner uses it."""
+
+    name: str
+    input_len: int
+    logits: str  # "last": [1, vocab]; "full": [1, input_len, vocab]
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    """What the generation loop needs to drive a bundle's methods."""
+
+    architecture: str
+    vocab_size: int
+    max_context_len: int
+    cache_len: int  # slots per cache; format 2 writes none: it is max_context_len
+    dtype: str  # the cache inputs' dtype ("fp16" / "fp32")
+    n_layers: int
+    n_kv_heads: int
+    head_dim: int
+    io: GraphIO
+    methods: dict[str, MethodInfo]
+    prefill_method: str
+    decode_method: str
+    bos: int | None
+    eos: tuple[int, ...]
+    pad: int | None
+    tokenizer: str | None
+    tokenizer_config: str | None
+
+    @property
+    def multifunction(self) -> bool:
+        """True when prompt and generation run through different methods."""
+        return self.prefill_method != self.decode_method
+
+    @property
+    def context_limit(self) -> int:
+        """Most tokens (prompt + generated) one generation may hold.
+
+        A call starting at position q needs positions 0..q-1 in the cache, so
+        nothing may wrap the ring; and rotary tables end at max_context_len.
+        """
+        return min(self.max_context_len, self.cache_len)
+
+    @property
+    def cache_shape(self) -> tuple[int, int, int, int]:
+        return (1, self.n_kv_heads, self.cache_len, self.head_dim)
+
+    def to_section(self, model: Mapping[str, Any], export_options: Mapping[str, Any]) -> dict[str, Any]:
+        """The `llm` object to store in metadata.json (format FORMAT).
+
+        `model` (the architecture's hyper-parameters) and `export_options` are
+        a record for people; nothing reads them back."""
+        if self.cache_len != self.max_context_len:
+            raise ValueError(f"format {FORMAT} has one length: cache_len must equal max_context_len")
+        io = self.io
+        section: dict[str, Any] = {
+            "format": FORMAT,
+            "architecture": self.architecture,
+            "vocab_size": self.vocab_size,
+            "max_context_len": self.max_context_len,
+            "cache": {
+                "layout": CACHE_LAYOUT,
+                "n_layers": self.n_layers,
+                "n_kv_heads": self.n_kv_heads,
+                "head_dim": self.head_dim,
+                "inputs": list(io.cache_inputs),
+                "outputs": list(io.cache_outputs),
+            },
+            "io": io.roles(),
+            "methods": {
+                m.name: {"input_len": m.input_len, "logits": m.logits} for m in self.methods.values()
+            },
+            "prefill_method": self.prefill_method,
+            "decode_method": self.decode_method,
+            "special_tokens": {"bos": self.bos, "eos": list(self.eos), "pad": self.pad},
+            "model": dict(model),
+            "export_options": dict(export_options),
+        }
+        if self.tokenizer:
+            section["tokenizer"] = self.tokenizer
+        if self.tokenizer_config:
+            section["tokenizer_config"] = self.tokenizer_config
+        return section
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any], where: str = "metadata.json") -> LLMSpec:
+        """Parses `metadata["llm"]`; the methods' specs in `metadata["methods"]`
+        supply the dtype. Every error names the key."""
+        llm = metadata.get("llm")
+        if llm is None:
+            raise MetadataError(
+                f"{where}: the bundle has no 'llm' section, so it cannot be used for text generation; "
+                "export it with `staticllm export` (which writes one) or use staticllm.Runtime directly"
+            )
+        if not isinstance(llm, dict):
+            raise MetadataError(f"{where}: 'llm' must be an object, got {type(llm).__name__}")
+        return _parse(_Reader(llm, where), metadata.get("methods"))
+
+
+# --------------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Typed access to the section; every error names the key."""
+
+    def __init__(self, root: dict[str, Any], where: str) -> None:
+        self.root = root
+        self.where = where
+
+    def fail(self, key: str, expected: str, got: Any) -> MetadataError:
+        return MetadataError(f"{self.where}: llm.{key}: expected {expected}, got {got!r}")
+
+    def has(self, key: str) -> bool:
+        return self.get(key, optional=True) is not None
+
+    def get(self, key: str, optional: bool = False) -> Any:
+        node: Any = self.root
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if optional:
+                    return None
+                raise MetadataError(f"{self.where}: missing key llm.{key}")
+            node = node[part]
+        return node
+
+    def pos_int(self, key: str) -> int:
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.fail(key, "a positive integer", value)
+        return value
+
+    def opt_int(self, key: str) -> int | None:
+        value = self.get(key, optional=True)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(key, "a token id (integer >= 0) or null", value)
+        return value
+
+    def string(self, key: str) -> str:
+        value = self.get(key)
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, "a non-empty string", value)
+        return value
+
+    def opt_string(self, key: str) -> str | None:
+        return self.string(key) if self.has(key) else None
+
+    def names(self, key: str, count: int) -> tuple[str, ...]:
+        value = self.get(key)
+        if not isinstance(value, list) or len(value) != count or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f"a list of {count} names (k and v for each layer)", value)
+        return tuple(value)
+
+
+def _parse(r: _Reader, method_specs: Any) -> LLMSpec:
+    fmt = r.get("format")
+    if fmt not in READABLE_FORMATS:
+        raise r.fail("format", f"one of {list(READABLE_FORMATS)} (the formats this version reads)", fmt)
+    layout = r.get("cache.layout")
+    if layout != CACHE_LAYOUT:
+        raise r.fail("cache.layout", repr(CACHE_LAYOUT), layout)
+    n_layers = r.pos_int("cache.n_layers")
+    io = _graph_io(r, n_layers)
+    methods = _methods(r)
+    prefill, decode = r.string("prefill_method"), r.string("decode_method")
+    for key, name in (("prefill_method", prefill), ("decode_method", decode)):
+        if name not in methods:
+            raise r.fail(key, f"one of the methods in llm.methods ({sorted(methods)})", name)
+    max_context_len = r.pos_int("max_context_len")
+    dtype = _cache_dtype(r, method_specs, decode, io.cache_inputs[0])
+    cache_len = max_context_len
+    if fmt == 1:
+        cache_len = r.pos_int("cache_len")
+        _check_format1_repeats(r, methods, prefill, decode, dtype)
+    return LLMSpec(
+        architecture=r.string("architecture"),
+        vocab_size=r.pos_int("vocab_size"),
+        max_context_len=max_context_len,
+        cache_len=cache_len,
+        dtype=dtype,
+        n_layers=n_layers,
+        n_kv_heads=r.pos_int("cache.n_kv_heads"),
+        head_dim=r.pos_int("cache.head_dim"),
+        io=io,
+        methods=methods,
+        prefill_method=prefill,
+        decode_method=decode,
+        bos=r.opt_int("special_tokens.bos"),
+        eos=_eos(r),
+        pad=r.opt_int("special_tokens.pad"),
+        tokenizer=r.opt_string("tokenizer"),
+        tokenizer_config=r.opt_string("tokenizer_config"),
+    )
+
+
+def _graph_io(r: _Reader, n_layers: int) -> GraphIO:
+    io = r.get("io")
+    if not isinstance(io, dict):
+        raise r.fail("io", "an object mapping roles to tensor names", io)
+    roles = {role: r.string(f"io.{role}") for role in _REQUIRED_ROLES}
+    return GraphIO(
+        **roles,
+        last_index=r.opt_string("io.last_index"),
+        cache_inputs=r.names("cache.inputs", 2 * n_layers),
+        cache_outputs=r.names("cache.outputs", 2 * n_layers),
+    )
+
+
+def _methods(r: _Reader) -> dict[str, MethodInfo]:
+    raw = r.get("methods")
+    if not isinstance(raw, dict) or not raw:
+        raise r.fail("methods", "an object with one entry per method", raw)
+    out = {}
+    for name in raw:
+        mode = r.get(f"methods.{name}.logits")
+        if mode not in LOGITS_MODES:
+            raise r.fail(f"methods.{name}.logits", "'last' or 'full'", mode)
+        out[name] = MethodInfo(name, r.pos_int(f"methods.{name}.input_len"), mode)
+    return out
+
+
+def _cache_dtype(r: _Reader, method_specs: Any, method: str, cache_input: str) -> str:
+    """The dtype of the decode method's first cache input, from metadata.json's
+    `methods` list (validated by the C++ loader before it gets here)."""
+    for m in method_specs if isinstance(method_specs, list) else []:
+        if isinstance(m, dict) and m.get("name") == method:
+            for spec in m.get("inputs", []):
+                if spec.get("name") == cache_input:
+                    return str(spec["dtype"])
+            raise MetadataError(
+                f"{r.where}: method {method!r} has no input {cache_input!r}, the first of llm.cache.inputs"
+            )
+    raise MetadataError(f"{r.where}: methods has no method {method!r} (llm.decode_method)")
+
+
+def _check_format1_repeats(
+    r: _Reader, methods: dict[str, MethodInfo], prefill: str, decode: str, dtype: str
+) -> None:
+    """Format 1 states some facts twice; the copies must agree."""
+    for key, name in (("prefill_input_len", prefill), ("decode_input_len", decode)):
+        if r.has(key) and r.pos_int(key) != methods[name].input_len:
+            raise r.fail(key, f"{methods[name].input_len} (llm.methods.{name}.input_len)", r.get(key))
+    if r.has("dtype") and r.get("dtype") != dtype:
+        raise r.fail("dtype", f"{dtype!r} (the dtype of the cache inputs)", r.get("dtype"))
+
+
+def _eos(r: _Reader) -> tuple[int, ...]:
+    value = r.get("special_tokens.eos", optional=True)
+    if value is None:
+        return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise r.fail("special_tokens.eos", "a list of token ids", value)
+    return tuple(value)

@@ -1,0 +1,182 @@
+"""The llm section (staticllm.llm_section): what export writes is what the
+generation loop reads, errors name the key, and format 1 bundles (written
+before the repeated facts were dropped) still generate the same tokens."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import pytest
+
+import staticllm
+from llama_fixtures import make_hf_checkpoint, tiny_config
+from staticllm.bundle_io import write_metadata
+from staticllm.bundle_layout import bundle_paths
+from staticllm.errors import MetadataError
+from staticllm.llm_section import FORMAT, GraphIO, LLMSpec, MethodInfo, graph_io
+
+SPEC = LLMSpec(
+    architecture="llama",
+    vocab_size=320,
+    max_context_len=128,
+    cache_len=128,
+    dtype="fp32",
+    n_layers=1,
+    n_kv_heads=2,
+    head_dim=16,
+    io=graph_io(1),
+    methods={"prefill": MethodInfo("prefill", 16, "last"), "decode": MethodInfo("decode", 1, "last")},
+    prefill_method="prefill",
+    decode_method="decode",
+    bos=0,
+    eos=(1,),
+    pad=None,
+    tokenizer="tokenizer.json",
+    tokenizer_config=None,
+)
+
+
+def method_specs(spec: LLMSpec, dtype: str = "fp32") -> list[dict]:
+    """metadata.json's `methods` for SPEC: only what the parser reads (cache input dtypes)."""
+    cache = [{"name": n, "dtype": dtype, "shape": list(spec.cache_shape)} for n in spec.io.cache_inputs]
+    return [{"name": name, "inputs": cache} for name in spec.methods]
+
+
+def doc(spec: LLMSpec = SPEC) -> dict:
+    llm = spec.to_section(model={"dim": 32}, export_options={"quantize": "none", "source": "hf_dir"})
+    return {"methods": method_specs(spec), "llm": llm}
+
+
+def test_graph_io_names_and_order():
+    io = graph_io(2)
+    assert io.inputs(with_last_index=True) == [
+        "tokens",
+        "input_pos",
+        "attn_mask",
+        "last_index",
+        "k_cache_0",
+        "v_cache_0",
+        "k_cache_1",
+        "v_cache_1",
+    ]
+    assert io.inputs(with_last_index=False)[3] == "k_cache_0"
+    assert io.outputs() == ["logits", "k_out_0", "v_out_0", "k_out_1", "v_out_1"]
+    assert io.roles() == {r: r for r in ("tokens", "input_pos", "attn_mask", "last_index", "logits")}
+
+
+def test_written_section_reads_back_equal():
+    d = doc()
+    assert d["llm"]["format"] == FORMAT
+    for repeated in ("cache_len", "dtype", "prefill_input_len", "decode_input_len"):
+        assert repeated not in d["llm"]
+    assert LLMSpec.from_metadata(d) == SPEC
+    spec = LLMSpec.from_metadata(d)
+    assert spec.multifunction and spec.context_limit == 128 and spec.cache_shape == (1, 2, 128, 16)
+
+
+def test_dtype_comes_from_the_cache_inputs():
+    d = doc()
+    d["methods"] = method_specs(SPEC, "fp16")
+    assert LLMSpec.from_metadata(d).dtype == "fp16"
+
+
+def test_renamed_tensors_are_followed():
+    io = GraphIO("ids", "pos", "mask", None, "out", ("kc", "vc"), ("ko", "vo"))
+    spec = dataclasses.replace(
+        SPEC, io=io, methods={"decode": MethodInfo("decode", 1, "last")}, prefill_method="decode"
+    )
+    assert LLMSpec.from_metadata(doc(spec)).io == io
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("llm"), "no 'llm' section"),
+        (lambda d: d["llm"].pop("vocab_size"), "missing key llm.vocab_size"),
+        (lambda d: d["llm"].pop("architecture"), "missing key llm.architecture"),
+        (lambda d: d["llm"]["cache"].update(n_layers=0), "llm.cache.n_layers: expected a positive integer"),
+        (
+            lambda d: d["llm"]["cache"].update(inputs=["k_cache_0"]),
+            "llm.cache.inputs: expected a list of 2 names",
+        ),
+        (lambda d: d["llm"]["io"].pop("attn_mask"), "missing key llm.io.attn_mask"),
+        (
+            lambda d: d["llm"]["methods"]["decode"].update(logits="all"),
+            "llm.methods.decode.logits: expected 'last' or 'full'",
+        ),
+        (lambda d: d["llm"].update(decode_method="step"), "llm.decode_method: expected one of the methods"),
+        (
+            lambda d: d["llm"]["special_tokens"].update(eos="x"),
+            "llm.special_tokens.eos: expected a list of token ids",
+        ),
+        (lambda d: d["llm"].update(format=3), r"llm.format: expected one of \[1, 2\]"),
+        (lambda d: d["methods"][1].update(inputs=[]), "method 'decode' has no input 'k_cache_0'"),
+        (lambda d: d.pop("methods"), "methods has no method 'decode'"),
+    ],
+)
+def test_errors_name_the_key(edit, message):
+    d = doc()
+    edit(d)
+    with pytest.raises(MetadataError, match=message):
+        LLMSpec.from_metadata(d)
+
+
+def as_format1(llm: dict, dtype: str) -> dict:
+    """The section as format 1 wrote it: the repeated facts included."""
+    old = copy.deepcopy(llm)
+    methods = old["methods"]
+    old.update(
+        format=1,
+        cache_len=old["max_context_len"],
+        dtype=dtype,
+        prefill_input_len=methods[old["prefill_method"]]["input_len"],
+        decode_input_len=methods[old["decode_method"]]["input_len"],
+    )
+    return old
+
+
+def test_format1_reads_and_checks_its_repeated_facts():
+    d = doc()
+    d["llm"] = as_format1(d["llm"], "fp32")
+    assert LLMSpec.from_metadata(d) == SPEC
+    d["llm"]["cache_len"] = 64  # format 1 allowed a shorter ring than the context
+    assert LLMSpec.from_metadata(d).context_limit == 64
+    for key, value, message in [
+        ("dtype", "fp16", r"llm.dtype: expected 'fp32' \(the dtype of the cache inputs\), got 'fp16'"),
+        ("prefill_input_len", 8, r"llm.prefill_input_len: expected 16 \(llm.methods.prefill.input_len\)"),
+        ("decode_input_len", 2, r"llm.decode_input_len: expected 1 \(llm.methods.decode.input_len\)"),
+    ]:
+        bad = copy.deepcopy(d)
+        bad["llm"][key] = value
+        with pytest.raises(MetadataError, match=message):
+            LLMSpec.from_metadata(bad)
+
+
+def test_format1_bundle_generates_the_same_tokens(tmp_path):
+    cfg = tiny_config()
+    hf = make_hf_checkpoint(tmp_path / "hf", cfg)
+    new = staticllm.export(
+        tmp_path / "new",
+        hf_dir=hf,
+        input_len=8,
+        max_context_len=64,
+        multifunction=True,
+        dtype="fp32",
+        progress=False,
+    )
+    meta = json.loads(bundle_paths(new).metadata.read_text())
+    assert [s["name"] for s in meta["methods"][0]["inputs"]] == graph_io(cfg.n_layers).inputs(True)
+    assert [s["name"] for s in meta["methods"][1]["outputs"]] == graph_io(cfg.n_layers).outputs()
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("mlpackage", "program_json"):
+        getattr(bundle_paths(old), name).symlink_to(getattr(bundle_paths(new), name))
+    (old / "tokenizer.json").symlink_to(new / "tokenizer.json")
+    meta["llm"] = as_format1(meta["llm"], "fp32")
+    write_metadata(meta, bundle_paths(old).metadata)
+    prompt = [5, 17, 42, 99, 3, 250, 7, 61, 8, 123, 44]
+    want = staticllm.Generator(new, backend="mil").generate(prompt, max_new_tokens=12, ignore_eos=True)
+    got = staticllm.Generator(old, backend="mil").generate(prompt, max_new_tokens=12, ignore_eos=True)
+    assert got.token_ids == want.token_ids and len(got.token_ids) == 12

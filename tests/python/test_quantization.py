@@ -16,7 +16,7 @@ import pytest
 import staticllm
 from llama_fixtures import make_hf_checkpoint, tiny_config
 from staticllm.inspect import weight_sharing
-from staticllm.package_spec import WEIGHTS_RELPATH
+from staticllm.bundle_layout import PACKAGE_WEIGHTS
 
 MODES = ["int8", "int4", "palettize4", "palettize6"]
 # tiny_config: dim 64, 4 heads of 16, 2 kv heads, hidden 128, vocab 320, 2 layers, untied head
@@ -167,8 +167,8 @@ def test_multifunction_pair_stores_one_functions_weights(exported, mode):
     for fn in ("prefill", "decode"):
         assert share[fn]["blobs"] == share[fn]["shared"] > 0, share
     # the pair's weight.bin holds exactly what one function's does
-    size = (pair / "model.mlpackage" / WEIGHTS_RELPATH).stat().st_size
-    assert size == (single / "model.mlpackage" / WEIGHTS_RELPATH).stat().st_size
+    size = (pair / "model.mlpackage" / PACKAGE_WEIGHTS).stat().st_size
+    assert size == (single / "model.mlpackage" / PACKAGE_WEIGHTS).stat().st_size
     m = staticllm.Runtime.load(pair, backend="mil").method("decode")
     out = m.execute(_feed(m, np.random.default_rng(1)))
     assert np.isfinite(out["logits"].astype(np.float32)).all()

@@ -196,6 +196,24 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
   json huge = program(json::array({input("x", "FLOAT32", {1 << 30, 1 << 30, 4})}), json::array(), {});
   CHECK_THAT(error(huge), Catch::Contains("has too many elements"));
 
+  // numbers beyond what the element type or int64 holds
+  json wide_float = program(
+      json::array(), json::array({const_op("c", immediate("FLOAT32", {1}, {{"doubles", {{"values", {1e300}}}}}))}), {});
+  CHECK_THAT(error(wide_float), Catch::Contains("op 'c' (const): float immediate value") &&
+                                    Catch::Contains("out of the element type's range"));
+  json wide_half = program(
+      json::array(), json::array({const_op("c", immediate("FLOAT16", {1}, {{"doubles", {{"values", {-1e39}}}}}))}), {});
+  CHECK_THAT(error(wide_half), Catch::Contains("out of the element type's range"));
+  json wide_rank = affine_program();
+  wide_rank["functions"]["main"]["inputs"][0]["type"]["tensorType"]["rank"] = uint64_t{1} << 63;
+  CHECK_THAT(error(wide_rank), Catch::Contains("integer 9223372036854775808 is out of the int64 range"));
+  json wide_string = affine_program();
+  wide_string["functions"]["main"]["inputs"][0]["type"]["tensorType"]["rank"] = "99999999999999999999";
+  CHECK_THAT(error(wide_string), Catch::Contains("expected an integer, got \"99999999999999999999\""));
+  std::string overflow = write_json(affine_program());
+  std::ofstream(overflow) << "{\"functions\": {\"main\": {\"opset\": 1e999}}}";
+  REQUIRE_THROWS_WITH(load_program(overflow, nullptr), Catch::Contains("not valid JSON") && Catch::Contains("1e999"));
+
   CHECK_THAT(error(json{{"functions", 3}}), Catch::Contains("expected an object"));
   std::string path = write_json(affine_program());
   std::ofstream(path) << "{\"functions\": ";

@@ -106,3 +106,34 @@ TEST_CASE("text that is not JSON is a MetadataError", "[serde]") {
   REQUIRE_THROWS_AS(metadata_from_string("[]"), MetadataError);
   REQUIRE_THROWS_AS(load_metadata_file("/nonexistent/metadata.json"), BundleError);
 }
+
+TEST_CASE("numbers beyond what the fields hold are MetadataErrors naming the key", "[serde]") {
+  auto message = [](const std::string& text) {
+    try {
+      metadata_from_string(text);
+    } catch (const MetadataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::string doc = valid_doc().dump();
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string d = doc;
+    d.replace(d.find(from), from.size(), to);
+    return d;
+  };
+  // out of double range: nlohmann throws out_of_range while parsing
+  REQUIRE_THAT(message(with("\"vocab_size\":32", "\"vocab_size\":1e400")),
+               Catch::StartsWith("metadata.json: llm.vocab_size: number out of range"));
+  REQUIRE_THAT(message(with("\"shape\":[2,4]", "\"shape\":[2,-1e400]")),
+               Catch::StartsWith("metadata.json: methods[1].states[0].shape[1]: number out of range"));
+  REQUIRE_THAT(message("[1, 2, {\"a\": [3, 1E999]}]"),
+               Catch::StartsWith("metadata.json: [2].a[1]: number out of range"));
+  // integers that a narrowing conversion would have wrapped
+  REQUIRE(message(with("\"format_version\":1", "\"format_version\":4294967297")) ==
+          "metadata.json: format_version: expected 1, got 4294967297 (a newer staticllm wrote this bundle?)");
+  REQUIRE(message(with("\"shape\":[2,4]", "\"shape\":[2,18446744073709551615]")) ==
+          "metadata.json: methods[1].states[0].shape[1]: expected a positive integer, got 18446744073709551615");
+  REQUIRE(message(with("\"shape\":[2,4]", "\"shape\":[1048576,1048576,2]")) ==
+          "metadata.json: methods[1].states[0].shape: shape [1048576,1048576,2] has more than 2^40 elements");
+}

@@ -45,7 +45,6 @@ struct ModelMetadata {
   nlohmann::json llm;
   nlohmann::json extra = nlohmann::json::object();  // unknown top-level keys
 
-  bool is_multifunction() const { return multifunction; }
   std::vector<std::string> method_names() const;
   const MethodMetadata* find_method(const std::string& name) const;
   // Throws MetadataError naming the method and the known ones.

@@ -39,7 +39,7 @@ std::string error_of(const json& doc) {
 
 TEST_CASE("valid metadata parses into methods with specs", "[serde]") {
   ModelMetadata md = metadata_from_json(valid_doc());
-  REQUIRE(md.is_multifunction());
+  REQUIRE(md.multifunction);
   REQUIRE(md.method_names() == std::vector<std::string>{"prefill", "decode"});
   REQUIRE(md.default_method == "decode");
   const MethodMetadata& d = md.method("decode");

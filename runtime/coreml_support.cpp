@@ -82,35 +82,19 @@ std::string compiled_model_path(const std::string& cache_dir, const std::string&
   return (dir / (key + ".mlmodelc")).string();
 }
 
-namespace {
-
-constexpr int64_t kFloatCode = 0x10000;
-constexpr int64_t kIntCode = 0x20000;
-
-struct ArrayCode {
-  DType dtype;
-  int64_t code;
-};
-
-constexpr ArrayCode kArrayCodes[] = {
-    {DType::kFloat16, kFloatCode | 16}, {DType::kFloat32, kFloatCode | 32}, {DType::kFloat64, kFloatCode | 64},
-    {DType::kInt32, kIntCode | 32},     {DType::kInt8, kIntCode | 8},
-};
-
-}  // namespace
-
 std::optional<DType> dtype_from_array_code(int64_t code) {
-  for (const auto& c : kArrayCodes) {
-    if (c.code == code) return c.dtype;
+  for (const auto& d : dtype_table()) {
+    if (d.array_code != 0 && d.array_code == code) return d.dtype;
   }
   return std::nullopt;
 }
 
 int64_t array_code(DType dtype, const std::string& what) {
-  for (const auto& c : kArrayCodes) {
-    if (c.dtype == dtype) return c.code;
+  int64_t code = dtype_info(dtype).array_code;
+  if (code == 0) {
+    throw InputError(what + ": Core ML arrays hold fp16, fp32, fp64, int32 or int8, not " + dtype_name(dtype));
   }
-  throw InputError(what + ": Core ML arrays hold fp16, fp32, fp64, int32 or int8, not " + dtype_name(dtype));
+  return code;
 }
 
 std::vector<int64_t> dense_strides(const Shape& shape) {

@@ -11,7 +11,9 @@
 #include "staticllm/errors.h"
 #include "staticllm/function_selection.h"
 #include "staticllm/runtime.h"
+#include "sha256.h"
 #include "staticllm/serde_json.h"
+#include "staticllm/weights_digest.h"
 
 namespace py = pybind11;
 using namespace staticllm;
@@ -241,8 +243,12 @@ PYBIND11_MODULE(_core, m) {
            "With a State, the states are read and updated in it; without, they are inputs and outputs.");
 
   py::class_<Runtime, std::shared_ptr<Runtime>>(m, "Runtime")
-      .def_static("load", &Runtime::load, py::arg("path"), py::arg("backend") = "auto",
-                  py::arg("options") = CoreMLOptions{})
+      .def_static(
+          "load",
+          [](const std::string& path, const std::string& backend, const CoreMLOptions& options, bool mmap,
+             bool verify) { return Runtime::load(path, backend, options, WeightOptions{mmap, verify}); },
+          py::arg("path"), py::arg("backend") = "auto", py::arg("options") = CoreMLOptions{}, py::arg("mmap") = true,
+          py::arg("verify") = false)
       .def_property_readonly("method_names", &Runtime::method_names)
       .def_property_readonly("default_method", &Runtime::default_method)
       .def_property_readonly("backend", &Runtime::backend_name)
@@ -260,6 +266,13 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "load_metadata", [](const std::string& path) { return metadata_to_json(load_metadata_file(path)).dump(); },
       py::arg("path"), "Read and validate a metadata.json; returns normalized JSON text.");
+  m.def(
+      "verify_weights",
+      [](const std::string& bundle) {
+        BundlePaths paths = bundle_paths(bundle);
+        check_weights_file(load_metadata_file(paths.metadata), paths.weights);
+      },
+      py::arg("bundle"), "Check weight.bin against metadata.json's weights_sha256 (BundleError if it differs).");
 
   // Hooks for the test suite, kept out of the module's public surface.
   py::module_ testing = m.def_submodule("_testing", "test-only hooks into the native core");
@@ -282,6 +295,13 @@ PYBIND11_MODULE(_core, m) {
         return rows;
       },
       "(metadata name, numpy name, Core ML array code or 0) for every element type.");
+  testing.def(
+      "sha256_hex",
+      [](const py::bytes& data) {
+        std::string s = data;
+        return sha256_hex(s.data(), s.size());
+      },
+      py::arg("data"));
   m.def("simd_level", [] { return std::string(mil::simd_level_name(mil::simd_level())); });
   m.def("supported_ops", [] { return mil::OpRegistry::instance().op_types(); });
 }

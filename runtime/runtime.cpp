@@ -8,6 +8,7 @@
 #include "staticllm/coreml_support.h"
 #include "staticllm/errors.h"
 #include "staticllm/serde_json.h"
+#include "staticllm/weights_digest.h"
 
 namespace staticllm {
 
@@ -105,7 +106,7 @@ void Method::check_outputs(const std::vector<Tensor>& outputs) const {
 }
 
 std::shared_ptr<Runtime> Runtime::load(const std::string& path, const std::string& backend,
-                                       const CoreMLOptions& options) {
+                                       const CoreMLOptions& options, const WeightOptions& weights) {
   if (backend != "auto" && backend != "mil" && backend != "coreml") {
     throw InputError("unknown backend '" + backend + "'; choose auto, mil or coreml");
   }
@@ -128,9 +129,12 @@ std::shared_ptr<Runtime> Runtime::load(const std::string& path, const std::strin
   }
   rt->backend_name_ = chosen;
   if (chosen == "coreml") {
+    // Core ML compiles the package into its cache and maps that copy; the
+    // bundle's weight.bin is checked as it is on disk.
+    if (weights.verify) check_weights_file(rt->metadata_, paths.weights);
     rt->backend_ = make_coreml_backend(paths, rt->metadata_, options);
   } else {
-    rt->backend_ = make_mil_backend(paths, rt->metadata_);
+    rt->backend_ = make_mil_backend(paths, rt->metadata_, weights);
   }
   return rt;
 }

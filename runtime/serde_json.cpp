@@ -121,6 +121,15 @@ MethodMetadata parse_method(const json& v, const std::string& path) {
   return m;
 }
 
+std::string parse_sha256(const json& v) {
+  const char* expected = "expected 64 lowercase hex digits (the SHA-256 of weights/weight.bin), got ";
+  if (!v.is_string()) fail("weights_sha256", expected + v.dump());
+  const std::string& s = v.get_ref<const std::string&>();
+  bool hex = s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hex) fail("weights_sha256", expected + v.dump());
+  return s;
+}
+
 json spec_to_json(const TensorSpec& s) {
   json j = s.extra.is_object() ? s.extra : json::object();
   j["name"] = s.name;
@@ -169,7 +178,9 @@ ModelMetadata metadata_from_json(const json& doc) {
       fail("llm", "expected an object, got " + type_name(doc["llm"]));
     md.llm = doc["llm"];
   }
-  md.extra = extras(doc, {"format_version", "identifier", "multifunction", "default_method", "methods", "llm"});
+  if (doc.contains("weights_sha256")) md.weights_sha256 = parse_sha256(doc["weights_sha256"]);
+  md.extra = extras(doc, {"format_version", "identifier", "multifunction", "default_method", "methods", "llm",
+                          "weights_sha256"});
   return md;
 }
 
@@ -195,6 +206,7 @@ json metadata_to_json(const ModelMetadata& md) {
   }
   doc["methods"] = methods;
   if (!md.llm.is_null()) doc["llm"] = md.llm;
+  if (md.weights_sha256) doc["weights_sha256"] = *md.weights_sha256;
   return doc;
 }
 

@@ -52,9 +52,24 @@ struct BundlePaths {
 };
 BundlePaths bundle_paths(const std::string& root);
 
-// The portable interpreter (runtime/mil). Loads program.json, maps weight.bin
-// once and checks every op of every method is supported (UnsupportedOpError).
-std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata);
+// How the interpreter holds weight.bin, and whether it is checked first.
+struct WeightOptions {
+  // Map the file (shared pages read on demand, like Core ML and llama.cpp;
+  // a file truncated meanwhile ends the process with SIGBUS, one overwritten
+  // in place changes results) or read it into memory (immune to both, at the
+  // cost of a private copy and the read time).
+  bool mmap = true;
+  // Check weight.bin against metadata.json's weights_sha256 (BundleError if it
+  // differs or the bundle records none). With mmap=false the bytes checked are
+  // the bytes that run.
+  bool verify = false;
+};
+
+// The portable interpreter (runtime/mil). Loads program.json, maps or reads
+// weight.bin once and checks every op of every method is supported
+// (UnsupportedOpError).
+std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata,
+                                          const WeightOptions& weights = {});
 
 // Core ML (Apple only). Elsewhere it throws BundleError explaining that the
 // coreml backend needs macOS/iOS and that backend="mil" runs everywhere.

@@ -46,8 +46,10 @@ class Method {
 class Runtime {
  public:
   // backend: "auto" (Core ML on Apple, interpreter elsewhere), "mil", "coreml".
+  // weights.mmap applies to the interpreter (Core ML maps its own compiled
+  // copy); weights.verify to both.
   static std::shared_ptr<Runtime> load(const std::string& path, const std::string& backend = "auto",
-                                       const CoreMLOptions& options = {});
+                                       const CoreMLOptions& options = {}, const WeightOptions& weights = {});
   const ModelMetadata& metadata() const { return metadata_; }
   const std::string& backend_name() const { return backend_name_; }
   std::vector<std::string> method_names() const { return metadata_.method_names(); }

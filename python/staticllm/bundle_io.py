@@ -5,6 +5,7 @@ import never leaves a half-written bundle."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,21 @@ def staged_bundle(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def weights_sha256(bundle: Path) -> str | None:
+    """SHA-256 of the bundle's weights/weight.bin (64 lowercase hex digits), which
+    metadata.json records as "weights_sha256"; None when the package has no weight file."""
+    from staticllm.package_spec import WEIGHTS_RELPATH
+
+    weights = bundle / "model.mlpackage" / WEIGHTS_RELPATH
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_metadata(metadata: dict[str, Any], path: Path) -> None:

@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from staticllm.bundle_io import staged_bundle, write_metadata, write_program_json
+from staticllm.bundle_io import staged_bundle, weights_sha256, write_metadata, write_program_json
 from staticllm.errors import BundleError
 from staticllm.package_spec import function_descriptions, load_spec
 
@@ -36,6 +36,9 @@ def import_mlpackage(package: str | Path, out_dir: str | Path, *, overwrite: boo
             "default_method": default,
             "methods": methods,
         }
+        digest = weights_sha256(staging)
+        if digest is not None:
+            metadata["weights_sha256"] = digest
         write_metadata(metadata, staging / "metadata.json")
     return out
 

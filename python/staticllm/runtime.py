@@ -119,16 +119,25 @@ class Runtime:
         *,
         compute_units: str = "all",
         cache_dir: str | Path | None = None,
+        mmap: bool = True,
+        verify: bool = False,
     ) -> Runtime:
         """Open the bundle at `path`. `compute_units` ("all", "cpu_only",
         "cpu_and_gpu", "cpu_and_ne") and `cache_dir` (where the compiled
-        .mlmodelc is kept) apply to the Core ML backend only."""
+        .mlmodelc is kept) apply to the Core ML backend only.
+
+        `mmap` (interpreter): map weight.bin, sharing its pages and reading them
+        on demand, or (False) read it into memory, so a weight file truncated or
+        overwritten while the Runtime is open cannot crash the process or change
+        its results. `verify`: check weight.bin against the SHA-256 recorded at
+        export (BundleError if it differs, or if the bundle records none)."""
         if not isinstance(backend, str):
             raise InputError(f"backend must be a string (auto, mil or coreml), got {type(backend).__name__}")
         options = _core.CoreMLOptions()
         options.compute_units = compute_units
         options.cache_dir = "" if cache_dir is None else str(cache_dir)
-        return cls(_core.Runtime.load(str(path), backend, options), Path(path))
+        native = _core.Runtime.load(str(path), backend, options, mmap=bool(mmap), verify=bool(verify))
+        return cls(native, Path(path))
 
     @property
     def method_names(self) -> list[str]:
@@ -157,3 +166,9 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"Runtime({str(self.path)!r}, backend={self.backend!r}, methods={self.method_names})"
+
+
+def verify_weights(bundle: str | Path) -> None:
+    """Check the bundle's weight.bin against the SHA-256 recorded in its
+    metadata.json; BundleError if it differs or the bundle records none."""
+    _core.verify_weights(str(bundle))

@@ -12,6 +12,7 @@
 #include "mil/weight_store.h"
 #include "staticllm/backend.h"
 #include "staticllm/errors.h"
+#include "staticllm/weights_digest.h"
 
 namespace staticllm {
 
@@ -66,11 +67,16 @@ class MilExecutable : public MethodExecutable {
 
 class MilBackend : public Backend {
  public:
-  MilBackend(const BundlePaths& paths, const ModelMetadata& metadata) {
+  MilBackend(const BundlePaths& paths, const ModelMetadata& metadata, const WeightOptions& options) {
     // A package without weight.bin is fine as long as no constant lives in it
     // (load_program then reports the first blob reference).
     struct stat st;
-    if (::stat(paths.weights.c_str(), &st) == 0) weights_ = mil::WeightStore::open(paths.weights);
+    if (::stat(paths.weights.c_str(), &st) == 0) {
+      weights_ = mil::WeightStore::open(paths.weights, options.mmap);
+      if (options.verify) check_weights_digest(metadata, paths.weights, weights_->data(), weights_->size());
+    } else if (options.verify) {
+      check_weights_file(metadata, paths.weights);  // says what is missing
+    }
     mil::Program program = mil::load_program(paths.program_json, weights_.get());
     for (const MethodMetadata& m : metadata.methods) {
       auto it = program.functions.find(m.function_name);
@@ -101,8 +107,9 @@ class MilBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata) {
-  return std::make_unique<MilBackend>(paths, metadata);
+std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata,
+                                          const WeightOptions& weights) {
+  return std::make_unique<MilBackend>(paths, metadata, weights);
 }
 
 }  // namespace staticllm

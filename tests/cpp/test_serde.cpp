@@ -137,3 +137,24 @@ TEST_CASE("numbers beyond what the fields hold are MetadataErrors naming the key
   REQUIRE(message(with("\"shape\":[2,4]", "\"shape\":[1048576,1048576,2]")) ==
           "metadata.json: methods[1].states[0].shape: shape [1048576,1048576,2] has more than 2^40 elements");
 }
+
+TEST_CASE("weights_sha256 is optional, checked and kept", "[serde]") {
+  json d = valid_doc();
+  REQUIRE_FALSE(metadata_from_json(d).weights_sha256.has_value());
+  REQUIRE_FALSE(metadata_to_json(metadata_from_json(d)).contains("weights_sha256"));
+  std::string digest(64, 'a');
+  digest[5] = '7';
+  d["weights_sha256"] = digest;
+  ModelMetadata md = metadata_from_json(d);
+  REQUIRE(md.weights_sha256 == digest);
+  REQUIRE(md.extra.empty());
+  REQUIRE(metadata_to_json(md) == d);
+  const std::string why = "metadata.json: weights_sha256: expected 64 lowercase hex digits (the SHA-256 of "
+                          "weights/weight.bin), got ";
+  d["weights_sha256"] = std::string(64, 'A');
+  REQUIRE(error_of(d) == why + "\"" + std::string(64, 'A') + "\"");
+  d["weights_sha256"] = "abc";
+  REQUIRE(error_of(d) == why + "\"abc\"");
+  d["weights_sha256"] = 5;
+  REQUIRE(error_of(d) == why + "5");
+}

@@ -205,7 +205,7 @@ def _special_tokens(ckpt: Any, staging: Path, cfg_name: str | None) -> dict[str,
 def _write_bundle(
     staging: Path, ckpt: Any, functions: list[Any], options: dict[str, Any], tokenizer: str | Path | None
 ) -> None:
-    from staticllm.bundle_io import write_metadata, write_program_json
+    from staticllm.bundle_io import weights_sha256, write_metadata, write_program_json
     from staticllm.package_spec import function_descriptions, load_spec
 
     spec = load_spec(staging / "model.mlpackage")
@@ -265,6 +265,9 @@ def _write_bundle(
         "methods": methods,
         "llm": llm,
     }
+    digest = weights_sha256(staging)
+    if digest is not None:
+        metadata["weights_sha256"] = digest
     write_metadata(metadata, staging / "metadata.json")
 
 

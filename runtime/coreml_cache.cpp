@@ -138,14 +138,16 @@ void drop_compiled_model(const std::string& target) {
   if (ec && fs::exists(tgt)) throw BundleError("cannot remove the compiled model " + target + ": " + ec.message());
 }
 
+bool ensure_compiled_model(const std::string& target, const std::function<std::string()>& compile) {
+  std::error_code ec;
+  if (fs::exists(target, ec)) return false;
+  publish_compiled_model(compile(), target);
+  return true;
+}
+
 void load_compiled_model(const std::string& target, const std::function<std::string()>& compile,
                          const std::function<std::string(const std::string&)>& load, const std::string& what) {
-  std::error_code ec;
-  bool fresh = false;
-  if (!fs::exists(target, ec)) {
-    publish_compiled_model(compile(), target);
-    fresh = true;
-  }
+  bool fresh = ensure_compiled_model(target, compile);
   std::string problem = load(target);
   if (problem.empty()) return;
   if (!fresh) {

@@ -32,6 +32,11 @@ void publish_compiled_model(const std::string& compiled, const std::string& targ
 // one step, then deleted. BundleError if it cannot be removed.
 void drop_compiled_model(const std::string& target);
 
+// Compiles and publishes the model at `target` unless it is there already
+// (`compile` returns the directory Core ML wrote; BundleError if it fails).
+// Returns whether it compiled.
+bool ensure_compiled_model(const std::string& target, const std::function<std::string()>& compile);
+
 // Loads the compiled model at `target` with `load` (returns "" on success,
 // otherwise why it failed), first compiling and publishing it when absent
 // (`compile` returns the directory Core ML wrote; BundleError if it fails).

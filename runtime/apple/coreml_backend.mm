@@ -315,25 +315,17 @@ class CoreMLBackend : public Backend {
     std::string version;
     guarded(paths.root, [&] { version = text([NSProcessInfo processInfo].operatingSystemVersionString); });
     compiled_ = compiled_model_path(options.cache_dir, compiled_model_key(paths.mlpackage, version));
+    // Compiled at load (once per package content and OS build), so a package
+    // Core ML cannot compile fails Runtime.load.
+    std::lock_guard<std::mutex> lock(cache_mutex());
+    ensure_compiled_model(compiled_, [&] { return compile(); });
   }
   std::string name() const override { return "coreml"; }
 
-  // Compiles the package on first use (once per content and OS build); a
-  // cached compile that fails to load is compiled again once.
+  // A cached compile that fails to load is compiled again once.
   std::unique_ptr<MethodExecutable> load_method(const MethodMetadata& method) override {
-    static std::mutex mutex;  // one process compiles or swaps a cache entry at a time
-    std::lock_guard<std::mutex> lock(mutex);
+    std::lock_guard<std::mutex> lock(cache_mutex());
     MLModel* model = nil;
-    auto compile = [&] {
-      std::string out;
-      guarded(paths_.mlpackage, [&] {
-        NSError* err = nil;
-        NSURL* url = [MLModel compileModelAtURL:file_url(paths_.mlpackage) error:&err];
-        if (url == nil) throw BundleError(paths_.mlpackage + ": Core ML cannot compile the package: " + describe(err));
-        out = url.fileSystemRepresentation;
-      });
-      return out;
-    };
     auto load = [&](const std::string& path) {
       std::string problem;
       guarded("method '" + method.name + "'", [&] {
@@ -349,11 +341,30 @@ class CoreMLBackend : public Backend {
       });
       return problem;
     };
-    load_compiled_model(compiled_, compile, load, "method '" + method.name + "'");
+    load_compiled_model(
+        compiled_, [&] { return compile(); }, load, "method '" + method.name + "'");
     return std::make_unique<CoreMLExecutable>(model, method);
   }
 
  private:
+  // One compile or cache swap at a time in this process.
+  static std::mutex& cache_mutex() {
+    static std::mutex mutex;
+    return mutex;
+  }
+
+  // The directory Core ML compiled the package into (its temporary location).
+  std::string compile() const {
+    std::string out;
+    guarded(paths_.mlpackage, [&] {
+      NSError* err = nil;
+      NSURL* url = [MLModel compileModelAtURL:file_url(paths_.mlpackage) error:&err];
+      if (url == nil) throw BundleError(paths_.mlpackage + ": Core ML cannot compile the package: " + describe(err));
+      out = url.fileSystemRepresentation;
+    });
+    return out;
+  }
+
   BundlePaths paths_;
   ModelMetadata metadata_;
   ComputeUnits units_;

@@ -113,6 +113,11 @@ TEST_CASE("a cached model that fails to load is recompiled once", "[coreml]") {
     return std::string();
   };
 
+  REQUIRE(ensure_compiled_model(target, compile));  // absent: compiled once, at load
+  REQUIRE_FALSE(ensure_compiled_model(target, compile));
+  REQUIRE(compiles == 1);
+  drop_compiled_model(target);
+  compiles = 0;
   load_compiled_model(target, compile, load_ok, "bundle");  // absent: compiled once
   REQUIRE(compiles == 1);
   load_compiled_model(target, compile, load_ok, "bundle");  // cached: reused

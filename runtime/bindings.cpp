@@ -8,10 +8,10 @@
 
 #include "mil/cpu_features.h"
 #include "mil/op.h"
+#include "sha256.h"
 #include "staticllm/errors.h"
 #include "staticllm/function_selection.h"
 #include "staticllm/runtime.h"
-#include "sha256.h"
 #include "staticllm/serde_json.h"
 #include "staticllm/weights_digest.h"
 
@@ -246,7 +246,9 @@ PYBIND11_MODULE(_core, m) {
       .def_static(
           "load",
           [](const std::string& path, const std::string& backend, const CoreMLOptions& options, bool mmap,
-             bool verify) { return Runtime::load(path, backend, options, WeightOptions{mmap, verify}); },
+             bool verify) {
+            return Runtime::load(path, backend, options, WeightOptions{mmap, verify});
+          },
           py::arg("path"), py::arg("backend") = "auto", py::arg("options") = CoreMLOptions{}, py::arg("mmap") = true,
           py::arg("verify") = false)
       .def_property_readonly("method_names", &Runtime::method_names)

@@ -179,8 +179,8 @@ ModelMetadata metadata_from_json(const json& doc) {
     md.llm = doc["llm"];
   }
   if (doc.contains("weights_sha256")) md.weights_sha256 = parse_sha256(doc["weights_sha256"]);
-  md.extra = extras(doc, {"format_version", "identifier", "multifunction", "default_method", "methods", "llm",
-                          "weights_sha256"});
+  md.extra = extras(
+      doc, {"format_version", "identifier", "multifunction", "default_method", "methods", "llm", "weights_sha256"});
   return md;
 }
 

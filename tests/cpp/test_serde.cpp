@@ -149,8 +149,9 @@ TEST_CASE("weights_sha256 is optional, checked and kept", "[serde]") {
   REQUIRE(md.weights_sha256 == digest);
   REQUIRE(md.extra.empty());
   REQUIRE(metadata_to_json(md) == d);
-  const std::string why = "metadata.json: weights_sha256: expected 64 lowercase hex digits (the SHA-256 of "
-                          "weights/weight.bin), got ";
+  const std::string why =
+      "metadata.json: weights_sha256: expected 64 lowercase hex digits (the SHA-256 of "
+      "weights/weight.bin), got ";
   d["weights_sha256"] = std::string(64, 'A');
   REQUIRE(error_of(d) == why + "\"" + std::string(64, 'A') + "\"");
   d["weights_sha256"] = "abc";

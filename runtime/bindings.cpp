@@ -8,10 +8,12 @@
 
 #include "mil/cpu_features.h"
 #include "mil/op.h"
+#include "sha256.h"
 #include "staticllm/errors.h"
 #include "staticllm/function_selection.h"
 #include "staticllm/runtime.h"
 #include "staticllm/serde_json.h"
+#include "staticllm/weights_digest.h"
 
 namespace py = pybind11;
 using namespace staticllm;
@@ -36,27 +38,13 @@ void translate(std::exception_ptr p) {
   }
 }
 
-py::dtype numpy_dtype(DType t) {
-  switch (t) {
-    case DType::kFloat16: return py::dtype("float16");
-    case DType::kFloat32: return py::dtype("float32");
-    case DType::kFloat64: return py::dtype("float64");
-    case DType::kInt8: return py::dtype("int8");
-    case DType::kUInt8: return py::dtype("uint8");
-    case DType::kInt16: return py::dtype("int16");
-    case DType::kUInt16: return py::dtype("uint16");
-    case DType::kInt32: return py::dtype("int32");
-    case DType::kInt64: return py::dtype("int64");
-    case DType::kBool: return py::dtype("bool");
-  }
-  return py::dtype("float32");
-}
+py::dtype numpy_dtype(DType t) { return py::dtype(dtype_info(t).numpy_name); }
 
 bool dtype_of(const py::dtype& d, DType* out) {
-  for (DType t : {DType::kFloat16, DType::kFloat32, DType::kFloat64, DType::kInt8, DType::kUInt8, DType::kInt16,
-                  DType::kUInt16, DType::kInt32, DType::kInt64, DType::kBool}) {
-    if (d.is(numpy_dtype(t)) || d.equal(numpy_dtype(t))) {
-      *out = t;
+  for (const DTypeInfo& info : dtype_table()) {
+    py::dtype candidate(info.numpy_name);
+    if (d.is(candidate) || d.equal(candidate)) {
+      *out = info.dtype;
       return true;
     }
   }
@@ -72,7 +60,12 @@ Tensor to_tensor(const py::handle& obj, const std::string& what) {
   py::object arr;
   try {
     arr = np.attr("asarray")(obj);
-    if (!arr.attr("flags").attr("c_contiguous").cast<bool>()) arr = np.attr("ascontiguousarray")(arr);
+    // Kernels read elements in place: they need C order and natural alignment
+    // (a view at an odd byte offset of a buffer is not aligned).
+    py::object flags = arr.attr("flags");
+    if (!flags.attr("c_contiguous").cast<bool>() || !flags.attr("aligned").cast<bool>()) {
+      arr = np.attr("array")(arr, py::arg("order") = "C", py::arg("copy") = true);
+    }
   } catch (py::error_already_set& e) {
     // e.g. a torch tensor that requires grad, or a bfloat16 one
     throw InputError(what + ": cannot be read as a numpy array (" + std::string(e.what()) + ")");
@@ -105,9 +98,18 @@ std::string names_of(const std::vector<TensorSpec>& specs) {
   return s;
 }
 
-// Orders a dict (by name) or a sequence (by position) as the method expects:
-// inputs, then states (states may be omitted: zero-filled).
-std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
+bool is_state_name(const MethodMetadata& spec, const std::string& name) {
+  for (const auto& s : spec.states) {
+    if (s.name == name) return true;
+  }
+  return false;
+}
+
+// Orders a dict (by name) or a list/tuple (by position) as the method
+// expects. Without a State: inputs, then states (states may be omitted:
+// zero-filled). With one: the inputs only. Names and counts are checked
+// here, dtypes and shapes once by Method::execute.
+std::vector<Tensor> gather_inputs(const Method& m, const py::object& given, bool with_state) {
   const MethodMetadata& spec = m.spec();
   std::vector<Tensor> out;
   std::string prefix = "method '" + spec.name + "'";
@@ -115,13 +117,15 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
     py::dict d = given;
     for (auto item : d) {
       std::string key = py::str(item.first);
-      if (!spec.find_input(key)) {
-        bool is_state = false;
-        for (const auto& s : spec.states) is_state |= s.name == key;
-        if (!is_state) {
-          throw InputError(prefix + ": unknown input '" + key + "'; it takes: " + names_of(spec.inputs) +
-                           (spec.states.empty() ? "" : " (and optionally the states: " + names_of(spec.states) + ")"));
-        }
+      if (spec.find_input(key)) continue;
+      if (!is_state_name(spec, key)) {
+        throw InputError(
+            prefix + ": unknown input '" + key + "'; it takes: " + names_of(spec.inputs) +
+            (spec.states.empty() || with_state ? "" : " (and optionally the states: " + names_of(spec.states) + ")"));
+      }
+      if (with_state) {
+        throw InputError(prefix + ": '" + key +
+                         "' is a state, which the given State holds; set it with State.write, not as an input");
       }
     }
     for (const auto& s : spec.inputs) {
@@ -129,6 +133,7 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
         throw InputError(prefix + ": missing input '" + s.name + "' (" + spec_to_string(s.dtype, s.shape) + ")");
       out.push_back(to_tensor(d[py::str(s.name)], prefix + ": input '" + s.name + "'"));
     }
+    if (with_state) return out;
     for (const auto& s : spec.states) {
       if (d.contains(s.name))
         out.push_back(to_tensor(d[py::str(s.name)], prefix + ": state '" + s.name + "'"));
@@ -137,35 +142,37 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given) {
     }
     return out;
   }
-  if (py::isinstance<py::str>(given) || !py::isinstance<py::sequence>(given)) {
+  if (!py::isinstance<py::list>(given) && !py::isinstance<py::tuple>(given)) {
     throw InputError(prefix + ": inputs must be a dict by name or a list by position");
   }
   py::sequence seq = given;
   size_t n = py::len(seq);
-  if (n != spec.inputs.size() && n != spec.inputs.size() + spec.states.size()) {
+  bool fits = n == spec.inputs.size() || (!with_state && n == spec.inputs.size() + spec.states.size());
+  if (!fits) {
     throw InputError(
         prefix + ": expected " + std::to_string(spec.inputs.size()) + " inputs (" + names_of(spec.inputs) + ")" +
-        (spec.states.empty() ? "" : ", optionally followed by the states (" + names_of(spec.states) + ")") + ", got " +
-        std::to_string(n));
+        (spec.states.empty() || with_state ? ""
+                                           : ", optionally followed by the states (" + names_of(spec.states) + ")") +
+        ", got " + std::to_string(n));
   }
   for (size_t i = 0; i < n; ++i) {
     bool is_state = i >= spec.inputs.size();
     const std::string& name = is_state ? spec.states[i - spec.inputs.size()].name : spec.inputs[i].name;
     out.push_back(to_tensor(seq[i], prefix + (is_state ? ": state '" : ": input '") + name + "'"));
   }
+  if (with_state) return out;
   for (size_t i = n - spec.inputs.size(); i < spec.states.size(); ++i) {
     out.emplace_back(spec.states[i].dtype, spec.states[i].shape);
   }
   return out;
 }
 
-py::dict execute(const Method& m, const py::object& given) {
-  std::vector<Tensor> inputs = gather_inputs(m, given);
-  m.validate(inputs);
+py::dict execute(const Method& m, const py::object& given, const std::shared_ptr<State>& state) {
+  std::vector<Tensor> inputs = gather_inputs(m, given, state != nullptr);
   std::vector<Tensor> outputs;
   {
     py::gil_scoped_release release;
-    outputs = m.execute(inputs);
+    outputs = state ? m.execute(inputs, *state) : m.execute(inputs);
   }
   const MethodMetadata& spec = m.spec();
   py::dict result;
@@ -212,18 +219,38 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("compute_units", &CoreMLOptions::compute_units)
       .def_readwrite("cache_dir", &CoreMLOptions::cache_dir);
 
+  py::class_<State, std::shared_ptr<State>>(m, "State")
+      .def_property_readonly("specs", [](const State& self) { return specs_list(self.specs()); })
+      .def(
+          "read", [](State& self, const std::string& name) { return to_numpy(self.read(name)); }, py::arg("name"),
+          "A copy of the named state's current value.")
+      .def(
+          "write",
+          [](State& self, const std::string& name, const py::object& value) {
+            self.write(name, to_tensor(value, "state '" + name + "'"));
+          },
+          py::arg("name"), py::arg("value"), "Set the named state (same dtype and shape).");
+
   py::class_<Method, std::shared_ptr<Method>>(m, "Method")
       .def_property_readonly("name", &Method::name)
       .def_property_readonly("function_name", [](const Method& self) { return self.spec().function_name; })
       .def_property_readonly("input_specs", [](const Method& self) { return specs_list(self.spec().inputs); })
       .def_property_readonly("output_specs", [](const Method& self) { return specs_list(self.spec().outputs); })
       .def_property_readonly("state_specs", [](const Method& self) { return specs_list(self.spec().states); })
-      .def("execute", &execute, py::arg("inputs"),
-           "Run the method on a dict (by name) or list (by position) of arrays; returns a dict of arrays by name.");
+      .def("make_state", &Method::make_state, "Zero-filled states kept across calls (execute(..., state=)).")
+      .def("execute", &execute, py::arg("inputs"), py::arg("state") = nullptr,
+           "Run the method on a dict (by name) or list (by position) of arrays; returns a dict of arrays by name. "
+           "With a State, the states are read and updated in it; without, they are inputs and outputs.");
 
   py::class_<Runtime, std::shared_ptr<Runtime>>(m, "Runtime")
-      .def_static("load", &Runtime::load, py::arg("path"), py::arg("backend") = "auto",
-                  py::arg("options") = CoreMLOptions{})
+      .def_static(
+          "load",
+          [](const std::string& path, const std::string& backend, const CoreMLOptions& options, bool mmap,
+             bool verify) {
+            return Runtime::load(path, backend, options, WeightOptions{mmap, verify});
+          },
+          py::arg("path"), py::arg("backend") = "auto", py::arg("options") = CoreMLOptions{}, py::arg("mmap") = true,
+          py::arg("verify") = false)
       .def_property_readonly("method_names", &Runtime::method_names)
       .def_property_readonly("default_method", &Runtime::default_method)
       .def_property_readonly("backend", &Runtime::backend_name)
@@ -241,9 +268,19 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "load_metadata", [](const std::string& path) { return metadata_to_json(load_metadata_file(path)).dump(); },
       py::arg("path"), "Read and validate a metadata.json; returns normalized JSON text.");
-  m.def("metadata_from_json_text", &normalized_metadata, py::arg("json_text"),
-        "Validate metadata JSON text; returns it normalized (MetadataError naming the key otherwise).");
   m.def(
+      "verify_weights",
+      [](const std::string& bundle) {
+        BundlePaths paths = bundle_paths(bundle);
+        check_weights_file(load_metadata_file(paths.metadata), paths.weights);
+      },
+      py::arg("bundle"), "Check weight.bin against metadata.json's weights_sha256 (BundleError if it differs).");
+
+  // Hooks for the test suite, kept out of the module's public surface.
+  py::module_ testing = m.def_submodule("_testing", "test-only hooks into the native core");
+  testing.def("metadata_from_json_text", &normalized_metadata, py::arg("json_text"),
+              "Validate metadata JSON text; returns it normalized (MetadataError naming the key otherwise).");
+  testing.def(
       "coreml_function_name",
       [](const std::string& text, const std::string& method) -> py::object {
         ModelMetadata md = metadata_from_string(text);
@@ -252,6 +289,21 @@ PYBIND11_MODULE(_core, m) {
         return py::str(*name);
       },
       py::arg("json_text"), py::arg("method"));
+  testing.def(
+      "dtype_table",
+      [] {
+        py::list rows;
+        for (const DTypeInfo& d : dtype_table()) rows.append(py::make_tuple(d.name, d.numpy_name, d.array_code));
+        return rows;
+      },
+      "(metadata name, numpy name, Core ML array code or 0) for every element type.");
+  testing.def(
+      "sha256_hex",
+      [](const py::bytes& data) {
+        std::string s = data;
+        return sha256_hex(s.data(), s.size());
+      },
+      py::arg("data"));
   m.def("simd_level", [] { return std::string(mil::simd_level_name(mil::simd_level())); });
   m.def("supported_ops", [] { return mil::OpRegistry::instance().op_types(); });
 }

@@ -1,17 +1,12 @@
 #include "staticllm/coreml_support.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <vector>
 
 #include "staticllm/errors.h"
-
-namespace fs = std::filesystem;
+#include "staticllm/function_selection.h"
 
 namespace staticllm {
 
@@ -23,94 +18,19 @@ ComputeUnits parse_compute_units(const std::string& name) {
   throw InputError("unknown compute units '" + name + "'; choose all, cpu_only, cpu_and_gpu or cpu_and_ne");
 }
 
-namespace {
-
-constexpr uint64_t kFnvOffset = 1469598103934665603ull;
-constexpr uint64_t kFnvPrime = 1099511628211ull;
-
-void fnv(uint64_t& h, const char* data, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<uint8_t>(data[i]);
-    h *= kFnvPrime;
-  }
-}
-
-}  // namespace
-
-std::string package_content_key(const std::string& mlpackage_dir) {
-  std::error_code ec;
-  if (!fs::is_directory(mlpackage_dir, ec)) throw BundleError("package not found: " + mlpackage_dir);
-  std::vector<fs::path> files;
-  for (auto it = fs::recursive_directory_iterator(mlpackage_dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    if (it->is_regular_file()) files.push_back(fs::relative(it->path(), mlpackage_dir));
-  }
-  if (ec) throw BundleError("cannot list " + mlpackage_dir + ": " + ec.message());
-  std::sort(files.begin(), files.end());
-  uint64_t h = kFnvOffset;
-  std::vector<char> buf(1 << 16);
-  for (const fs::path& rel : files) {
-    std::string name = rel.generic_string();
-    fnv(h, name.data(), name.size() + 1);
-    std::ifstream in(fs::path(mlpackage_dir) / rel, std::ios::binary);
-    if (!in) throw BundleError("cannot read " + (fs::path(mlpackage_dir) / rel).string());
-    while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
-      fnv(h, buf.data(), static_cast<size_t>(in.gcount()));
-    }
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  return hex;
-}
-
-std::string compiled_model_path(const std::string& cache_dir, const std::string& key) {
-  fs::path dir;
-  if (!cache_dir.empty()) {
-    dir = cache_dir;
-  } else if (const char* env = std::getenv("STATICLLM_CACHE_DIR")) {
-    dir = env;
-  } else if (const char* xdg = std::getenv("XDG_CACHE_HOME")) {
-    dir = fs::path(xdg) / "staticllm";
-  } else {
-    const char* home = std::getenv("HOME");
-#ifdef __APPLE__
-    dir = fs::path(home ? home : "/tmp") / "Library/Caches/staticllm";
-#else
-    dir = fs::path(home ? home : "/tmp") / ".cache/staticllm";
-#endif
-  }
-  return (dir / (key + ".mlmodelc")).string();
-}
-
-namespace {
-
-constexpr int64_t kFloatCode = 0x10000;
-constexpr int64_t kIntCode = 0x20000;
-
-struct ArrayCode {
-  DType dtype;
-  int64_t code;
-};
-
-constexpr ArrayCode kArrayCodes[] = {
-    {DType::kFloat16, kFloatCode | 16}, {DType::kFloat32, kFloatCode | 32}, {DType::kFloat64, kFloatCode | 64},
-    {DType::kInt32, kIntCode | 32},     {DType::kInt8, kIntCode | 8},
-};
-
-}  // namespace
-
 std::optional<DType> dtype_from_array_code(int64_t code) {
-  for (const auto& c : kArrayCodes) {
-    if (c.code == code) return c.dtype;
+  for (const auto& d : dtype_table()) {
+    if (d.array_code != 0 && d.array_code == code) return d.dtype;
   }
   return std::nullopt;
 }
 
 int64_t array_code(DType dtype, const std::string& what) {
-  for (const auto& c : kArrayCodes) {
-    if (c.dtype == dtype) return c.code;
+  int64_t code = dtype_info(dtype).array_code;
+  if (code == 0) {
+    throw InputError(what + ": Core ML arrays hold fp16, fp32, fp64, int32 or int8, not " + dtype_name(dtype));
   }
-  throw InputError(what + ": Core ML arrays hold fp16, fp32, fp64, int32 or int8, not " + dtype_name(dtype));
+  return code;
 }
 
 std::vector<int64_t> dense_strides(const Shape& shape) {
@@ -132,45 +52,115 @@ bool strided_fits(const Shape& shape, const std::vector<int64_t>& strides, int64
   return last < elems;
 }
 
+namespace {
+
+// One dimension per level, so no index array is allocated; the innermost
+// dimension is one run when both sides are contiguous there.
+void copy_dim(const uint8_t* s, const int64_t* ss, uint8_t* d, const int64_t* ds, const int64_t* shape, size_t rank,
+              size_t elem) noexcept {
+  if (rank == 1) {
+    if (ss[0] == 1 && ds[0] == 1) {
+      std::memcpy(d, s, static_cast<size_t>(shape[0]) * elem);
+      return;
+    }
+    for (int64_t i = 0; i < shape[0]; ++i) std::memcpy(d + i * ds[0] * elem, s + i * ss[0] * elem, elem);
+    return;
+  }
+  for (int64_t i = 0; i < shape[0]; ++i) {
+    copy_dim(s + i * ss[0] * static_cast<int64_t>(elem), ss + 1, d + i * ds[0] * static_cast<int64_t>(elem), ds + 1,
+             shape + 1, rank - 1, elem);
+  }
+}
+
+}  // namespace
+
 void strided_copy(const void* src, const std::vector<int64_t>& src_strides, void* dst,
                   const std::vector<int64_t>& dst_strides, const Shape& shape, size_t elem_size) noexcept {
   const auto* s = static_cast<const uint8_t*>(src);
   auto* d = static_cast<uint8_t*>(dst);
-  const size_t rank = shape.size();
-  if (rank == 0) {
+  if (shape.empty()) {
     std::memcpy(d, s, elem_size);
     return;
   }
   for (int64_t n : shape) {
     if (n == 0) return;
   }
-  // The innermost dimension is copied as one run when both sides are contiguous there.
-  const int64_t inner = shape[rank - 1];
-  const bool runs = src_strides[rank - 1] == 1 && dst_strides[rank - 1] == 1;
-  std::vector<int64_t> idx(rank, 0);
-  while (true) {
-    int64_t so = 0, doff = 0;
-    for (size_t k = 0; k + 1 < rank; ++k) {
-      so += idx[k] * src_strides[k];
-      doff += idx[k] * dst_strides[k];
+  copy_dim(s, src_strides.data(), d, dst_strides.data(), shape.data(), shape.size(), elem_size);
+}
+
+bool is_valid_utf8(const std::string& text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > n) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
     }
-    if (runs) {
-      std::memcpy(d + doff * elem_size, s + so * elem_size, static_cast<size_t>(inner) * elem_size);
+    static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};  // shortest form of each length
+    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+namespace {
+
+// A name as error messages can show it: bytes that are not printable ASCII
+// (NUL, invalid UTF-8) escaped as \xNN when the name is not valid text.
+std::string printable(const std::string& name) {
+  if (is_valid_utf8(name) && name.find('\0') == std::string::npos) return name;
+  std::string out;
+  for (unsigned char c : name) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
     } else {
-      for (int64_t i = 0; i < inner; ++i) {
-        std::memcpy(d + (doff + i * dst_strides[rank - 1]) * elem_size,
-                    s + (so + i * src_strides[rank - 1]) * elem_size, elem_size);
-      }
+      char hex[5];
+      std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+      out += hex;
     }
-    // Advance the outer dimensions like an odometer.
-    size_t k = rank - 1;
-    while (k > 0) {
-      --k;
-      if (++idx[k] < shape[k]) break;
-      idx[k] = 0;
-      if (k == 0) return;
+  }
+  return out;
+}
+
+// Empty when Core ML with `features` takes a tensor of `spec`, else why not.
+std::string tensor_problem(const TensorSpec& spec, const CoreMLFeatures& features) {
+  if (!is_valid_utf8(spec.name) || spec.name.find('\0') != std::string::npos) {
+    return "its name is not valid UTF-8 text without NUL characters, which Core ML feature names must be";
+  }
+  if (dtype_info(spec.dtype).array_code == 0) {
+    return std::string("it is ") + dtype_name(spec.dtype) +
+           ", which Core ML arrays cannot hold (they hold fp16, fp32, fp64, int32 and int8)";
+  }
+  if (spec.dtype == DType::kFloat16 && !features.fp16_arrays) {
+    return "it is fp16, which Core ML arrays hold only from macOS 12 / iOS 16";
+  }
+  if (spec.dtype == DType::kInt8 && !features.int8_arrays) {
+    return "it is int8, which Core ML arrays hold only from macOS 26 / iOS 26";
+  }
+  return "";
+}
+
+}  // namespace
+
+void check_coreml_method(const ModelMetadata& model, const MethodMetadata& method, const CoreMLFeatures& features) {
+  const std::string where = "method '" + method.name + "'";
+  if (coreml_function_name(model, method) && !features.functions) {
+    throw BundleError(where + ": multifunction packages need macOS 15 / iOS 18 or later");
+  }
+  if (!method.states.empty() && !features.states) {
+    throw BundleError(where + " has Core ML states, which need macOS 15 / iOS 18 or later");
+  }
+  for (const auto& [kind, specs] : {std::pair<const char*, const std::vector<TensorSpec>*>{"input", &method.inputs},
+                                    {"output", &method.outputs},
+                                    {"state", &method.states}}) {
+    for (const TensorSpec& s : *specs) {
+      std::string problem = tensor_problem(s, features);
+      if (!problem.empty()) throw BundleError(where + ": " + kind + " '" + printable(s.name) + "': " + problem);
     }
-    if (rank == 1) return;
   }
 }
 

@@ -3,7 +3,7 @@
 namespace staticllm {
 
 std::optional<std::string> coreml_function_name(const ModelMetadata& model, const MethodMetadata& method) {
-  if (!model.is_multifunction()) return std::nullopt;
+  if (!model.multifunction) return std::nullopt;
   return method.function_name;
 }
 

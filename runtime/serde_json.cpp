@@ -5,8 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "staticllm/errors.h"
 
@@ -36,6 +39,21 @@ std::string get_string(const json& obj, const std::string& key, const std::strin
   return v.get<std::string>();
 }
 
+// The integer at `v`, or nullopt when it is not an integer that int64 holds
+// (nlohmann keeps integers above INT64_MAX as unsigned; get<int64_t> would wrap).
+std::optional<int64_t> as_int64(const json& v) {
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    return static_cast<int64_t>(v.get<uint64_t>());
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return std::nullopt;
+}
+
+// Same bound as program.json's shapes: no element count (nor its byte size)
+// can overflow later arithmetic.
+constexpr int64_t kMaxElements = int64_t{1} << 40;
+
 json extras(const json& obj, const std::set<std::string>& known) {
   json extra = json::object();
   for (auto it = obj.begin(); it != obj.end(); ++it) {
@@ -59,11 +77,17 @@ TensorSpec parse_spec(const json& v, const std::string& path) {
   }
   const json& shape = require(v, "shape", path);
   if (!shape.is_array()) fail(path + ".shape", "expected a list of positive integers, got " + type_name(shape));
+  int64_t elements = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
-    if (!shape[i].is_number_integer() || shape[i].get<int64_t>() <= 0) {
+    std::optional<int64_t> d = as_int64(shape[i]);
+    if (!d || *d <= 0) {
       fail(path + ".shape[" + std::to_string(i) + "]", "expected a positive integer, got " + shape[i].dump());
     }
-    s.shape.push_back(shape[i].get<int64_t>());
+    if (*d > kMaxElements / elements) {
+      fail(path + ".shape", "shape " + shape.dump() + " has more than 2^40 elements");
+    }
+    elements *= *d;
+    s.shape.push_back(*d);
   }
   s.extra = extras(v, {"name", "dtype", "shape"});
   return s;
@@ -97,6 +121,15 @@ MethodMetadata parse_method(const json& v, const std::string& path) {
   return m;
 }
 
+std::string parse_sha256(const json& v) {
+  const char* expected = "expected 64 lowercase hex digits (the SHA-256 of weights/weight.bin), got ";
+  if (!v.is_string()) fail("weights_sha256", expected + v.dump());
+  const std::string& s = v.get_ref<const std::string&>();
+  bool hex = s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hex) fail("weights_sha256", expected + v.dump());
+  return s;
+}
+
 json spec_to_json(const TensorSpec& s) {
   json j = s.extra.is_object() ? s.extra : json::object();
   j["name"] = s.name;
@@ -112,11 +145,12 @@ ModelMetadata metadata_from_json(const json& doc) {
   ModelMetadata md;
   const json& version = require(doc, "format_version", "");
   if (!version.is_number_integer()) fail("format_version", "expected an integer, got " + type_name(version));
-  md.format_version = version.get<int>();
-  if (md.format_version != kMetadataFormatVersion) {
-    fail("format_version", "expected " + std::to_string(kMetadataFormatVersion) + ", got " +
-                               std::to_string(md.format_version) + " (a newer staticllm wrote this bundle?)");
+  // Compared as written: a narrowing conversion could turn 4294967297 into 1.
+  if (as_int64(version) != std::optional<int64_t>(kMetadataFormatVersion)) {
+    fail("format_version", "expected " + std::to_string(kMetadataFormatVersion) + ", got " + version.dump() +
+                               " (a newer staticllm wrote this bundle?)");
   }
+  md.format_version = kMetadataFormatVersion;
   md.identifier = get_string(doc, "identifier", "");
   const json& multi = require(doc, "multifunction", "");
   if (!multi.is_boolean()) fail("multifunction", "expected true or false, got " + type_name(multi));
@@ -144,7 +178,9 @@ ModelMetadata metadata_from_json(const json& doc) {
       fail("llm", "expected an object, got " + type_name(doc["llm"]));
     md.llm = doc["llm"];
   }
-  md.extra = extras(doc, {"format_version", "identifier", "multifunction", "default_method", "methods", "llm"});
+  if (doc.contains("weights_sha256")) md.weights_sha256 = parse_sha256(doc["weights_sha256"]);
+  md.extra = extras(
+      doc, {"format_version", "identifier", "multifunction", "default_method", "methods", "llm", "weights_sha256"});
   return md;
 }
 
@@ -170,8 +206,56 @@ json metadata_to_json(const ModelMetadata& md) {
   }
   doc["methods"] = methods;
   if (!md.llm.is_null()) doc["llm"] = md.llm;
+  if (md.weights_sha256) doc["weights_sha256"] = *md.weights_sha256;
   return doc;
 }
+
+namespace {
+
+// The key path ("llm.vocab_size", "methods[0].inputs[1].shape[0]") of the
+// value a parse of `text` fails at. Used only after a failure, to name the key
+// of a number nlohmann cannot hold (out_of_range, e.g. 1e400); reparsing with
+// a callback costs nothing on the normal path.
+std::string failing_key_path(const std::string& text) {
+  struct Frame {
+    bool array;
+    std::string key;
+    size_t index;
+  };
+  std::vector<Frame> frames;
+  auto track = [&frames](int, json::parse_event_t event, json& parsed) {
+    using E = json::parse_event_t;
+    switch (event) {
+      case E::object_start: frames.push_back({false, "", 0}); break;
+      case E::array_start: frames.push_back({true, "", 0}); break;
+      case E::key: frames.back().key = parsed.get<std::string>(); break;
+      case E::object_end:
+      case E::array_end:
+        frames.pop_back();
+        if (!frames.empty() && frames.back().array) ++frames.back().index;
+        break;
+      case E::value:
+        if (!frames.empty() && frames.back().array) ++frames.back().index;
+        break;
+    }
+    return true;
+  };
+  try {
+    json ignored = json::parse(text, track);
+  } catch (const json::exception&) {
+    std::string path;
+    for (const Frame& f : frames) {
+      if (f.array)
+        path += "[" + std::to_string(f.index) + "]";
+      else
+        path += (path.empty() ? "" : ".") + f.key;
+    }
+    return path.empty() ? "<root>" : path;
+  }
+  return "<root>";
+}
+
+}  // namespace
 
 ModelMetadata metadata_from_string(const std::string& text) {
   json doc;
@@ -179,6 +263,11 @@ ModelMetadata metadata_from_string(const std::string& text) {
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
     throw MetadataError(std::string("metadata.json: not valid JSON (") + e.what() + ")");
+  } catch (const json::out_of_range& e) {
+    // nlohmann throws out_of_range for numbers beyond double (1e400)
+    fail(failing_key_path(text), std::string("number out of range (") + e.what() + ")");
+  } catch (const json::exception& e) {
+    throw MetadataError(std::string("metadata.json: cannot be read (") + e.what() + ")");
   }
   return metadata_from_json(doc);
 }

@@ -6,39 +6,34 @@
 
 namespace staticllm {
 
-namespace {
-
-struct DTypeInfo {
-  DType dtype;
-  const char* name;
-  size_t size;
-};
-
-constexpr DTypeInfo kDTypes[] = {
-    {DType::kFloat16, "fp16", 2},  {DType::kFloat32, "fp32", 4}, {DType::kFloat64, "fp64", 8},
-    {DType::kInt8, "int8", 1},     {DType::kUInt8, "uint8", 1},  {DType::kInt16, "int16", 2},
-    {DType::kUInt16, "uint16", 2}, {DType::kInt32, "int32", 4},  {DType::kInt64, "int64", 8},
-    {DType::kBool, "bool", 1},
-};
-
-}  // namespace
-
-size_t dtype_size(DType dtype) {
-  for (const auto& d : kDTypes) {
-    if (d.dtype == dtype) return d.size;
-  }
-  return 1;
+const std::vector<DTypeInfo>& dtype_table() {
+  constexpr int64_t kFloat = 0x10000, kInt = 0x20000;
+  static const std::vector<DTypeInfo> table = {
+      {DType::kFloat16, "fp16", 2, "float16", kFloat | 16},
+      {DType::kFloat32, "fp32", 4, "float32", kFloat | 32},
+      {DType::kFloat64, "fp64", 8, "float64", kFloat | 64},
+      {DType::kInt8, "int8", 1, "int8", kInt | 8},
+      {DType::kUInt8, "uint8", 1, "uint8", 0},
+      {DType::kInt16, "int16", 2, "int16", 0},
+      {DType::kUInt16, "uint16", 2, "uint16", 0},
+      {DType::kInt32, "int32", 4, "int32", kInt | 32},
+      {DType::kInt64, "int64", 8, "int64", 0},
+      {DType::kBool, "bool", 1, "bool", 0},
+  };
+  return table;
 }
 
-const char* dtype_name(DType dtype) {
-  for (const auto& d : kDTypes) {
-    if (d.dtype == dtype) return d.name;
-  }
-  return "unknown";
+const DTypeInfo& dtype_info(DType dtype) {
+  // The table follows the enum, so the enum value is the index.
+  return dtype_table().at(static_cast<size_t>(dtype));
 }
+
+size_t dtype_size(DType dtype) { return dtype_info(dtype).size; }
+
+const char* dtype_name(DType dtype) { return dtype_info(dtype).name; }
 
 bool dtype_from_name(const std::string& name, DType* out) {
-  for (const auto& d : kDTypes) {
+  for (const auto& d : dtype_table()) {
     if (name == d.name) {
       *out = d.dtype;
       return true;

@@ -43,9 +43,11 @@ struct ModelMetadata {
   // The generation loop's section; kept as JSON because only Python reads it.
   // Absent (null) for bundles imported from arbitrary packages.
   nlohmann::json llm;
+  // SHA-256 of the package's weights/weight.bin as 64 lowercase hex digits,
+  // recorded at export and import ("weights_sha256"); absent in older bundles.
+  std::optional<std::string> weights_sha256;
   nlohmann::json extra = nlohmann::json::object();  // unknown top-level keys
 
-  bool is_multifunction() const { return multifunction; }
   std::vector<std::string> method_names() const;
   const MethodMetadata* find_method(const std::string& name) const;
   // Throws MetadataError naming the method and the known ones.

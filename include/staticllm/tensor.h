@@ -25,10 +25,26 @@ enum class DType : uint8_t {
 
 using Shape = std::vector<int64_t>;
 
+// What staticllm says about an element type, in one table (tensor.cpp) that
+// the serde, the Core ML backend and the Python bindings all read.
+struct DTypeInfo {
+  DType dtype;
+  const char*
+      name;     // metadata.json: "fp16", "fp32", "fp64", "int8", "uint8", "int16", "uint16", "int32", "int64", "bool"
+  size_t size;  // bytes per element
+  const char* numpy_name;  // numpy's: "float16", ..., "bool"
+  // Core ML's MLMultiArrayDataType, equal to the spec's ArrayFeatureType
+  // ArrayDataType: 0x10000 | bits for floats, 0x20000 | bits for signed
+  // integers; 0 when Core ML arrays cannot hold the type.
+  int64_t array_code;
+};
+// Every DType, in enum order.
+const std::vector<DTypeInfo>& dtype_table();
+const DTypeInfo& dtype_info(DType dtype);
+
 // Size in bytes of one element.
 size_t dtype_size(DType dtype);
-// Canonical short name used in metadata.json: "fp16", "fp32", "fp64", "int8",
-// "uint8", "int16", "uint16", "int32", "int64", "bool".
+// Canonical short name used in metadata.json (DTypeInfo::name).
 const char* dtype_name(DType dtype);
 // Inverse of dtype_name; returns false for an unknown name.
 bool dtype_from_name(const std::string& name, DType* out);

@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Runtime": "staticllm.runtime",
     "Method": "staticllm.runtime",
+    "State": "staticllm.runtime",
     "import_mlpackage": "staticllm.importer",
     "export": "staticllm.exporter",
     "Generator": "staticllm.generate",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from staticllm.errors import InputError
+from staticllm.generate.cli import add_load_args
 
 
 def register(subparsers: Any, name: str) -> None:
@@ -40,7 +41,7 @@ def register(subparsers: Any, name: str) -> None:
     p.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed trials first (default 1)")
     p.add_argument("--lookahead", action="store_true", help="lookahead decoding (single-method bundles)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt")
-    p.add_argument("--backend", choices=("auto", "mil", "coreml"), default="auto")
+    add_load_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
 
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         args.lookahead,
         args.seed,
         args.backend,
+        mmap=not args.no_mmap,
         progress=not args.json,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -78,13 +80,14 @@ def bench(
     lookahead: bool = False,
     seed: int = 0,
     backend: str = "auto",
+    mmap: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """The measurements as a dict (what --json prints)."""
     from staticllm.generate import Generator
 
     start = time.perf_counter()
-    gen = Generator(bundle, backend=backend)
+    gen = Generator(bundle, backend=backend, mmap=mmap)
     load_s = time.perf_counter() - start
     limit = gen.spec.context_limit
     if gen_tokens >= limit:

@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from staticllm.bundle_io import write_metadata, write_program_json
+from staticllm.bundle_io import write_bundle_metadata, write_program_json
 from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import BundleError
 from staticllm.package_spec import function_descriptions, load_spec
@@ -39,7 +39,7 @@ def import_mlpackage(package: str | Path, out_dir: str | Path, *, overwrite: boo
             "default_method": default,
             "methods": methods,
         }
-        write_metadata(metadata, paths.metadata)
+        write_bundle_metadata(metadata, staging)
     return out
 
 

@@ -121,6 +121,11 @@ def extract(bundle: str | Path, out_dir: str | Path, overwrite: bool = False) ->
 
 def _run_inspect(args: argparse.Namespace) -> int:
     print(inspect_text(args.bundle))
+    if args.verify:
+        from staticllm.runtime import verify_weights
+
+        verify_weights(args.bundle)  # BundleError (exit 2) when it differs
+        print("  weight.bin: SHA-256 matches metadata.json")
     return 0
 
 
@@ -139,6 +144,11 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
             "weight.bin, and how many weight blobs each function uses and shares.",
         )
         p.add_argument("bundle")
+        p.add_argument(
+            "--verify",
+            action="store_true",
+            help="check weight.bin against the SHA-256 recorded at export (exit 2 if it differs)",
+        )
         p.set_defaults(func=_run_inspect)
     else:
         p = subparsers.add_parser(

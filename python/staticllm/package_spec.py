@@ -8,8 +8,17 @@ from typing import Any
 
 from staticllm.errors import BundleError
 
-# Core ML ArrayFeatureType.ArrayDataType -> metadata dtype names
-_ARRAY_DTYPES = {65552: "fp16", 65568: "fp32", 65600: "fp64", 131104: "int32", 131080: "int8"}
+# Core ML ArrayFeatureType.ArrayDataType (equal to MLMultiArrayDataType): 0x10000 | bits for floats,
+# 0x20000 | bits for signed integers -> metadata dtype names. The C++ dtype table (tensor.cpp) holds
+# the same codes; tests/python/test_metadata.py checks that the two agree.
+_FLOAT, _INT = 0x10000, 0x20000
+_ARRAY_DTYPES = {
+    _FLOAT | 16: "fp16",
+    _FLOAT | 32: "fp32",
+    _FLOAT | 64: "fp64",
+    _INT | 32: "int32",
+    _INT | 8: "int8",
+}
 
 
 def load_spec(package: str | Path) -> Any:

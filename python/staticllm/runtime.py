@@ -27,6 +27,34 @@ def _specs(raw: list[tuple[str, Any, tuple[int, ...]]]) -> list[TensorSpec]:
     return [TensorSpec(name, np.dtype(dtype), tuple(shape)) for name, dtype, shape in raw]
 
 
+class State:
+    """States of a stateful method kept across calls (Core ML's MLState,
+    coremltools' `make_state`). Made by `Method.make_state()`; passed as
+    `execute(inputs, state=state)`, which reads and updates it in place. A State
+    serves every method of the same Runtime whose states have the same names,
+    dtypes and shapes (a prefill and a decode function sharing one cache).
+    Calls sharing one State run one at a time."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+        self.specs = _specs(native.specs)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    def read(self, name: str) -> np.ndarray:
+        """A copy of the named state's current value."""
+        return self._native.read(name)
+
+    def write(self, name: str, value: Any) -> None:
+        """Set the named state to `value` (its dtype and shape)."""
+        self._native.write(name, value)
+
+    def __repr__(self) -> str:
+        return f"State({', '.join(f'{s.name}: {s.dtype}{list(s.shape)}' for s in self.specs)})"
+
+
 class Method:
     """One callable function of a bundle (e.g. "prefill", "decode", "forward")."""
 
@@ -40,18 +68,31 @@ class Method:
     def name(self) -> str:
         return self._native.name
 
-    def execute(self, inputs: Mapping[str, Any] | Sequence[Any]) -> dict[str, np.ndarray]:
+    def make_state(self) -> State:
+        """Zero-filled states for `execute(..., state=)`; an empty State for a stateless method."""
+        return State(self._native.make_state())
+
+    def execute(
+        self, inputs: Mapping[str, Any] | Sequence[Any], state: State | None = None
+    ) -> dict[str, np.ndarray]:
         """Run on arrays given by name (dict) or position (list); returns outputs by name.
 
         Arrays may be numpy arrays, torch tensors or anything numpy can view.
+        With `state` (from `make_state()`), the states are read and updated in
+        it. Without, a stateful method takes its states as optional inputs
+        (zeros when omitted) and returns the updated ones with the outputs,
+        copying every state in and out on each call.
         """
-        if not isinstance(inputs, (Mapping, Sequence)) or isinstance(inputs, (str, bytes)):
-            raise InputError(f"method '{self.name}': inputs must be a dict by name or a list by position")
-        if isinstance(inputs, Mapping):
+        # Conversions only: the native module checks the inputs, once.
+        if isinstance(inputs, Mapping) and not isinstance(inputs, dict):
             inputs = dict(inputs)
-        else:
+        elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes, list, tuple)):
             inputs = list(inputs)
-        return self._native.execute(inputs)
+        if state is not None and not isinstance(state, State):
+            raise InputError(
+                f"method '{self.name}': state must be a State from make_state(), got {type(state).__name__}"
+            )
+        return self._native.execute(inputs, None if state is None else state._native)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         return self.execute(inputs)
@@ -78,10 +119,18 @@ class Runtime:
         *,
         compute_units: str = "all",
         cache_dir: str | Path | None = None,
+        mmap: bool = True,
+        verify: bool = False,
     ) -> Runtime:
         """Open the bundle at `path`. `compute_units` ("all", "cpu_only",
         "cpu_and_gpu", "cpu_and_ne") and `cache_dir` (where the compiled
-        .mlmodelc is kept) apply to the Core ML backend only."""
+        .mlmodelc is kept) apply to the Core ML backend only.
+
+        `mmap` (interpreter): map weight.bin, sharing its pages and reading them
+        on demand, or (False) read it into memory, so a weight file truncated or
+        overwritten while the Runtime is open cannot crash the process or change
+        its results. `verify`: check weight.bin against the SHA-256 recorded at
+        export (BundleError if it differs, or if the bundle records none)."""
         if not isinstance(backend, str):
             raise InputError(f"backend must be a string (auto, mil or coreml), got {type(backend).__name__}")
         from staticllm.staging import ensure_present
@@ -90,7 +139,8 @@ class Runtime:
         options = _core.CoreMLOptions()
         options.compute_units = compute_units
         options.cache_dir = "" if cache_dir is None else str(cache_dir)
-        return cls(_core.Runtime.load(str(path), backend, options), Path(path))
+        native = _core.Runtime.load(str(path), backend, options, mmap=bool(mmap), verify=bool(verify))
+        return cls(native, Path(path))
 
     @property
     def method_names(self) -> list[str]:
@@ -119,3 +169,9 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"Runtime({str(self.path)!r}, backend={self.backend!r}, methods={self.method_names})"
+
+
+def verify_weights(bundle: str | Path) -> None:
+    """Check the bundle's weight.bin against the SHA-256 recorded in its
+    metadata.json; BundleError if it differs or the bundle records none."""
+    _core.verify_weights(str(bundle))

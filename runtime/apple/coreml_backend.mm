@@ -1,19 +1,27 @@
 // Core ML backend (Apple only). Every decision it makes -- which function a
-// method runs, where the compiled model is cached, the compute units, element
-// type codes, strided layouts -- comes from portable C++ covered by ctest
-// (function_selection, coreml_support); this file only applies them to the
-// Core ML API. Nothing here may throw inside a block Core ML calls back: the
-// handlers record a problem and the caller throws after they return.
+// method runs, which methods this OS's Core ML can run at all, the compiled
+// model cache, compute units, element type codes, strided layouts -- comes
+// from portable C++ covered by ctest (function_selection, coreml_support,
+// coreml_cache); this file only applies them to the Core ML API.
+//
+// At the boundary: every call into Core ML or Foundation runs inside
+// guarded(), which drains its autorelease pool before anything leaves and
+// turns an Objective-C exception into a BundleError with its reason. Blocks
+// that Core ML calls back never let anything unwind through it: they record
+// a problem that the caller throws after they return.
 #import <CoreML/CoreML.h>
 #import <Foundation/Foundation.h>
 
 #include <cstddef>
+#include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "staticllm/backend.h"
+#include "staticllm/coreml_cache.h"
 #include "staticllm/coreml_support.h"
 #include "staticllm/errors.h"
 #include "staticllm/function_selection.h"
@@ -22,8 +30,65 @@ namespace staticllm {
 
 namespace {
 
+// NSString -> std::string; nil, and text UTF8String cannot represent, never crash.
+std::string text(NSString* s) {
+  if (s == nil) return "";
+  const char* utf8 = s.UTF8String;
+  return utf8 != nullptr ? std::string(utf8) : std::string("(text not representable as UTF-8)");
+}
+
 std::string describe(NSError* err) {
-  return err ? std::string(err.localizedDescription.UTF8String) : std::string("unknown error");
+  if (err == nil) return "unknown error";
+  std::string d = text(err.localizedDescription);
+  return d.empty() ? text(err.domain) + " error " + std::to_string(static_cast<long>(err.code)) : d;
+}
+
+std::string describe_raised(id raised) {
+  if ([raised isKindOfClass:[NSException class]]) {
+    NSException* e = raised;
+    std::string reason = text(e.reason);
+    return text(e.name) + (reason.empty() ? "" : ": " + reason);
+  }
+  return text([raised description]);
+}
+
+// Runs `body` in its own autorelease pool; what it raises leaves only after
+// the pool is drained: an Objective-C exception (Core ML and Foundation raise
+// them for a bad shape, a nil key, an unknown state name) as a BundleError
+// naming `where` and the reason, a C++ exception as itself.
+template <typename Body>
+void guarded(const std::string& where, Body&& body) {
+  std::exception_ptr error;
+  @autoreleasepool {
+    try {
+      bool raised = false;
+      std::string reason;
+      @try {
+        body();
+      } @catch (id e) {
+        raised = true;
+        reason = describe_raised(e);
+      }
+      if (raised) throw BundleError(where + ": Core ML raised " + reason);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// Feature and state names were checked to be valid UTF-8 without NULs
+// (check_coreml_method); initWithBytes keeps every byte, unlike c_str().
+NSString* ns(const std::string& s) {
+  NSString* out = [[NSString alloc] initWithBytes:s.data() length:s.size() encoding:NSUTF8StringEncoding];
+  if (out == nil) throw BundleError("'" + s + "' is not valid UTF-8 text");
+  return out;
+}
+
+NSURL* file_url(const std::string& path) {
+  NSString* p = [[NSFileManager defaultManager] stringWithFileSystemRepresentation:path.data() length:path.size()];
+  if (p == nil) throw BundleError(path + ": not a path this file system can represent");
+  return [NSURL fileURLWithPath:p];
 }
 
 MLComputeUnits to_ml(ComputeUnits units) {
@@ -34,6 +99,17 @@ MLComputeUnits to_ml(ComputeUnits units) {
     case ComputeUnits::kAll: return MLComputeUnitsAll;
   }
   return MLComputeUnitsAll;
+}
+
+// What this OS's Core ML offers; check_coreml_method decides with it.
+CoreMLFeatures os_features() {
+  CoreMLFeatures f;
+  if (@available(macOS 12.0, iOS 16.0, *)) f.fp16_arrays = true;
+  if (@available(macOS 15.0, iOS 18.0, *)) f.states = f.functions = true;
+  // MLMultiArrayDataTypeInt8 is declared by macOS 26 / iOS 26 SDKs only; the
+  // code itself comes from the dtype table, so older SDKs build this file too.
+  if (@available(macOS 26.0, iOS 26.0, *)) f.int8_arrays = true;
+  return f;
 }
 
 NSArray<NSNumber*>* numbers(const std::vector<int64_t>& v) {
@@ -76,22 +152,30 @@ std::string mismatch(MLMultiArray* a, DType dtype, const Shape& shape) {
 }
 
 // Copies between a Core ML array and a dense buffer of `dtype`/`shape`
-// (into the array when `into_array`). Returns the problem instead of throwing.
+// (into the array when `into_array`). Returns the problem, or "".
 std::string transfer(MLMultiArray* a, void* dense, DType dtype, const Shape& shape, bool into_array) {
   std::string problem = mismatch(a, dtype, shape);
   if (!problem.empty()) return problem;
   const Shape dims = shape;  // blocks capture copies, never references
-  const std::vector<int64_t> strides = int64s(a.strides);
   const std::vector<int64_t> dense_s = dense_strides(shape);
   const int64_t elem = static_cast<int64_t>(dtype_size(dtype));
   __block bool fits = false;
   if (into_array) {
-    [a getMutableBytesWithHandler:^(void* bytes, NSInteger size, NSArray<NSNumber*>* same_strides) {
-      (void)same_strides;  // equal to a.strides, read above
-      fits = strided_fits(dims, strides, static_cast<int64_t>(size) / elem);
-      if (fits) strided_copy(dense, dense_s, bytes, strides, dims, static_cast<size_t>(elem));
+    // The method may move the array to a new buffer with other strides: the
+    // block's `strides`, not a.strides read before the call, govern both the
+    // fit check and the copy.
+    [a getMutableBytesWithHandler:^(void* bytes, NSInteger size, NSArray<NSNumber*>* strides) {
+      try {
+        const std::vector<int64_t> s = int64s(strides);
+        fits = strided_fits(dims, s, static_cast<int64_t>(size) / elem);
+        if (fits) strided_copy(dense, dense_s, bytes, s, dims, static_cast<size_t>(elem));
+      } catch (...) {  // nothing unwinds through Core ML
+        fits = false;
+      }
     }];
   } else {
+    // Read access keeps the buffer, whose layout a.strides describes.
+    const std::vector<int64_t> strides = int64s(a.strides);
     [a getBytesWithHandler:^(const void* bytes, NSInteger size) {
       fits = strided_fits(dims, strides, static_cast<int64_t>(size) / elem);
       if (fits) strided_copy(bytes, strides, dense, dense_s, dims, static_cast<size_t>(elem));
@@ -100,137 +184,191 @@ std::string transfer(MLMultiArray* a, void* dense, DType dtype, const Shape& sha
   return fits ? "" : "Core ML array strides reach past its buffer";
 }
 
-// Copies each state tensor into (or out of) the MLState's buffers.
-API_AVAILABLE(macos(15.0), ios(18.0))
-void transfer_states(MLState* state, const MethodMetadata& spec, std::vector<Tensor>& tensors, bool into_state) {
-  for (size_t i = 0; i < spec.states.size(); ++i) {
-    const TensorSpec& s = spec.states[i];
-    void* data = tensors[i].data();
-    const DType dtype = s.dtype;
-    const Shape shape = s.shape;
-    __block std::string problem = "Core ML has no state buffer";
-    [state getMultiArrayForStateNamed:@(s.name.c_str())
-                              handler:^(MLMultiArray* buffer) {
-                                problem = transfer(buffer, data, dtype, shape, into_state);
-                              }];
-    if (!problem.empty()) throw BundleError("method '" + spec.name + "': state '" + s.name + "': " + problem);
+// Storage of one State: a single MLState, which every prediction using the
+// State updates in place (nothing is copied per call). nil for a method
+// without states.
+class CoreMLStateStorage : public StateStorage {
+ public:
+  CoreMLStateStorage(id state, std::vector<TensorSpec> specs, std::string where)
+      : state_(state), specs_(std::move(specs)), where_(std::move(where)) {}
+
+  void read(size_t i, Tensor& out) override { copy(i, out.data(), false); }
+  void write(size_t i, const Tensor& value) override { copy(i, const_cast<void*>(value.data()), true); }
+  id state() const { return state_; }
+
+ private:
+  void copy(size_t i, void* dense, bool into_state) {
+    const TensorSpec& s = specs_[i];
+    const std::string where = where_ + ": state '" + s.name + "'";
+    std::string problem;
+    guarded(where, [&] {
+      if (@available(macOS 15.0, iOS 18.0, *)) {
+        const DType dtype = s.dtype;
+        const Shape shape = s.shape;
+        __block std::string found = "Core ML has no buffer for this state";
+        [(MLState*)state_ getMultiArrayForStateNamed:ns(s.name)
+                                             handler:^(MLMultiArray* buffer) {
+                                               try {
+                                                 found = transfer(buffer, dense, dtype, shape, into_state);
+                                               } catch (...) {  // nothing unwinds through Core ML
+                                                 found = "the copy failed";
+                                               }
+                                             }];
+        problem = found;
+      } else {
+        problem = "states need macOS 15 / iOS 18 or later";
+      }
+    });
+    if (!problem.empty()) throw BundleError(where + ": " + problem);
   }
-}
+
+  id state_;
+  std::vector<TensorSpec> specs_;
+  std::string where_;
+};
 
 class CoreMLExecutable : public MethodExecutable {
  public:
-  CoreMLExecutable(MLModel* model, MethodMetadata spec) : model_(model), spec_(std::move(spec)) {}
+  CoreMLExecutable(MLModel* model, MethodMetadata spec)
+      : model_(model), spec_(std::move(spec)), where_("method '" + spec_.name + "'") {}
 
-  std::vector<Tensor> execute(const std::vector<Tensor>& inputs) override {
-    @autoreleasepool {
-      NSMutableDictionary<NSString*, MLFeatureValue*>* feats = [NSMutableDictionary dictionary];
-      for (size_t i = 0; i < spec_.inputs.size(); ++i) {
-        const std::string& name = spec_.inputs[i].name;
-        feats[@(name.c_str())] = [MLFeatureValue
-            featureValueWithMultiArray:wrap(inputs[i], "method '" + spec_.name + "': input '" + name + "'")];
-      }
-      NSError* err = nil;
-      MLDictionaryFeatureProvider* provider = [[MLDictionaryFeatureProvider alloc] initWithDictionary:feats error:&err];
-      if (provider == nil) throw InputError("method '" + spec_.name + "': " + describe(err));
-      std::vector<Tensor> states;
-      for (const TensorSpec& s : spec_.states) states.emplace_back(s.dtype, s.shape);
-      id<MLFeatureProvider> result = predict(provider, inputs, states);
-      std::vector<Tensor> outputs;
-      for (const TensorSpec& o : spec_.outputs) {
-        MLMultiArray* a = [result featureValueForName:@(o.name.c_str())].multiArrayValue;
-        if (a == nil)
-          throw BundleError("method '" + spec_.name + "': Core ML returned no array output '" + o.name + "'");
-        Tensor t(o.dtype, o.shape);
-        std::string problem = transfer(a, t.data(), o.dtype, o.shape, false);
-        if (!problem.empty()) throw BundleError("method '" + spec_.name + "': output '" + o.name + "': " + problem);
-        outputs.push_back(std::move(t));
-      }
-      for (Tensor& s : states) outputs.push_back(std::move(s));
-      return outputs;
+  std::unique_ptr<StateStorage> make_state() override {
+    id state = nil;
+    if (!spec_.states.empty()) {
+      guarded(where_, [&] {
+        if (@available(macOS 15.0, iOS 18.0, *)) {
+          state = [model_ newState];  // zero-filled buffers, as Core ML documents
+        } else {
+          throw BundleError(where_ + " has Core ML states, which need macOS 15 / iOS 18 or later");
+        }
+      });
     }
+    return std::make_unique<CoreMLStateStorage>(state, spec_.states, where_);
+  }
+
+  std::vector<Tensor> execute(const std::vector<Tensor>& inputs, StateStorage* storage) override {
+    id state = nil;
+    if (!spec_.states.empty()) {
+      auto* s = dynamic_cast<CoreMLStateStorage*>(storage);
+      if (s == nullptr || s->state() == nil) throw BundleError(where_ + ": the State was not made by Core ML");
+      state = s->state();
+    }
+    std::vector<Tensor> outputs;
+    guarded(where_, [&] { outputs = run(inputs, state); });
+    return outputs;
   }
 
  private:
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs, id state) {
+    NSMutableDictionary<NSString*, MLFeatureValue*>* feats = [NSMutableDictionary dictionary];
+    for (size_t i = 0; i < spec_.inputs.size(); ++i) {
+      const std::string& name = spec_.inputs[i].name;
+      feats[ns(name)] = [MLFeatureValue featureValueWithMultiArray:wrap(inputs[i], where_ + ": input '" + name + "'")];
+    }
+    NSError* err = nil;
+    MLDictionaryFeatureProvider* provider = [[MLDictionaryFeatureProvider alloc] initWithDictionary:feats error:&err];
+    if (provider == nil) throw InputError(where_ + ": " + describe(err));
+    id<MLFeatureProvider> result = predict(provider, state);
+    std::vector<Tensor> outputs;
+    for (const TensorSpec& o : spec_.outputs) {
+      MLMultiArray* a = [result featureValueForName:ns(o.name)].multiArrayValue;
+      if (a == nil) throw BundleError(where_ + ": Core ML returned no array output '" + o.name + "'");
+      Tensor t(o.dtype, o.shape);
+      std::string problem = transfer(a, t.data(), o.dtype, o.shape, false);
+      if (!problem.empty()) throw BundleError(where_ + ": output '" + o.name + "': " + problem);
+      outputs.push_back(std::move(t));
+    }
+    return outputs;
+  }
+
   // One prediction at a time per method: the synchronous MLModel prediction
   // API is not documented as thread-safe, and Method promises correct results
-  // from several threads. Fills `states` with the updated state values.
-  id<MLFeatureProvider> predict(id<MLFeatureProvider> provider, const std::vector<Tensor>& inputs,
-                                std::vector<Tensor>& states) {
+  // from several threads.
+  id<MLFeatureProvider> predict(id<MLFeatureProvider> provider, id state) {
     std::lock_guard<std::mutex> lock(mutex_);
     NSError* err = nil;
     id<MLFeatureProvider> result = nil;
-    if (spec_.states.empty()) {
+    if (state == nil) {
       result = [model_ predictionFromFeatures:provider error:&err];
     } else if (@available(macOS 15.0, iOS 18.0, *)) {
-      MLState* state = [model_ newState];  // fresh per call: the caller passes the state values in
-      std::vector<Tensor> given(inputs.begin() + static_cast<std::ptrdiff_t>(spec_.inputs.size()), inputs.end());
-      transfer_states(state, spec_, given, true);
-      result = [model_ predictionFromFeatures:provider usingState:state error:&err];
-      if (result != nil) transfer_states(state, spec_, states, false);
+      result = [model_ predictionFromFeatures:provider usingState:(MLState*)state error:&err];
     } else {
-      throw BundleError("method '" + spec_.name + "' has Core ML states, which need macOS 15 / iOS 18 or later");
+      throw BundleError(where_ + " has Core ML states, which need macOS 15 / iOS 18 or later");
     }
-    if (result == nil) throw BundleError("method '" + spec_.name + "': Core ML prediction failed: " + describe(err));
+    if (result == nil) throw BundleError(where_ + ": Core ML prediction failed: " + describe(err));
     return result;
   }
 
   MLModel* model_;
   MethodMetadata spec_;
+  std::string where_;
   std::mutex mutex_;
 };
-
-// Compiles the package once per content key; later loads reuse the .mlmodelc.
-NSURL* compiled_model(const BundlePaths& paths, const CoreMLOptions& options) {
-  static std::mutex mutex;
-  std::lock_guard<std::mutex> lock(mutex);
-  std::string target = compiled_model_path(options.cache_dir, package_content_key(paths.mlpackage));
-  NSString* path = @(target.c_str());
-  NSFileManager* fm = [NSFileManager defaultManager];
-  if ([fm fileExistsAtPath:path]) return [NSURL fileURLWithPath:path];
-  NSError* err = nil;
-  NSURL* tmp = [MLModel compileModelAtURL:[NSURL fileURLWithPath:@(paths.mlpackage.c_str())] error:&err];
-  if (tmp == nil) throw BundleError(paths.mlpackage + ": Core ML cannot compile the package: " + describe(err));
-  [fm createDirectoryAtPath:[path stringByDeletingLastPathComponent]
-      withIntermediateDirectories:YES
-                       attributes:nil
-                            error:nil];
-  // Another process may have stored the same key meanwhile; its copy is as good.
-  if (![fm moveItemAtURL:tmp toURL:[NSURL fileURLWithPath:path] error:&err] && ![fm fileExistsAtPath:path]) {
-    throw BundleError("cannot store the compiled model at " + target + ": " + describe(err));
-  }
-  return [NSURL fileURLWithPath:path];
-}
 
 class CoreMLBackend : public Backend {
  public:
   CoreMLBackend(const BundlePaths& paths, const ModelMetadata& metadata, const CoreMLOptions& options)
-      : metadata_(metadata), units_(parse_compute_units(options.compute_units)) {
-    compiled_ = compiled_model(paths, options);
+      : paths_(paths), metadata_(metadata), units_(parse_compute_units(options.compute_units)) {
+    // Refused at load, before Core ML ever sees a type or API this OS lacks.
+    CoreMLFeatures features = os_features();
+    for (const MethodMetadata& m : metadata_.methods) check_coreml_method(metadata_, m, features);
+    std::string version;
+    guarded(paths.root, [&] { version = text([NSProcessInfo processInfo].operatingSystemVersionString); });
+    compiled_ = compiled_model_path(options.cache_dir, compiled_model_key(paths.mlpackage, version));
+    // Compiled at load (once per package content and OS build), so a package
+    // Core ML cannot compile fails Runtime.load.
+    std::lock_guard<std::mutex> lock(cache_mutex());
+    ensure_compiled_model(compiled_, [&] { return compile(); });
   }
   std::string name() const override { return "coreml"; }
 
+  // A cached compile that fails to load is compiled again once.
   std::unique_ptr<MethodExecutable> load_method(const MethodMetadata& method) override {
-    MLModelConfiguration* config = [[MLModelConfiguration alloc] init];
-    config.computeUnits = to_ml(units_);
-    // Stays nil for single-function packages: the decision is coreml_function_name's.
-    if (auto fn = coreml_function_name(metadata_, method)) {
-      if (@available(macOS 15.0, iOS 18.0, *)) {
-        config.functionName = @(fn->c_str());
-      } else {
-        throw BundleError("method '" + method.name + "': multifunction packages need macOS 15 / iOS 18 or later");
-      }
-    }
-    NSError* err = nil;
-    MLModel* model = [MLModel modelWithContentsOfURL:compiled_ configuration:config error:&err];
-    if (model == nil)
-      throw BundleError("method '" + method.name + "': Core ML cannot load the model: " + describe(err));
+    std::lock_guard<std::mutex> lock(cache_mutex());
+    MLModel* model = nil;
+    auto load = [&](const std::string& path) {
+      std::string problem;
+      guarded("method '" + method.name + "'", [&] {
+        MLModelConfiguration* config = [[MLModelConfiguration alloc] init];
+        config.computeUnits = to_ml(units_);
+        // Stays nil for single-function packages: the decision is coreml_function_name's.
+        if (auto fn = coreml_function_name(metadata_, method)) {
+          if (@available(macOS 15.0, iOS 18.0, *)) config.functionName = ns(*fn);
+        }
+        NSError* err = nil;
+        model = [MLModel modelWithContentsOfURL:file_url(path) configuration:config error:&err];
+        if (model == nil) problem = describe(err);
+      });
+      return problem;
+    };
+    load_compiled_model(
+        compiled_, [&] { return compile(); }, load, "method '" + method.name + "'");
     return std::make_unique<CoreMLExecutable>(model, method);
   }
 
  private:
+  // One compile or cache swap at a time in this process.
+  static std::mutex& cache_mutex() {
+    static std::mutex mutex;
+    return mutex;
+  }
+
+  // The directory Core ML compiled the package into (its temporary location).
+  std::string compile() const {
+    std::string out;
+    guarded(paths_.mlpackage, [&] {
+      NSError* err = nil;
+      NSURL* url = [MLModel compileModelAtURL:file_url(paths_.mlpackage) error:&err];
+      if (url == nil) throw BundleError(paths_.mlpackage + ": Core ML cannot compile the package: " + describe(err));
+      out = url.fileSystemRepresentation;
+    });
+    return out;
+  }
+
+  BundlePaths paths_;
   ModelMetadata metadata_;
   ComputeUnits units_;
-  NSURL* compiled_;
+  std::string compiled_;  // the .mlmodelc path in the cache
 };
 
 }  // namespace

@@ -18,11 +18,14 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // Thread-safe. `inputs` follow the metadata inputs, then the states; the
-  // result holds fresh tensors for the metadata outputs, then the states.
-  // Kernel errors (e.g. an out-of-range gather index, InputError) propagate
-  // after the context is returned to the pool.
-  std::vector<Tensor> execute(const std::vector<Tensor>& inputs);
+  // Thread-safe. `inputs` follow the metadata inputs and are only read;
+  // `states` follow the metadata states and are the buffers the call reads and
+  // updates in place (a State's storage; concurrent calls need different
+  // ones). Returns fresh tensors for the metadata outputs. Callers validate
+  // both (Method does); here a debug build only asserts. Kernel errors (e.g.
+  // an out-of-range gather index, InputError) propagate after the context is
+  // returned to the pool.
+  std::vector<Tensor> execute(const std::vector<Tensor>& inputs, const std::vector<Tensor>& states = {});
 
   const Plan& plan() const { return *plan_; }
   // Contexts created so far (one per concurrent caller at most).
@@ -33,7 +36,7 @@ class Executor {
   std::unique_ptr<Context> acquire();
   void release(std::unique_ptr<Context> ctx);
   std::unique_ptr<Context> make_context() const;
-  void check_inputs(const std::vector<Tensor>& inputs) const;
+  void assert_inputs(const std::vector<Tensor>& inputs, const std::vector<Tensor>& states) const;
 
   std::shared_ptr<const Plan> plan_;
   // Reshape-like values viewing a caller's input buffer: re-pointed on every

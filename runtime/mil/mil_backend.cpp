@@ -2,6 +2,8 @@
 // every method planned up front so an unsupported op fails the load.
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "mil/executor.h"
@@ -10,27 +12,71 @@
 #include "mil/weight_store.h"
 #include "staticllm/backend.h"
 #include "staticllm/errors.h"
+#include "staticllm/weights_digest.h"
 
 namespace staticllm {
 
 namespace {
 
+// One buffer per state, zero-filled; the executor reads and writes them in place.
+class MilStateStorage : public StateStorage {
+ public:
+  explicit MilStateStorage(const std::vector<TensorSpec>& specs) {
+    for (const TensorSpec& s : specs) {
+      names_.push_back(s.name);
+      buffers_.emplace_back(s.dtype, s.shape);
+    }
+  }
+  void read(size_t i, Tensor& out) override { std::memcpy(out.data(), buffers_[i].data(), buffers_[i].nbytes()); }
+  void write(size_t i, const Tensor& value) override {
+    std::memcpy(buffers_[i].data(), value.data(), buffers_[i].nbytes());
+  }
+  // Method checked that the State holds every state of the method.
+  const Tensor& buffer(const std::string& name) const {
+    size_t i = static_cast<size_t>(std::find(names_.begin(), names_.end(), name) - names_.begin());
+    if (i == names_.size()) throw BundleError("the State has no state '" + name + "'");
+    return buffers_[i];
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<Tensor> buffers_;
+};
+
 class MilExecutable : public MethodExecutable {
  public:
-  explicit MilExecutable(std::shared_ptr<mil::Executor> exec) : exec_(std::move(exec)) {}
-  std::vector<Tensor> execute(const std::vector<Tensor>& inputs) override { return exec_->execute(inputs); }
+  MilExecutable(std::shared_ptr<mil::Executor> exec, const MethodMetadata& method)
+      : exec_(std::move(exec)), states_(method.states) {}
+
+  std::unique_ptr<StateStorage> make_state() override { return std::make_unique<MilStateStorage>(states_); }
+
+  std::vector<Tensor> execute(const std::vector<Tensor>& inputs, StateStorage* state) override {
+    std::vector<Tensor> buffers;
+    if (!states_.empty()) {
+      auto* storage = dynamic_cast<MilStateStorage*>(state);
+      if (storage == nullptr) throw BundleError("the State was not made by the interpreter backend");
+      for (const TensorSpec& s : states_) buffers.push_back(storage->buffer(s.name));
+    }
+    return exec_->execute(inputs, buffers);
+  }
 
  private:
   std::shared_ptr<mil::Executor> exec_;
+  std::vector<TensorSpec> states_;
 };
 
 class MilBackend : public Backend {
  public:
-  MilBackend(const BundlePaths& paths, const ModelMetadata& metadata) {
+  MilBackend(const BundlePaths& paths, const ModelMetadata& metadata, const WeightOptions& options) {
     // A package without weight.bin is fine as long as no constant lives in it
     // (load_program then reports the first blob reference).
     struct stat st;
-    if (::stat(paths.weights.c_str(), &st) == 0) weights_ = mil::WeightStore::open(paths.weights);
+    if (::stat(paths.weights.c_str(), &st) == 0) {
+      weights_ = mil::WeightStore::open(paths.weights, options.mmap);
+      if (options.verify) check_weights_digest(metadata, paths.weights, weights_->data(), weights_->size());
+    } else if (options.verify) {
+      check_weights_file(metadata, paths.weights);  // says what is missing
+    }
     mil::Program program = mil::load_program(paths.program_json, weights_.get());
     for (const MethodMetadata& m : metadata.methods) {
       auto it = program.functions.find(m.function_name);
@@ -49,7 +95,7 @@ class MilBackend : public Backend {
   std::unique_ptr<MethodExecutable> load_method(const MethodMetadata& method) override {
     auto it = executors_.find(method.name);
     if (it == executors_.end()) throw BundleError("method '" + method.name + "' is not in this bundle's metadata");
-    return std::make_unique<MilExecutable>(it->second);
+    return std::make_unique<MilExecutable>(it->second, method);
   }
 
  private:
@@ -61,8 +107,9 @@ class MilBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata) {
-  return std::make_unique<MilBackend>(paths, metadata);
+std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata,
+                                          const WeightOptions& weights) {
+  return std::make_unique<MilBackend>(paths, metadata, weights);
 }
 
 }  // namespace staticllm

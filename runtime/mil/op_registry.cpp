@@ -1,6 +1,7 @@
 // OpRegistry and the shared plan-time helpers every op family uses.
 #include <algorithm>
 
+#include "mil/half.h"
 #include "mil/op.h"
 
 namespace staticllm::mil {
@@ -66,7 +67,7 @@ bool is_integer(DType t) {
 double element_as_double(const Tensor& t, int64_t i) {
   const void* p = t.data();
   switch (t.dtype()) {
-    case DType::kFloat16: return 0.0;  // handled by caller through half.h
+    case DType::kFloat16: return half_to_float(static_cast<const half_bits*>(p)[i]);
     case DType::kFloat32: return static_cast<const float*>(p)[i];
     case DType::kFloat64: return static_cast<const double*>(p)[i];
     case DType::kInt8: return static_cast<const int8_t*>(p)[i];
@@ -116,7 +117,6 @@ int64_t OpPlanContext::const_int(const std::string& param) const {
 double OpPlanContext::const_float(const std::string& param) const {
   const Tensor& t = require_const(*this, param);
   if (t.numel() != 1) fail("parameter '" + param + "' must be a scalar");
-  if (t.dtype() == DType::kFloat16) return half_to_float(t.data_as<uint16_t>()[0]);
   if (t.dtype() == DType::kBool) fail("parameter '" + param + "' must be a number");
   return element_as_double(t, 0);
 }

@@ -255,7 +255,7 @@ class Planner {
     plan_->steps.push_back({op.name, op.type, std::move(planned.run), ins, outs, planned.scratch_bytes});
   }
 
-  // Metadata outputs (in order) must be program outputs; states follow.
+  // Metadata outputs (in order) must be program outputs.
   void bind_outputs() {
     for (const TensorSpec& spec : method_.outputs) {
       auto it = by_name_.find(spec.name);
@@ -267,12 +267,11 @@ class Planner {
       check_spec("output", spec, v.type);
       plan_->output_values.push_back(it->second);
     }
-    for (const TensorSpec& spec : method_.states) plan_->output_values.push_back(by_name_.at(spec.name));
   }
 
   // Liveness: a run-time value lives from its defining step to its last
-  // reader (through its aliases too); function outputs and states live to the
-  // end. Values are placed first-fit in one arena and their space reused.
+  // reader (through its aliases too); function outputs live to the end. Values are placed first-fit in one arena and
+  // their space reused.
   void layout_arena() {
     auto& vals = values();
     const int n_steps = static_cast<int>(plan_->steps.size());
@@ -283,14 +282,9 @@ class Planner {
     }
     for (int id : plan_->output_values) end[id] = n_steps;
     for (size_t id = 0; id < vals.size(); ++id) {
-      if (vals[id].is_state) end[id] = n_steps;
       if (vals[id].alias_of >= 0) end[vals[id].alias_of] = std::max(end[vals[id].alias_of], end[id]);
     }
-    ArenaPlanner arena;
-    // States are copied into the arena so write_state may update them in place.
-    for (int id : plan_->input_values) {
-      if (vals[id].is_state) vals[id].offset = static_cast<int64_t>(arena.allocate(value_bytes(vals[id])));
-    }
+    ArenaPlanner arena;  // inputs and states stay in the caller's buffers
     std::vector<std::vector<int>> frees(n_steps);
     for (size_t id = 0; id < vals.size(); ++id) {
       bool in_arena = !vals[id].is_const && vals[id].input_index < 0 && vals[id].alias_of < 0;

@@ -41,8 +41,8 @@ struct Plan {
   std::string where;  // "method 'decode' (function 'decode')", for messages
   std::vector<PlanValue> values;
   std::vector<PlanStep> steps;
-  std::vector<int> input_values;   // metadata input order, then states
-  std::vector<int> output_values;  // metadata output order, then states
+  std::vector<int> input_values;   // metadata input order, then states (the caller's buffers)
+  std::vector<int> output_values;  // metadata output order
   size_t arena_bytes = 0;
   size_t scratch_bytes = 0;
 };

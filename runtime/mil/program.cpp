@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
 #include <type_traits>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +36,10 @@ const json& get(const Ctx& c, const json& obj, const char* key, const std::strin
 int64_t as_int(const Ctx& c, const json& v, const std::string& where) {
   // protobuf's JSON mapping writes 64-bit integers as strings
   try {
+    // integers above INT64_MAX parse as unsigned, which get<int64_t> would wrap
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      fail(c, where, "integer " + v.dump() + " is out of the int64 range");
+    }
     if (v.is_number_integer()) return v.get<int64_t>();
     if (v.is_string()) {
       const std::string s = v.get<std::string>();
@@ -42,7 +47,8 @@ int64_t as_int(const Ctx& c, const json& v, const std::string& where) {
       int64_t n = std::stoll(s, &used);
       if (used == s.size()) return n;
     }
-  } catch (const std::exception&) {
+  } catch (const std::invalid_argument&) {
+  } catch (const std::out_of_range&) {
   }
   fail(c, where, "expected an integer, got " + v.dump());
 }
@@ -58,7 +64,8 @@ double as_double(const Ctx& c, const json& v, const std::string& where) {
       size_t used = 0;
       double d = std::stod(s, &used);
       if (used == s.size()) return d;
-    } catch (const std::exception&) {
+    } catch (const std::invalid_argument&) {
+    } catch (const std::out_of_range&) {
     }
   }
   fail(c, where, "expected a number, got " + v.dump());
@@ -146,12 +153,21 @@ std::string decode_base64(const Ctx& c, const std::string& in, const std::string
   return out;
 }
 
+// A finite double beyond `max` cannot be converted to the narrower float type
+// (undefined behaviour); protobuf's float fields never hold one, so the file is bad.
+double checked_float(const Ctx& c, double v, double max, const std::string& where) {
+  if (std::isfinite(v) && std::fabs(v) > max) {
+    fail(c, where, "float immediate value " + std::to_string(v) + " is out of the element type's range");
+  }
+  return v;
+}
+
 template <typename T>
 void fill_from(const Ctx& c, Tensor& t, const std::vector<double>& vals, const std::string& where) {
   auto* p = t.data_as<T>();
   for (size_t i = 0; i < vals.size(); ++i) {
     if constexpr (std::is_floating_point_v<T>) {
-      p[i] = static_cast<T>(vals[i]);
+      p[i] = static_cast<T>(checked_float(c, vals[i], std::numeric_limits<T>::max(), where));
     } else {
       // double -> integer is undefined out of range; go through int64 (which
       // wraps like the file's own two's-complement storage would)
@@ -228,7 +244,10 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
   switch (pt.type.dtype) {
     case DType::kFloat16: {
       auto* p = cv->tensor.data_as<uint16_t>();
-      for (size_t i = 0; i < vals.size(); ++i) p[i] = float_to_half(static_cast<float>(vals[i]));
+      for (size_t i = 0; i < vals.size(); ++i) {
+        // through fp32, whose overflow the check rules out; fp16 overflow rounds to inf
+        p[i] = float_to_half(static_cast<float>(checked_float(c, vals[i], std::numeric_limits<float>::max(), where)));
+      }
       break;
     }
     case DType::kFloat32: fill_from<float>(c, cv->tensor, vals, where); break;

@@ -82,8 +82,10 @@ struct ThreadPool::Impl {
 
 static int default_threads() {
   if (const char* env = std::getenv("STATICLLM_NUM_THREADS")) {
-    int v = std::atoi(env);
-    if (v > 0) return v;
+    // strtol, not atoi: atoi's overflow is undefined; absurd counts are ignored
+    char* end = nullptr;
+    long v = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && v > 0 && v <= 4096) return static_cast<int>(v);
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : static_cast<int>(hw);

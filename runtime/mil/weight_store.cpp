@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "staticllm/errors.h"
 
@@ -61,25 +63,51 @@ Tensor unpack_sub_byte(const uint8_t* src, int64_t n, int bits, bool is_signed, 
   return t;
 }
 
-std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
+namespace {
+
+// The whole file into 64-byte aligned memory (blob data sits at 64-byte
+// offsets, so tensors viewing it are as aligned as in a mapping).
+const uint8_t* read_all(int fd, uint64_t size, const std::string& path) {
+  auto* buf = static_cast<uint8_t*>(::operator new(size, std::align_val_t(64)));
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, buf + done, static_cast<size_t>(size - done), static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::operator delete(buf, std::align_val_t(64));
+      throw BundleError(path + ": read " + std::to_string(done) + " of " + std::to_string(size) + " bytes" +
+                        (n < 0 ? std::string(" (") + std::strerror(errno) + ")" : std::string(" (file truncated)")));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return buf;
+}
+
+}  // namespace
+
+std::shared_ptr<WeightStore> WeightStore::open(const std::string& path, bool mmap) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw BundleError("cannot open weights " + path);
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } closer{fd};
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw BundleError("cannot stat weights " + path);
-  }
+  if (::fstat(fd, &st) != 0) throw BundleError("cannot stat weights " + path);
   std::shared_ptr<WeightStore> ws(new WeightStore());
   ws->path_ = path;
   ws->size_ = static_cast<uint64_t>(st.st_size);
   if (ws->size_ < kHeaderSize) {
-    ::close(fd);
     throw BundleError(path + ": file is " + std::to_string(ws->size_) + " bytes, shorter than the 64-byte header");
   }
-  void* p = ::mmap(nullptr, ws->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED) throw BundleError("cannot map weights " + path);
-  ws->data_ = static_cast<const uint8_t*>(p);
+  if (mmap) {
+    void* p = ::mmap(nullptr, ws->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) throw BundleError("cannot map weights " + path);
+    ws->data_ = static_cast<const uint8_t*>(p);
+    ws->mapped_ = true;
+  } else {
+    ws->data_ = read_all(fd, ws->size_, path);
+  }
   ws->count_ = read_le<uint32_t>(ws->data_);
   uint32_t version = read_le<uint32_t>(ws->data_ + 4);
   if (version != 2) {
@@ -95,7 +123,11 @@ std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
 }
 
 WeightStore::~WeightStore() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ == nullptr) return;
+  if (mapped_)
+    ::munmap(const_cast<uint8_t*>(data_), size_);
+  else
+    ::operator delete(const_cast<uint8_t*>(data_), std::align_val_t(64));
 }
 
 Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where) {

@@ -12,8 +12,12 @@ namespace staticllm::mil {
 
 class WeightStore {
  public:
-  // Maps `path` and checks the file header; BundleError on any problem.
-  static std::shared_ptr<WeightStore> open(const std::string& path);
+  // Opens `path` and checks the file header; BundleError on any problem.
+  // mmap: map the file (pages shared by every method and process, read on
+  // demand; a file truncated meanwhile kills the process with SIGBUS, one
+  // overwritten in place changes results). Otherwise read it into memory,
+  // immune to both.
+  static std::shared_ptr<WeightStore> open(const std::string& path, bool mmap = true);
   ~WeightStore();
   WeightStore(const WeightStore&) = delete;
   WeightStore& operator=(const WeightStore&) = delete;
@@ -26,6 +30,7 @@ class WeightStore {
   Tensor blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where);
 
   const std::string& path() const { return path_; }
+  const uint8_t* data() const { return data_; }  // the file's bytes, mapped or read
   uint64_t size() const { return size_; }
   uint32_t blob_count() const { return count_; }
 
@@ -34,6 +39,7 @@ class WeightStore {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool mapped_ = false;  // unmapped or freed accordingly
   uint32_t count_ = 0;
   std::weak_ptr<WeightStore> self_;
 };

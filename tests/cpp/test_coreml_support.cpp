@@ -1,9 +1,7 @@
-// Portable decisions of the Core ML manager: compute units and the compiled
-// model cache key.
+// Portable decisions of the Core ML manager: compute units, which methods
+// this OS's Core ML can run, element type codes and strided layouts.
 #include <catch2/catch.hpp>
 
-#include <filesystem>
-#include <fstream>
 #include <optional>
 #include <vector>
 
@@ -11,7 +9,6 @@
 #include "staticllm/errors.h"
 
 using namespace staticllm;
-namespace fs = std::filesystem;
 
 TEST_CASE("compute units parse, unknown names are InputErrors", "[coreml]") {
   REQUIRE(parse_compute_units("all") == ComputeUnits::kAll);
@@ -19,24 +16,6 @@ TEST_CASE("compute units parse, unknown names are InputErrors", "[coreml]") {
   REQUIRE(parse_compute_units("cpu_and_gpu") == ComputeUnits::kCpuAndGpu);
   REQUIRE(parse_compute_units("cpu_and_ne") == ComputeUnits::kCpuAndNeuralEngine);
   REQUIRE_THROWS_AS(parse_compute_units("gpu"), InputError);
-}
-
-TEST_CASE("package key follows the content, not the location", "[coreml]") {
-  fs::path root = fs::temp_directory_path() / "staticllm_key_test";
-  fs::remove_all(root);
-  for (const char* name : {"a.mlpackage", "b.mlpackage"}) {
-    fs::create_directories(root / name / "Data/weights");
-    std::ofstream(root / name / "Manifest.json") << "{}";
-    std::ofstream(root / name / "Data/weights/weight.bin") << "0123456789";
-  }
-  std::string a = package_content_key((root / "a.mlpackage").string());
-  REQUIRE(a.size() == 16);
-  REQUIRE(a == package_content_key((root / "b.mlpackage").string()));
-  std::ofstream(root / "b.mlpackage/Data/weights/weight.bin") << "0123456788";
-  REQUIRE(a != package_content_key((root / "b.mlpackage").string()));
-  REQUIRE_THROWS_AS(package_content_key((root / "missing").string()), BundleError);
-  REQUIRE(compiled_model_path("/c", a) == "/c/" + a + ".mlmodelc");
-  fs::remove_all(root);
 }
 
 TEST_CASE("Core ML element type codes", "[coreml]") {
@@ -88,4 +67,100 @@ TEST_CASE("strided layouts: extent checks and copies", "[coreml]") {
   int8_t out[8] = {};
   strided_copy(cube, {4, 2, 1}, out, {4, 2, 1}, {2, 2, 2}, 1);
   REQUIRE(std::vector<int8_t>(out, out + 8) == std::vector<int8_t>(cube, cube + 8));
+}
+
+TEST_CASE("a layout of many dimensions is copied without an index array", "[coreml]") {
+  Shape shape(40, 1);
+  shape[3] = 2;
+  shape[39] = 3;
+  std::vector<int64_t> dense = dense_strides(shape);
+  std::vector<int64_t> padded = dense;
+  for (size_t d = 0; d < 39; ++d) padded[d] = 8;  // rows padded from 3 to 8 elements
+  REQUIRE(strided_fits(shape, padded, 16));
+  const int16_t src[6] = {1, 2, 3, 4, 5, 6};
+  int16_t dst[16] = {};
+  strided_copy(src, dense, dst, padded, shape, sizeof(int16_t));
+  REQUIRE(std::vector<int16_t>(dst, dst + 11) == std::vector<int16_t>{1, 2, 3, 0, 0, 0, 0, 0, 4, 5, 6});
+}
+
+TEST_CASE("UTF-8 validation", "[coreml]") {
+  REQUIRE(is_valid_utf8(""));
+  REQUIRE(is_valid_utf8("k_cache_0"));
+  REQUIRE(is_valid_utf8("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));  // é, €, an emoji
+  REQUIRE_FALSE(is_valid_utf8("\xff"));
+  REQUIRE_FALSE(is_valid_utf8("\xc3"));              // truncated
+  REQUIRE_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong '/'
+  REQUIRE_FALSE(is_valid_utf8("\xed\xa0\x80"));      // a UTF-16 surrogate
+  REQUIRE_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // beyond U+10FFFF
+  REQUIRE_FALSE(is_valid_utf8("a\x80"));             // a lone continuation byte
+}
+
+namespace {
+
+MethodMetadata one_input_method(DType dtype, const std::string& name = "x") {
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  TensorSpec s;
+  s.name = name;
+  s.dtype = dtype;
+  s.shape = {1, 4};
+  m.inputs = {s};
+  s.name = "y";
+  s.dtype = DType::kFloat32;
+  m.outputs = {s};
+  return m;
+}
+
+std::string coreml_problem(const ModelMetadata& model, const MethodMetadata& m, const CoreMLFeatures& f) {
+  try {
+    check_coreml_method(model, m, f);
+  } catch (const BundleError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("methods this OS's Core ML cannot run are refused at load, naming the tensor", "[coreml]") {
+  CoreMLFeatures all{true, true, true, true};
+  CoreMLFeatures macos15 = all;
+  macos15.int8_arrays = false;
+  ModelMetadata single;
+  single.methods = {one_input_method(DType::kInt8)};
+  // int8 arrays exist from macOS 26 / iOS 26 only: never handed to an older Core ML as an unknown code
+  REQUIRE(coreml_problem(single, single.methods[0], all).empty());
+  REQUIRE(coreml_problem(single, single.methods[0], macos15) ==
+          "method 'forward': input 'x': it is int8, which Core ML arrays hold only from macOS 26 / iOS 26");
+  CoreMLFeatures macos11 = macos15;
+  macos11.fp16_arrays = false;
+  MethodMetadata half = one_input_method(DType::kFloat16);
+  REQUIRE(coreml_problem(single, half, macos15).empty());
+  REQUIRE(coreml_problem(single, half, macos11) ==
+          "method 'forward': input 'x': it is fp16, which Core ML arrays hold only from macOS 12 / iOS 16");
+  MethodMetadata mask = one_input_method(DType::kFloat32);
+  mask.outputs[0].dtype = DType::kBool;
+  REQUIRE(coreml_problem(single, mask, all) ==
+          "method 'forward': output 'y': it is bool, which Core ML arrays cannot hold (they hold fp16, fp32, fp64, "
+          "int32 and int8)");
+  MethodMetadata bad_name = one_input_method(DType::kFloat32, std::string("x\0y", 3));
+  REQUIRE(coreml_problem(single, bad_name, all) ==
+          "method 'forward': input 'x\\x00y': its name is not valid UTF-8 text without NUL characters, which Core ML "
+          "feature names must be");
+  REQUIRE_THAT(coreml_problem(single, one_input_method(DType::kFloat32, "a\xff"), all),
+               Catch::StartsWith("method 'forward': input 'a\\xff': its name is not valid UTF-8"));
+
+  MethodMetadata stateful = one_input_method(DType::kFloat32);
+  stateful.states = {stateful.outputs[0]};
+  CoreMLFeatures macos14 = macos11;
+  macos14.fp16_arrays = true;
+  macos14.states = macos14.functions = false;
+  REQUIRE(coreml_problem(single, stateful, macos14) ==
+          "method 'forward' has Core ML states, which need macOS 15 / iOS 18 or later");
+  ModelMetadata multi = single;
+  multi.multifunction = true;
+  REQUIRE(coreml_problem(multi, one_input_method(DType::kFloat32), macos14) ==
+          "method 'forward': multifunction packages need macOS 15 / iOS 18 or later");
+  REQUIRE(coreml_problem(single, one_input_method(DType::kFloat32), macos14).empty());
 }

@@ -144,3 +144,9 @@ TEST_CASE("blockwise shift-scale dequantizes per block", "[ops]") {
                   {{"data", {constant(q)}}, {"scale", {constant(f32({2, 2}, {1, 10, 2, 20}))}}});
   REQUIRE(values(d[0]) == std::vector<float>{1, 2, 30, 40, -2, -4, -60, -80});
 }
+
+TEST_CASE("float parameters are read from fp16 constants too", "[ops]") {
+  auto r = run_op("rsqrt", {{"x", {input(f16({2}, {4, 16}))}}, {"epsilon", {constant(f16({}, {12}))}}});
+  REQUIRE(values(r[0])[0] == Approx(0.25f).epsilon(1e-3));
+  REQUIRE(values(r[0])[1] == Approx(1 / std::sqrt(28.f)).epsilon(1e-3));
+}

@@ -39,7 +39,7 @@ std::string error_of(const json& doc) {
 
 TEST_CASE("valid metadata parses into methods with specs", "[serde]") {
   ModelMetadata md = metadata_from_json(valid_doc());
-  REQUIRE(md.is_multifunction());
+  REQUIRE(md.multifunction);
   REQUIRE(md.method_names() == std::vector<std::string>{"prefill", "decode"});
   REQUIRE(md.default_method == "decode");
   const MethodMetadata& d = md.method("decode");
@@ -105,4 +105,57 @@ TEST_CASE("text that is not JSON is a MetadataError", "[serde]") {
   REQUIRE_THROWS_AS(metadata_from_string("{\"format_version\": 1,"), MetadataError);
   REQUIRE_THROWS_AS(metadata_from_string("[]"), MetadataError);
   REQUIRE_THROWS_AS(load_metadata_file("/nonexistent/metadata.json"), BundleError);
+}
+
+TEST_CASE("numbers beyond what the fields hold are MetadataErrors naming the key", "[serde]") {
+  auto message = [](const std::string& text) {
+    try {
+      metadata_from_string(text);
+    } catch (const MetadataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::string doc = valid_doc().dump();
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string d = doc;
+    d.replace(d.find(from), from.size(), to);
+    return d;
+  };
+  // out of double range: nlohmann throws out_of_range while parsing
+  REQUIRE_THAT(message(with("\"vocab_size\":32", "\"vocab_size\":1e400")),
+               Catch::StartsWith("metadata.json: llm.vocab_size: number out of range"));
+  REQUIRE_THAT(message(with("\"shape\":[2,4]", "\"shape\":[2,-1e400]")),
+               Catch::StartsWith("metadata.json: methods[1].states[0].shape[1]: number out of range"));
+  REQUIRE_THAT(message("[1, 2, {\"a\": [3, 1E999]}]"),
+               Catch::StartsWith("metadata.json: [2].a[1]: number out of range"));
+  // integers that a narrowing conversion would have wrapped
+  REQUIRE(message(with("\"format_version\":1", "\"format_version\":4294967297")) ==
+          "metadata.json: format_version: expected 1, got 4294967297 (a newer staticllm wrote this bundle?)");
+  REQUIRE(message(with("\"shape\":[2,4]", "\"shape\":[2,18446744073709551615]")) ==
+          "metadata.json: methods[1].states[0].shape[1]: expected a positive integer, got 18446744073709551615");
+  REQUIRE(message(with("\"shape\":[2,4]", "\"shape\":[1048576,1048576,2]")) ==
+          "metadata.json: methods[1].states[0].shape: shape [1048576,1048576,2] has more than 2^40 elements");
+}
+
+TEST_CASE("weights_sha256 is optional, checked and kept", "[serde]") {
+  json d = valid_doc();
+  REQUIRE_FALSE(metadata_from_json(d).weights_sha256.has_value());
+  REQUIRE_FALSE(metadata_to_json(metadata_from_json(d)).contains("weights_sha256"));
+  std::string digest(64, 'a');
+  digest[5] = '7';
+  d["weights_sha256"] = digest;
+  ModelMetadata md = metadata_from_json(d);
+  REQUIRE(md.weights_sha256 == digest);
+  REQUIRE(md.extra.empty());
+  REQUIRE(metadata_to_json(md) == d);
+  const std::string why =
+      "metadata.json: weights_sha256: expected 64 lowercase hex digits (the SHA-256 of "
+      "weights/weight.bin), got ";
+  d["weights_sha256"] = std::string(64, 'A');
+  REQUIRE(error_of(d) == why + "\"" + std::string(64, 'A') + "\"");
+  d["weights_sha256"] = "abc";
+  REQUIRE(error_of(d) == why + "\"abc\"");
+  d["weights_sha256"] = 5;
+  REQUIRE(error_of(d) == why + "5");
 }

@@ -21,6 +21,10 @@ TEST_CASE("every dtype round-trips through its metadata name", "[tensor]") {
     REQUIRE(dtype_size(all[i]) == sizes[i]);
   }
   REQUIRE(std::string(dtype_name(DType::kFloat16)) == "fp16");
+  // one table, in enum order, so dtype_info may index it
+  REQUIRE(dtype_table().size() == 10);
+  for (size_t i = 0; i < 10; ++i) REQUIRE(dtype_info(all[i]).dtype == all[i]);
+  REQUIRE(std::string(dtype_info(DType::kBool).numpy_name) == "bool");
   DType unchanged = DType::kInt32;
   REQUIRE_FALSE(dtype_from_name("float", &unchanged));
   REQUIRE_FALSE(dtype_from_name("FP16", &unchanged));

@@ -62,6 +62,22 @@ TEST_CASE("a valid blob is viewed in place", "[weights]") {
   REQUIRE(ws->blob_count() == 1);
 }
 
+TEST_CASE("weights read into memory do not follow the file", "[weights]") {
+  std::string path = write(good_file());
+  auto ws = WeightStore::open(path, /*mmap=*/false);
+  Tensor t = ws->blob(64, kFour, 0, "w");
+  REQUIRE(reinterpret_cast<uintptr_t>(t.data()) % 64 == 0);  // data at offset 128 of a 64-byte aligned copy
+  std::filesystem::resize_file(path, 0);                     // truncated, then rewritten with other values
+  auto other = good_file();
+  other[128 + 15] = 0x41;  // 4.0f -> 16.0f
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(other.data()), other.size());
+  REQUIRE(t.data_as<float>()[3] == 4.f);
+  REQUIRE(ws->blob(64, kFour, 0, "w").data_as<float>()[3] == 4.f);
+  REQUIRE(WeightStore::open(path, false)->blob(64, kFour, 0, "w").data_as<float>()[3] != 4.f);
+  REQUIRE_THROWS_WITH(WeightStore::open(write({1, 2, 3}), false),
+                      Catch::EndsWith("file is 3 bytes, shorter than the 64-byte header"));
+}
+
 TEST_CASE("corrupt files are BundleErrors that say what is wrong", "[weights]") {
   auto f = good_file();
   f[4] = 3;  // version 3

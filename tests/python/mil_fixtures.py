@@ -122,3 +122,26 @@ def accumulator_program() -> Any:
         return mb.mul(x=total, y=np.float16(2.0), name="doubled")
 
     return prog
+
+
+def stateful_pair_bundle(tmp: Path) -> Path:
+    """A multifunction bundle whose two functions share the state 'acc' fp16 [2, 3]:
+    accumulate(x) does acc += x and returns doubled = 2 * acc; peek() returns value = acc."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    types = ct.converters.mil.mil.types
+
+    @mb.program(
+        input_specs=[mb.StateTensorSpec(shape=(2, 3), dtype=types.fp16)], opset_version=ct.target.iOS18
+    )
+    def peek(acc: Any) -> Any:
+        return mb.mul(x=mb.read_state(input=acc), y=np.float16(1.0), name="value")
+
+    desc = ct.utils.MultiFunctionDescriptor()
+    for name, prog in (("accumulate", accumulator_program()), ("peek", peek)):
+        path = convert_program(prog, tmp / f"{name}_only.mlpackage", fp16=True)
+        desc.add_function(str(path), src_function_name="main", target_function_name=name)
+    desc.default_function_name = "accumulate"
+    ct.utils.save_multifunction(desc, str(tmp / "stateful_pair.mlpackage"))
+    return staticllm.import_mlpackage(tmp / "stateful_pair.mlpackage", tmp / "stateful_pair")

@@ -95,6 +95,18 @@ def test_invalid_metadata_names_the_key(copy):
         staticllm.Runtime.load(copy, backend="mil")
 
 
+def test_number_out_of_range_names_the_key(copy):
+    """1e400 overflows a double: nlohmann's out_of_range must not escape as a RuntimeError."""
+    _edit_metadata(copy, lambda m: m["methods"][0]["inputs"][0].update(shape=[123456789, 6]))
+    text = (copy / "metadata.json").read_text()
+    (copy / "metadata.json").write_text(text.replace("123456789", "1e400"))
+    with pytest.raises(
+        staticllm.MetadataError,
+        match=r"metadata.json: methods\[0\]\.inputs\[0\]\.shape\[0\]: number out of range",
+    ):
+        staticllm.Runtime.load(copy, backend="mil")
+
+
 def test_truncated_program_json(copy):
     text = (copy / "program.json").read_text()
     (copy / "program.json").write_text(text[: len(text) // 3])

@@ -38,7 +38,17 @@ def test_bench_json_reports_trials_memory_and_machine(chat_bundles, capsys):
 
 def test_bench_fits_the_prompt_to_the_context_and_prints_a_table(chat_bundles, capsys):
     code = main(
-        ["bench", str(chat_bundles["single"]), "--gen-tokens", "16", "--trials", "1", "--warmup", "0"]
+        [
+            "bench",
+            str(chat_bundles["single"]),
+            "--gen-tokens",
+            "16",
+            "--trials",
+            "1",
+            "--warmup",
+            "0",
+            "--no-mmap",
+        ]
     )
     out, err = capsys.readouterr()
     assert code == 0, err

@@ -7,6 +7,7 @@ rows (random weights leave near-ties)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -133,7 +134,10 @@ def test_multifunction_shares_weights(checkpoints, export_dir):
     multi = bundle(checkpoints, export_dir, "hf", True, "fp16")
     wb = "model.mlpackage/Data/com.apple.CoreML/weights/weight.bin"
     assert (multi / wb).stat().st_size <= 1.01 * (single / wb).stat().st_size
-    rt = staticllm.Runtime.load(multi, backend="mil")
+    # the export records weight.bin's SHA-256, which verify=True checks
+    meta = json.loads((multi / "metadata.json").read_text())
+    assert meta["weights_sha256"] == hashlib.sha256((multi / wb).read_bytes()).hexdigest()
+    rt = staticllm.Runtime.load(multi, backend="mil", verify=True)
     assert rt.method_names == ["prefill", "decode"] and rt.default_method == "decode"
     from staticllm.inspect import weight_sharing
 

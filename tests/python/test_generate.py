@@ -256,6 +256,25 @@ def test_cli_generate_prints_text_and_stats(bundles, capsys):
     assert code == 2 and "temperature must be >= 0" in err
 
 
+def test_cli_generate_without_mmap(bundles, capsys):
+    from staticllm.cli import main
+
+    args = [
+        "generate",
+        str(bundles["multi"]),
+        "--prompt",
+        "hello",
+        "--max-new-tokens",
+        "4",
+        "--temperature",
+        "0",
+    ]
+    assert main(args) == 0
+    mapped = capsys.readouterr().out
+    assert main([*args, "--no-mmap"]) == 0
+    assert capsys.readouterr().out == mapped  # the same greedy text, from weights read into memory
+
+
 def test_short_prompt_tail_goes_through_decode(multi, torch_model):
     prompt = PROMPT[:34]  # 2 prefill chunks of 16 + a 2-token tail (<= 16 / 8): two decode calls
     ref = f.torch_greedy(torch_model, prompt, 6)

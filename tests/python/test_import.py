@@ -4,6 +4,7 @@ single or multifunction, becomes a runnable bundle."""
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import staticllm
 from mil_fixtures import accumulator_program, affine_program, convert_program
 from staticllm import cli
+from staticllm.bundle_layout import PACKAGE_WEIGHTS
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -53,6 +55,7 @@ def test_single_function_package(single_package, tmp_path):
                 "outputs": [{"name": "y", "dtype": "fp32", "shape": [2, 3]}],
             }
         ],
+        "weights_sha256": hashlib.sha256((pkg / PACKAGE_WEIGHTS).read_bytes()).hexdigest(),
     }
     program = json.loads((out / "program.json").read_text())
     assert program == MessageToDict(ct.utils.load_spec(str(pkg)).mlProgram)

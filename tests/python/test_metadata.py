@@ -69,15 +69,15 @@ def test_written_file_is_pretty_and_normalized(tmp_path):
     text = path.read_text()
     assert text.endswith("\n")
     assert '\n  "methods": [' in text  # two-space indent
-    assert json.loads(_core.metadata_from_json_text(text)) == MULTI
-    assert json.loads(_core.metadata_from_json_text(json.dumps(MULTI))) == MULTI
+    assert json.loads(_core._testing.metadata_from_json_text(text)) == MULTI
+    assert json.loads(_core._testing.metadata_from_json_text(json.dumps(MULTI))) == MULTI
 
 
 def test_optional_parts_are_normalized():
     doc = copy.deepcopy(DOC)
     del doc["llm"]
     doc["methods"][0]["states"] = []  # empty states are written as absent
-    again = json.loads(_core.metadata_from_json_text(json.dumps(doc)))
+    again = json.loads(_core._testing.metadata_from_json_text(json.dumps(doc)))
     assert "states" not in again["methods"][0]
     assert "llm" not in again
 
@@ -147,7 +147,7 @@ def test_invalid_documents(doc, edit, message):
     doc = copy.deepcopy(doc)
     edit(doc)
     with pytest.raises(staticllm.MetadataError, match=message):
-        _core.metadata_from_json_text(json.dumps(doc))
+        _core._testing.metadata_from_json_text(json.dumps(doc))
 
 
 def test_invalid_documents_are_never_written(tmp_path):
@@ -161,7 +161,7 @@ def test_invalid_documents_are_never_written(tmp_path):
 @pytest.mark.parametrize("text", ["", "{", '{"format_version": 1,', "[]", "null", '"text"'])
 def test_text_that_is_not_a_document(text):
     with pytest.raises(staticllm.MetadataError, match="metadata.json"):
-        _core.metadata_from_json_text(text)
+        _core._testing.metadata_from_json_text(text)
 
 
 def test_files_that_cannot_be_read_or_written(tmp_path):
@@ -175,3 +175,28 @@ def test_files_that_cannot_be_read_or_written(tmp_path):
     bad.write_text('{"format_version": 1}')
     with pytest.raises(staticllm.MetadataError, match=f"{bad}: identifier: missing key"):
         _core.load_metadata(str(bad))  # errors from a file name the file
+
+
+def test_dtype_tables_of_both_languages_agree():
+    """Core ML array codes and numpy names: C++ (tensor.cpp) and Python (package_spec) say the same."""
+    import numpy as np
+
+    from staticllm.package_spec import _ARRAY_DTYPES
+
+    rows = _core._testing.dtype_table()
+    assert [name for name, _, _ in rows] == [
+        "fp16",
+        "fp32",
+        "fp64",
+        "int8",
+        "uint8",
+        "int16",
+        "uint16",
+        "int32",
+        "int64",
+        "bool",
+    ]
+    assert {code: name for name, _, code in rows if code} == _ARRAY_DTYPES
+    for name, numpy_name, _ in rows:
+        bits = np.dtype(numpy_name).itemsize * 8
+        assert name in (f"fp{bits}", f"int{bits}", f"uint{bits}", "bool")

@@ -286,12 +286,12 @@ def test_wrong_python_usage_is_input_error(affine):
 def test_function_selection_through_bindings(tmp_path, rng):
     bundle = two_function_bundle(tmp_path, rng.standard_normal((3, 4)).astype(np.float32))
     text = (bundle / "metadata.json").read_text()
-    assert _core.coreml_function_name(text, "double") == "double"
-    assert _core.coreml_function_name(text, "negate") == "negate"
+    assert _core._testing.coreml_function_name(text, "double") == "double"
+    assert _core._testing.coreml_function_name(text, "negate") == "negate"
     single = json.loads(text)
     single["multifunction"] = False
     single["methods"] = single["methods"][:1]
     single["default_method"] = single["methods"][0]["name"]
-    assert _core.coreml_function_name(json.dumps(single), single["default_method"]) is None
+    assert _core._testing.coreml_function_name(json.dumps(single), single["default_method"]) is None
     with pytest.raises(staticllm.MetadataError, match="no method named 'other'"):
-        _core.coreml_function_name(text, "other")
+        _core._testing.coreml_function_name(text, "other")

@@ -243,7 +243,7 @@ def _write_bundle(
     source: str,
     tokenizer: str | Path | None,
 ) -> None:
-    from staticllm.bundle_io import write_metadata, write_program_json
+    from staticllm.bundle_io import write_bundle_metadata, write_program_json
     from staticllm.bundle_layout import MLPACKAGE, bundle_paths
     from staticllm.llm_section import LLMSpec, MethodInfo, graph_io
     from staticllm.package_spec import function_descriptions, load_spec
@@ -288,4 +288,4 @@ def _write_bundle(
             export_options={"quantize": quantize, "quantization": quantization, "source": source},
         ),
     }
-    write_metadata(metadata, paths.metadata)
+    write_bundle_metadata(metadata, staging)

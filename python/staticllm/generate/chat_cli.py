@@ -49,7 +49,7 @@ def register(subparsers: Any, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from staticllm.generate import Generator
 
-    gen = Generator(args.bundle, backend=args.backend)
+    gen = Generator(args.bundle, backend=args.backend, mmap=not args.no_mmap)
     options = generation_options(args)
     strict = options.pop("strict")
     session = gen.chat(system=args.system, strict=strict, reuse=not args.no_reuse, **options)

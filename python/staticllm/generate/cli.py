@@ -38,11 +38,21 @@ def add_generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None
     p.add_argument(
         "--branches", type=int, default=None, metavar="G", help="lookahead verification branches (default 4)"
     )
-    p.add_argument("--backend", choices=("auto", "mil", "coreml"), default="auto")
+    add_load_args(p)
     p.add_argument(
         "--strict",
         action="store_true",
         help="fail before running if prompt + max new tokens exceed the context",
+    )
+
+
+def add_load_args(p: argparse.ArgumentParser) -> None:
+    """How a command that loads a bundle opens it (generate, chat, serve, bench)."""
+    p.add_argument("--backend", choices=("auto", "mil", "coreml"), default="auto")
+    p.add_argument(
+        "--no-mmap",
+        action="store_true",
+        help="read weight.bin into memory instead of mapping it (immune to the file changing while it runs)",
     )
 
 
@@ -67,7 +77,7 @@ def generation_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from staticllm.generate import Generator
 
-    gen = Generator(args.bundle, backend=args.backend)
+    gen = Generator(args.bundle, backend=args.backend, mmap=not args.no_mmap)
     options = generation_options(args)
     options["chat"] = args.chat
     if args.stream:

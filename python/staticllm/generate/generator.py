@@ -96,11 +96,11 @@ class GenerateOptions:
 
 
 class Generator:
-    def __init__(self, bundle_path: str | Path, backend: str = "auto") -> None:
+    def __init__(self, bundle_path: str | Path, backend: str = "auto", mmap: bool = True) -> None:
         from staticllm.runtime import Runtime
 
         self.path = Path(bundle_path)
-        self.runtime = Runtime.load(str(self.path), backend=backend)
+        self.runtime = Runtime.load(str(self.path), backend=backend, mmap=mmap)
         self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(bundle_paths(self.path).metadata))
         self.tokenizer = self._load_tokenizer()
         self.runner = Runner(self.runtime, self.spec)

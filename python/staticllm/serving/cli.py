@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from staticllm.errors import InputError
+from staticllm.generate.cli import add_load_args
 
 
 def register(subparsers: Any, name: str) -> None:
@@ -41,7 +42,7 @@ def register(subparsers: Any, name: str) -> None:
         action="store_true",
         help="lookahead decoding for every request (single-method bundles)",
     )
-    p.add_argument("--backend", choices=("auto", "mil", "coreml"), default="auto")
+    add_load_args(p)
     p.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_queue < 0:
         raise InputError(f"--max-queue must be >= 0, got {args.max_queue}")
-    gen = Generator(args.bundle, backend=args.backend)
+    gen = Generator(args.bundle, backend=args.backend, mmap=not args.no_mmap)
     if args.lookahead:
         gen.lookahead_options()
     model_id = args.model_name or Path(args.bundle).resolve().name

@@ -1,6 +1,6 @@
 // Core ML states (iOS18): read_state copies the state out; coreml_update_state
-// (write_state once saved) writes a new value into the state's buffer (which the planner keeps in the
-// arena for the whole call) and passes it on.
+// (write_state once saved) writes a new value into the state's buffer (the
+// caller's State storage, bound for the call) and passes it on.
 #include <cstring>
 
 #include "mil/op.h"
@@ -27,7 +27,7 @@ PlannedOp build_update_state(OpPlanContext& ctx) {
   if (!ctx.declared_outputs().empty()) op.outputs.push_back(vt);
   op.run = [s, v, has_out = !op.outputs.empty()](const KernelCall& call) {
     const Tensor& value = call.in(v);
-    // the state tensor is an arena slot owned by this call
+    // the state tensor is the State's buffer, which this call holds alone
     std::memcpy(const_cast<void*>(call.in(s).data()), value.data(), value.nbytes());
     if (has_out) std::memcpy(call.out(0).data(), value.data(), value.nbytes());
   };

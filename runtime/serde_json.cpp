@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "json_depth.h"
 #include "staticllm/errors.h"
 
 namespace staticllm {
@@ -174,10 +175,14 @@ json metadata_to_json(const ModelMetadata& md) {
 }
 
 ModelMetadata metadata_from_string(const std::string& text) {
+  if (json_nesting_depth(text) > kMaxJsonDepth) {
+    throw MetadataError("metadata.json: nested more than " + std::to_string(kMaxJsonDepth) +
+                        " levels deep (metadata nests a few levels)");
+  }
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
     throw MetadataError(std::string("metadata.json: not valid JSON (") + e.what() + ")");
   }
   return metadata_from_json(doc);

@@ -197,6 +197,10 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
   CHECK_THAT(error(huge), Catch::Contains("has too many elements"));
 
   CHECK_THAT(error(json{{"functions", 3}}), Catch::Contains("expected an object"));
+  // found by tests/fuzz: a value nested 65536 levels deep overflowed the stack when printed
+  std::string deep = write_json(affine_program());
+  std::ofstream(deep) << "{\"functions\": {}, \"x\": " << std::string(65536, '[') << std::string(65536, ']') << "}";
+  REQUIRE_THROWS_WITH(load_program(deep, nullptr), Catch::Contains("nested more than 256 levels deep"));
   std::string path = write_json(affine_program());
   std::ofstream(path) << "{\"functions\": ";
   CHECK_THAT(error(json()), Catch::Contains("missing 'functions'"));
@@ -302,13 +306,15 @@ TEST_CASE("an unsupported op with unparseable types is reported as unsupported",
 }
 
 TEST_CASE("one executor serves concurrent callers and survives kernel errors", "[program]") {
-  json ops = {
+  // json::array: `json ops = {op(...)}` is a one-element array for GCC but a
+  // copy of the op object for clang (one-element brace lists of json).
+  json ops = json::array({
       op("gather",
          {{"x", named("table")},
           {"indices", named("idx")},
           {"axis", inline_value(immediate("INT32", {}, {{"ints", {{"values", {0}}}}}))}},
          "g", tensor_type("FLOAT32", {2, 3})),
-  };
+  });
   MethodMetadata m;
   m.name = "forward";
   m.function_name = "main";

@@ -106,3 +106,28 @@ TEST_CASE("text that is not JSON is a MetadataError", "[serde]") {
   REQUIRE_THROWS_AS(metadata_from_string("[]"), MetadataError);
   REQUIRE_THROWS_AS(load_metadata_file("/nonexistent/metadata.json"), BundleError);
 }
+
+// Found by tests/fuzz: printing a value nested 65536 levels deep (for an error
+// message) overflowed the stack; so would copying it into `llm` or `extra`.
+TEST_CASE("metadata nested deeper than 256 levels is a MetadataError", "[serde]") {
+  auto nested = [](int depth) {
+    json doc = valid_doc();
+    std::string text = doc.dump();
+    text.insert(text.size() - 1, ",\"deep\":" + std::string(depth, '[') + std::string(depth, ']'));
+    return text;
+  };
+  REQUIRE(metadata_from_string(nested(250)).extra.contains("deep"));
+  REQUIRE_THROWS_MATCHES(
+      metadata_from_string(nested(100000)), MetadataError,
+      Catch::Message("metadata.json: nested more than 256 levels deep (metadata nests a few levels)"));
+  // brackets inside strings are not nesting
+  json doc = valid_doc();
+  doc["identifier"] = std::string(1000, '[');
+  REQUIRE(metadata_from_string(doc.dump()).identifier.size() == 1000);
+}
+
+TEST_CASE("a number out of double range is a MetadataError, not a JSON library error", "[serde]") {
+  std::string text = valid_doc().dump();
+  text.replace(text.find("\"vocab_size\":32"), 15, "\"vocab_size\":1e400");
+  REQUIRE_THROWS_AS(metadata_from_string(text), MetadataError);
+}

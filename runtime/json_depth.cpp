@@ -6,20 +6,16 @@ namespace staticllm {
 
 int json_nesting_depth(const std::string& text) {
   int depth = 0, deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
+  // find_first_of jumps over the ordinary characters (most of a document)
+  for (size_t i = text.find_first_of("[]{}\""); i != std::string::npos; i = text.find_first_of("[]{}\"", i + 1)) {
     char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;  // the escaped character cannot end the string
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
+    if (c == '"') {  // skip the string: escaped characters cannot end it
+      for (i = text.find_first_of("\"\\", i + 1); i != std::string::npos && text[i] == '\\';)
+        i = text.find_first_of("\"\\", i + 2);
+      if (i == std::string::npos) break;
     } else if (c == '[' || c == '{') {
       deepest = std::max(deepest, ++depth);
-    } else if (c == ']' || c == '}') {
+    } else {
       --depth;
     }
   }

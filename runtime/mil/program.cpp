@@ -213,8 +213,9 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
     return cv;
   }
   if (tv.contains("bytes")) return parse_bytes(c, pt, tv["bytes"].value("values", std::string()), where);
-  cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
   if (pt.bits > 0) fail(c, where, "sub-byte immediate values must be stored as bytes");
+  // The tensor is allocated only once the values are counted: the declared
+  // shape alone may ask for terabytes (found by fuzzing).
   if (pt.type.dtype == DType::kInt64 && tv.contains("longInts")) {
     // exact: int64 values do not all survive a round trip through double
     const json& vals = member_or_empty(tv["longInts"], "values");
@@ -223,6 +224,7 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
            "immediate value has " + std::to_string(vals.size()) + " elements, shape " + shape_to_string(pt.type.shape) +
                " needs " + std::to_string(n));
     }
+    cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
     for (size_t i = 0; i < vals.size(); ++i) cv->tensor.data_as<int64_t>()[i] = as_int(c, vals[i], where);
     return cv;
   }
@@ -238,6 +240,7 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
          "immediate value has " + std::to_string(vals.size()) + " elements, shape " + shape_to_string(pt.type.shape) +
              " needs " + std::to_string(n));
   }
+  cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
   switch (pt.type.dtype) {
     case DType::kFloat16: {
       auto* p = cv->tensor.data_as<uint16_t>();

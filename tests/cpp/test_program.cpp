@@ -183,6 +183,11 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
   json short_imm = program(
       json::array(), json::array({const_op("c", immediate("FLOAT32", {3}, {{"floats", {{"values", {1.0}}}}}))}), {});
   CHECK_THAT(error(short_imm), Catch::Contains("immediate value has 1 elements, shape [3] needs 3"));
+  // found by fuzzing: the tensor was allocated from the declared shape (here 4 TB) before the count check
+  json huge_imm = program(
+      json::array(),
+      json::array({const_op("c", immediate("FLOAT32", {1 << 20, 1 << 20}, {{"floats", {{"values", {1.0}}}}}))}), {});
+  CHECK_THAT(error(huge_imm), Catch::Contains("immediate value has 1 elements, shape [1048576, 1048576] needs"));
 
   json short_bytes = program(
       json::array(), json::array({const_op("c", immediate("FLOAT16", {3}, {{"bytes", {{"values", "ADw="}}}}))}), {});
@@ -303,6 +308,42 @@ TEST_CASE("an unsupported op with unparseable types is reported as unsupported",
   Program p = load_program(write_json(doc), nullptr);
   REQUIRE_THROWS_WITH(plan_function(p.functions.at("main"), affine_method()),
                       Catch::StartsWith("function 'main', op 'w' (type 'while_loop'): ops with nested blocks"));
+}
+
+// Found by fuzzing: a shape constant can ask for terabytes; planning refuses
+// before allocating rather than dying in the allocator or the OOM killer.
+TEST_CASE("a program needing more memory than the machine has fails to load", "[program]") {
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {2, 3})};
+  auto plan_error = [&](const json& ops, const std::string& out, const std::vector<int64_t>& shape) -> std::string {
+    m.outputs = {spec(out, DType::kFloat32, shape)};
+    json doc = program(json::array({input("x", "FLOAT32", {2, 3})}), ops, {out});
+    Program p = load_program(write_json(doc), nullptr);
+    try {
+      plan_function(p.functions.at("main"), m);
+    } catch (const BundleError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const int64_t big = int64_t{1} << 19;  // [2^19, 2^19] fp32 = 1 TB
+  // folded at plan time (all inputs constant)
+  json fill_ops = json::array({
+      const_op("shape", immediate("INT32", {2}, {{"ints", {{"values", {big, big}}}}})),
+      op("fill", {{"shape", named("shape")}}, "f", tensor_type("FLOAT32", {big, big})),
+  });
+  CHECK_THAT(plan_error(fill_ops, "f", {big, big}),
+             Catch::Contains("op 'f' (type 'fill'): the method needs 1048576 MB of working memory by here"));
+  // a run-time value in the arena
+  json tile_ops = json::array({
+      const_op("reps", immediate("INT32", {2}, {{"ints", {{"values", {big / 2, big / 3}}}}})),
+      op("tile", {{"x", named("x")}, {"reps", named("reps")}}, "t", tensor_type("FLOAT32", {big, big / 3 * 3})),
+  });
+  CHECK_THAT(plan_error(tile_ops, "t", {big, big / 3 * 3}),
+             Catch::Contains("method 'forward' (function 'main'): the method needs") &&
+                 Catch::Contains("STATICLLM_MAX_MEMORY_MB"));
 }
 
 TEST_CASE("one executor serves concurrent callers and survives kernel errors", "[program]") {

@@ -223,6 +223,7 @@ bool digits_only(const std::string& s) {
 class JsonMutation {
  public:
   JsonMutation(const std::string& text, Rng& rng) : t_(text), rng_(rng), spans_(scan(text)) {
+    strings_.push_back("\"\"");  // never empty: a document may hold no string
     for (const Span& s : spans_) {
       if (s.kind == '"') strings_.push_back(text.substr(s.begin, s.end - s.begin));
       if (s.key_begin != kNone) strings_.push_back(text.substr(s.key_begin, s.key_end - s.key_begin));

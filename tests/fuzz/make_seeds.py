@@ -4,6 +4,9 @@ Two kinds of small valid bundles:
 - llama_*: a tiny random Llama checkpoint (1 layer, dim 16, vocab 32, context 8)
   exported the way users export, single-method and multifunction: every op
   and blob a real export uses.
+- ops_*: about 10 ops of one family each (shape, indexing, math), 12 KB of
+  JSON: the cheapest to run, and the mutator's op-type swaps hand their
+  arguments to every op builder.
 - mini_*: a 70-op attention block written with the coremltools MIL builder,
   single and multifunction: a KV state (read_state, coreml_update_state),
   int4, int8 and palettized weights (constexpr ops, sub-byte weight.bin
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import sys
 import tempfile
 import warnings
@@ -138,6 +142,79 @@ def build_mini(tmp: Path) -> dict[str, Path]:
     }
 
 
+def op_programs() -> dict[str, Any]:
+    """Small programs of one op family each (about 10 ops, 12 KB of JSON): the
+    fuzzer runs them ten times as fast as an export, and its op-type swaps
+    give every builder their arguments."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    types = ct.converters.mil.mil.types
+    ios18 = ct.target.iOS18
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3, 4))], opset_version=ios18)
+    def shape_ops(x: Any) -> Any:
+        t = mb.transpose(x=mb.reshape(x=x, shape=[4, -1]), perm=[1, 0])
+        s = mb.squeeze(x=mb.expand_dims(x=mb.tile(x=t, reps=[1, 2]), axes=[0]), axes=[0])
+        sl = mb.slice_by_index(x=s, begin=[0, 1], end=[6, 8], stride=[1, 3])
+        a, b = mb.split(x=s, num_splits=2, axis=1)
+        return mb.identity(x=mb.concat(values=[a, b, sl], axis=1), name="c")
+
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(4, 6)), mb.TensorSpec(shape=(3,), dtype=types.int32)],
+        opset_version=ios18,
+    )
+    def index_ops(x: Any, idx: Any) -> Any:
+        g = mb.gather(x=x, indices=idx, axis=0)
+        ga = mb.gather_along_axis(x=x, indices=np.array([[0, 1, 2, 3, 0, 1]] * 2, np.int32), axis=0)
+        ss = mb.slice_by_size(x=x, begin=[1, 2], size=[2, -1])
+        bp = mb.band_part(x=x, lower=1, upper=2)
+        as_int = mb.cast(x=mb.cast(x=x, dtype="int32"), dtype="fp32")
+        sel = mb.select(cond=mb.greater(x=bp, y=0.0), a=bp, b=as_int)
+        return (
+            mb.mul(x=g, y=np.float32(2), name="g"),
+            mb.identity(x=ga, name="ga"),
+            mb.identity(x=ss, name="ss"),
+            mb.identity(x=sel, name="sel"),
+        )
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 3, 4), dtype=types.fp16)], opset_version=ios18)
+    def math_ops(x: Any) -> Any:
+        rs = mb.reduce_sum(x=mb.softmax(x=x, axis=-1), axes=[1], keep_dims=True)
+        mm = mb.matmul(x=x, y=x, transpose_y=True)
+        lin = mb.linear(x=x, weight=np.ones((5, 4), np.float16), bias=np.zeros(5, np.float16))
+        att = mb.scaled_dot_product_attention(query=x, key=x, value=x)
+        return (
+            mb.identity(x=rs, name="rs"),
+            mb.reduce_max(x=x, axes=[-1], keep_dims=False, name="rm"),
+            mb.reduce_argmax(x=x, axis=2, name="am"),
+            mb.clip(x=mb.gelu(x=mb.exp(x=mm)), alpha=np.float16(-1), beta=np.float16(1), name="u"),
+            mb.identity(x=lin, name="lin"),
+            mb.identity(x=att, name="att"),
+        )
+
+    return {"ops_shape": shape_ops, "ops_index": index_ops, "ops_math": math_ops}
+
+
+def build_op_bundles(tmp: Path) -> dict[str, Path]:
+    import coremltools as ct
+
+    import staticllm
+
+    out = {}
+    for name, prog in op_programs().items():
+        model = ct.convert(
+            prog,
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS18,
+            compute_precision=ct.precision.FLOAT32,
+            skip_model_load=True,
+        )
+        model.save(str(tmp / f"{name}.mlpackage"))
+        out[name] = staticllm.import_mlpackage(tmp / f"{name}.mlpackage", tmp / name)
+    return out
+
+
 def keep_interpreter_files(bundle: Path, dest: Path) -> None:
     for rel in FILES:
         target = dest / rel
@@ -145,8 +222,10 @@ def keep_interpreter_files(bundle: Path, dest: Path) -> None:
         if rel.endswith(".json"):
             doc = json.loads((bundle / rel).read_text())
             target.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True))
-        else:
+        elif (bundle / rel).exists():
             shutil.copyfile(bundle / rel, target)
+        else:  # no constant large enough for a blob: a weight.bin holding none
+            target.write_bytes(struct.pack("<II", 0, 2).ljust(64, b"\0"))
 
 
 def write_corpus(bundles: Path, corpus: Path) -> None:
@@ -167,7 +246,7 @@ def main() -> None:
     shutil.rmtree(bundles, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp, quiet_coremltools(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        made = {**export_llama(Path(tmp)), **build_mini(Path(tmp))}
+        made = {**export_llama(Path(tmp)), **build_mini(Path(tmp)), **build_op_bundles(Path(tmp))}
         for name, path in made.items():
             keep_interpreter_files(path, bundles / name)
     write_corpus(bundles, HERE / "corpus")

@@ -21,7 +21,7 @@ constexpr size_t kAlign = 64;
 // Working memory a method may need (arena, scratch, folded constants):
 // STATICLLM_MAX_MEMORY_MB, else the machine's physical memory. A program
 // asking for more fails to load with a BundleError instead of being killed
-// by the OOM killer half-way (found by fuzzing: a shape constant can ask for
+// by the OOM killer half-way (a shape constant in program.json can ask for
 // terabytes).
 size_t memory_limit() {
   static const size_t limit = [] {

@@ -215,7 +215,7 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
   if (tv.contains("bytes")) return parse_bytes(c, pt, tv["bytes"].value("values", std::string()), where);
   if (pt.bits > 0) fail(c, where, "sub-byte immediate values must be stored as bytes");
   // The tensor is allocated only once the values are counted: the declared
-  // shape alone may ask for terabytes (found by fuzzing).
+  // shape alone may ask for terabytes.
   if (pt.type.dtype == DType::kInt64 && tv.contains("longInts")) {
     // exact: int64 values do not all survive a round trip through double
     const json& vals = member_or_empty(tv["longInts"], "values");

@@ -183,7 +183,7 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
   json short_imm = program(
       json::array(), json::array({const_op("c", immediate("FLOAT32", {3}, {{"floats", {{"values", {1.0}}}}}))}), {});
   CHECK_THAT(error(short_imm), Catch::Contains("immediate value has 1 elements, shape [3] needs 3"));
-  // found by fuzzing: the tensor was allocated from the declared shape (here 4 TB) before the count check
+  // the tensor used to be allocated from the declared shape (here 4 TB) before the count check
   json huge_imm = program(
       json::array(),
       json::array({const_op("c", immediate("FLOAT32", {1 << 20, 1 << 20}, {{"floats", {{"values", {1.0}}}}}))}), {});
@@ -310,7 +310,7 @@ TEST_CASE("an unsupported op with unparseable types is reported as unsupported",
                       Catch::StartsWith("function 'main', op 'w' (type 'while_loop'): ops with nested blocks"));
 }
 
-// Found by fuzzing: a shape constant can ask for terabytes; planning refuses
+// A shape constant can ask for terabytes; planning refuses
 // before allocating rather than dying in the allocator or the OOM killer.
 TEST_CASE("a program needing more memory than the machine has fails to load", "[program]") {
   MethodMetadata m;

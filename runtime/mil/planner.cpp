@@ -120,6 +120,7 @@ class Planner {
   void bind_inputs() {
     std::vector<TensorSpec> caller = inputs_then_states(method_);
     for (const ValueDecl& in : fn_.inputs) {
+      if (in.is_string) throw BundleError(plan_->where + ": program input '" + in.name + "' is a string");
       auto pos = std::find_if(caller.begin(), caller.end(), [&](const TensorSpec& s) { return s.name == in.name; });
       if (pos == caller.end()) {
         throw BundleError(plan_->where + ": program input '" + in.name + "' is not in the method's metadata");

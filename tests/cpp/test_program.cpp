@@ -310,6 +310,27 @@ TEST_CASE("an unsupported op with unparseable types is reported as unsupported",
                       Catch::StartsWith("function 'main', op 'w' (type 'while_loop'): ops with nested blocks"));
 }
 
+// Found by fuzzing: a string constant fed to a kernel as a tensor, which read
+// through its null data pointer.
+TEST_CASE("a string value where a tensor is expected is a BundleError", "[program]") {
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {2})};
+  m.outputs = {spec("y", DType::kFloat32, {2})};
+  json ops = json::array({
+      const_op("s", immediate("STRING", {}, {{"strings", {{"values", {"fp16"}}}}})),
+      op("add", {{"x", named("x")}, {"y", named("s")}}, "y", tensor_type("FLOAT32", {2})),
+  });
+  Program p = load_program(write_json(program(json::array({input("x", "FLOAT32", {2})}), ops, {"y"})), nullptr);
+  REQUIRE_THROWS_WITH(plan_function(p.functions.at("main"), m),
+                      Catch::EndsWith("op 'y' (type 'add'): parameter 'y' is a string; expected a tensor"));
+  // nor can a function take a string input
+  Program q = load_program(write_json(program(json::array({input("x", "STRING", {})}), json::array(), {"x"})), nullptr);
+  m.inputs = {spec("x", DType::kFloat32, {})};
+  REQUIRE_THROWS_WITH(plan_function(q.functions.at("main"), m), Catch::Contains("program input 'x' is a string"));
+}
+
 // A shape constant can ask for terabytes; planning refuses
 // before allocating rather than dying in the allocator or the OOM killer.
 TEST_CASE("a program needing more memory than the machine has fails to load", "[program]") {

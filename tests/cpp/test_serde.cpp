@@ -126,6 +126,12 @@ TEST_CASE("metadata nested deeper than 256 levels is a MetadataError", "[serde]"
   REQUIRE(metadata_from_string(doc.dump()).identifier.size() == 1000);
 }
 
+TEST_CASE("a state cannot share an input's name", "[serde]") {
+  json d = valid_doc();
+  d["methods"][1]["states"][0]["name"] = "tokens";
+  REQUIRE(error_of(d) == "metadata.json: methods[1].states[0].name: \"tokens\" is also an input's name");
+}
+
 TEST_CASE("a number out of double range is a MetadataError, not a JSON library error", "[serde]") {
   std::string text = valid_doc().dump();
   text.replace(text.find("\"vocab_size\":32"), 15, "\"vocab_size\":1e400");

@@ -98,8 +98,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     run_bundle(scratch().path());
-  } catch (const StaticLLMError&) {
-    // the expected outcome for a bad bundle
+  } catch (const StaticLLMError& e) {
+    // the expected outcome for a bad bundle; STATICLLM_FUZZ_VERBOSE=1 shows it
+    static const bool verbose = std::getenv("STATICLLM_FUZZ_VERBOSE") != nullptr;
+    if (verbose) std::fprintf(stderr, "bundle fuzzer: %s: %s\n", typeid(e).name(), e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bundle fuzzer: FINDING: %s escaped (not a StaticLLMError) replacing %s of bundle '%s': %s\n",
                  typeid(e).name(), file_path(in.file), base.name.c_str(), e.what());

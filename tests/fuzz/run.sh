@@ -14,6 +14,9 @@ mkdir -p "$build/fuzz-corpus" "$build/fuzz-artifacts"
 # allocation stack keep reports useful at a fraction of the default's cost.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:malloc_context_size=5}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+# A program asking for more working memory than this fails to load with a
+# BundleError, well inside the 2 GB at which libFuzzer reports out-of-memory.
+export STATICLLM_MAX_MEMORY_MB="${STATICLLM_MAX_MEMORY_MB:-1024}"
 exec "$build/tests/fuzz/bundle_fuzzer" \
   -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=300000 \
   -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/" \

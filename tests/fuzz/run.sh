@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the bundle fuzzer built with -DSTATICLLM_FUZZ=ON (see tests/fuzz/README.md).
 #   bash tests/fuzz/run.sh BUILD_DIR SECONDS [libFuzzer flags...]
-# New interesting inputs go to BUILD_DIR/fuzz-corpus (the committed seeds in
+# New interesting inputs go to BUILD_DIR/fuzz-corpus, or $FUZZ_CORPUS (several
+# fuzzers given the same one share what they find; the committed seeds in
 # tests/fuzz/corpus are only read); a finding is written to
 # BUILD_DIR/fuzz-artifacts/ and makes the exit status non-zero.
 set -euo pipefail
@@ -9,7 +10,8 @@ build=$1
 seconds=$2
 shift 2
 here="$(cd "$(dirname "$0")" && pwd)"
-mkdir -p "$build/fuzz-corpus" "$build/fuzz-artifacts"
+corpus="${FUZZ_CORPUS:-$build/fuzz-corpus}"
+mkdir -p "$corpus" "$build/fuzz-artifacts"
 # Reports are fatal (the build uses -fno-sanitize-recover); 5 frames of
 # allocation stack keep reports useful at a fraction of the default's cost.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:malloc_context_size=5}"
@@ -20,4 +22,4 @@ export STATICLLM_MAX_MEMORY_MB="${STATICLLM_MAX_MEMORY_MB:-1024}"
 exec "$build/tests/fuzz/bundle_fuzzer" \
   -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=300000 \
   -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/" \
-  "$@" "$build/fuzz-corpus" "$here/corpus" "$here/regressions"
+  "$@" "$corpus" "$here/corpus" "$here/regressions"

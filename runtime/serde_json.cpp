@@ -11,6 +11,7 @@
 #include <sstream>
 #include <vector>
 
+#include "json_depth.h"
 #include "staticllm/errors.h"
 
 namespace staticllm {
@@ -117,6 +118,13 @@ MethodMetadata parse_method(const json& v, const std::string& path) {
   m.inputs = parse_specs(v, "inputs", path, false);
   m.outputs = parse_specs(v, "outputs", path, false);
   m.states = parse_specs(v, "states", path, true);
+  // A state is passed like an input: one name cannot be both (such a
+  // bundle used to run, returning the input as if it were a state).
+  for (size_t i = 0; i < m.states.size(); ++i) {
+    if (m.find_input(m.states[i].name) != nullptr) {
+      fail(path + ".states[" + std::to_string(i) + "].name", "\"" + m.states[i].name + "\" is also an input's name");
+    }
+  }
   m.extra = extras(v, {"name", "function_name", "inputs", "outputs", "states"});
   return m;
 }
@@ -258,6 +266,10 @@ std::string failing_key_path(const std::string& text) {
 }  // namespace
 
 ModelMetadata metadata_from_string(const std::string& text) {
+  if (json_nesting_depth(text) > kMaxJsonDepth) {
+    throw MetadataError("metadata.json: nested more than " + std::to_string(kMaxJsonDepth) +
+                        " levels deep (metadata nests a few levels)");
+  }
   json doc;
   try {
     doc = json::parse(text);

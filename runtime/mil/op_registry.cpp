@@ -101,9 +101,10 @@ std::vector<int64_t> OpPlanContext::const_ints(const std::string& param) const {
     fail("parameter '" + param + "' must be integers, got " + dtype_name(t.dtype()));
   }
   std::vector<int64_t> out(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) out[i] = static_cast<int64_t>(element_as_double(t, i));
-  if (t.dtype() == DType::kInt64) {
-    for (int64_t i = 0; i < t.numel(); ++i) out[i] = t.data_as<int64_t>()[i];
+  // int64 directly: near its limits it has no exact double, and the cast of
+  // the rounded one back to int64 is undefined
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    out[i] = t.dtype() == DType::kInt64 ? t.data_as<int64_t>()[i] : static_cast<int64_t>(element_as_double(t, i));
   }
   return out;
 }

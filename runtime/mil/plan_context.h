@@ -35,6 +35,9 @@ class PlanContext : public OpPlanContext {
     return v.is_const && !v.is_string ? &v.constant : nullptr;
   }
   int input(const std::string& p, size_t i) override {
+    // a string constant has no tensor for a kernel to read (found by fuzzing:
+    // a const op whose value became a string fed an add)
+    if (values_[id(p, i)].is_string) fail("parameter '" + p + "' is a string; expected a tensor");
     inputs_.push_back(id(p, i));
     return static_cast<int>(inputs_.size()) - 1;
   }

@@ -1,6 +1,10 @@
 #include "mil/planner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <unordered_map>
 
@@ -13,6 +17,23 @@ namespace staticllm::mil {
 namespace {
 
 constexpr size_t kAlign = 64;
+
+// Working memory a method may need (arena, scratch, folded constants):
+// STATICLLM_MAX_MEMORY_MB, else the machine's physical memory. A program
+// asking for more fails to load with a BundleError instead of being killed
+// by the OOM killer half-way (a shape constant in program.json can ask for
+// terabytes).
+size_t memory_limit() {
+  static const size_t limit = [] {
+    const char* env = std::getenv("STATICLLM_MAX_MEMORY_MB");
+    char* end = nullptr;
+    unsigned long long mb = env != nullptr ? std::strtoull(env, &end, 10) : 0;
+    if (mb > 0 && *end == '\0') return static_cast<size_t>(std::min<unsigned long long>(mb, 1ull << 40) << 20);
+    long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : SIZE_MAX;
+  }();
+  return limit;
+}
 
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 size_t value_bytes(const PlanValue& v) {
@@ -99,6 +120,7 @@ class Planner {
   void bind_inputs() {
     std::vector<TensorSpec> caller = inputs_then_states(method_);
     for (const ValueDecl& in : fn_.inputs) {
+      if (in.is_string) throw BundleError(plan_->where + ": program input '" + in.name + "' is a string");
       auto pos = std::find_if(caller.begin(), caller.end(), [&](const TensorSpec& s) { return s.name == in.name; });
       if (pos == caller.end()) {
         throw BundleError(plan_->where + ": program input '" + in.name + "' is not in the method's metadata");
@@ -186,6 +208,9 @@ class Planner {
   // where constexpr dequantization happens).
   void fold(const PlannedOp& planned, const std::vector<int>& ins, const std::vector<int>& outs,
             const std::string& where) {
+    size_t bytes = planned.scratch_bytes;
+    for (int id : outs) bytes += value_bytes(values()[id]);
+    reserve(bytes, where);
     std::vector<const Tensor*> in_ptrs;
     for (int id : ins) in_ptrs.push_back(&values()[id].constant);
     std::vector<Tensor> results;
@@ -203,6 +228,15 @@ class Planner {
       values()[outs[i]].is_const = true;
       values()[outs[i]].constant = results[i];
     }
+  }
+
+  // Counts `bytes` more of working memory; BundleError past memory_limit().
+  void reserve(size_t bytes, const std::string& where) {
+    held_ += bytes;
+    if (held_ <= memory_limit()) return;
+    throw BundleError(where + ": the method needs " + std::to_string(held_ >> 20) +
+                      " MB of working memory by here, more than the limit of " + std::to_string(memory_limit() >> 20) +
+                      " MB (the machine's memory; STATICLLM_MAX_MEMORY_MB sets another)");
   }
 
   // The value owning the bytes a reshape-like op could share, or -1.
@@ -301,12 +335,14 @@ class Planner {
       if (v.alias_of >= 0) v.offset = vals[v.alias_of].offset;  // -1 when the root is a caller's input
     }
     plan_->arena_bytes = arena.size();
+    reserve(plan_->arena_bytes + plan_->scratch_bytes, plan_->where);
   }
 
   const FunctionDecl& fn_;
   const MethodMetadata& method_;
   std::shared_ptr<Plan> plan_;
   std::unordered_map<std::string, int> by_name_;
+  size_t held_ = 0;  // bytes of folded constants (and, at the end, arena and scratch)
 };
 
 }  // namespace

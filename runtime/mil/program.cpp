@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_depth.h"
 #include "mil/half.h"
 #include "staticllm/errors.h"
 
@@ -31,6 +32,18 @@ struct Ctx {
 const json& get(const Ctx& c, const json& obj, const char* key, const std::string& where) {
   if (!obj.is_object() || !obj.contains(key)) fail(c, where, std::string("missing '") + key + "'");
   return obj[key];
+}
+
+// obj[key], or an empty list when absent. (json::value would return a copy:
+// of every function's whole op list, on every load.)
+const json& empty_list() {
+  static const json empty = json::array();
+  return empty;
+}
+const json& member_or_empty(const json& obj, const char* key) {
+  if (!obj.is_object()) return empty_list();
+  auto it = obj.find(key);
+  return it == obj.end() ? empty_list() : *it;
 }
 
 int64_t as_int(const Ctx& c, const json& v, const std::string& where) {
@@ -210,29 +223,31 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
   int64_t n = shape_numel(pt.type.shape);
   if (pt.is_string) {
     cv->is_string = true;
-    const json& vals = tv.contains("strings") ? tv["strings"].value("values", json::array()) : json::array();
+    const json& vals = tv.contains("strings") ? member_or_empty(tv["strings"], "values") : empty_list();
     if (vals.size() != 1) fail(c, where, "only scalar string constants are supported");
     cv->str = vals[0].get<std::string>();
     return cv;
   }
   if (tv.contains("bytes")) return parse_bytes(c, pt, tv["bytes"].value("values", std::string()), where);
-  cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
   if (pt.bits > 0) fail(c, where, "sub-byte immediate values must be stored as bytes");
+  // The tensor is allocated only once the values are counted: the declared
+  // shape alone may ask for terabytes.
   if (pt.type.dtype == DType::kInt64 && tv.contains("longInts")) {
     // exact: int64 values do not all survive a round trip through double
-    const json& vals = tv["longInts"].value("values", json::array());
+    const json& vals = member_or_empty(tv["longInts"], "values");
     if (static_cast<int64_t>(vals.size()) != n) {
       fail(c, where,
            "immediate value has " + std::to_string(vals.size()) + " elements, shape " + shape_to_string(pt.type.shape) +
                " needs " + std::to_string(n));
     }
+    cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
     for (size_t i = 0; i < vals.size(); ++i) cv->tensor.data_as<int64_t>()[i] = as_int(c, vals[i], where);
     return cv;
   }
   std::vector<double> vals;
   for (const char* key : {"floats", "ints", "bools", "longInts", "doubles"}) {
     if (!tv.contains(key)) continue;
-    for (const json& v : tv[key].value("values", json::array())) {
+    for (const json& v : member_or_empty(tv[key], "values")) {
       vals.push_back(v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : as_double(c, v, where));
     }
   }
@@ -241,6 +256,7 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
          "immediate value has " + std::to_string(vals.size()) + " elements, shape " + shape_to_string(pt.type.shape) +
              " needs " + std::to_string(n));
   }
+  cv->tensor = Tensor(pt.type.dtype, pt.type.shape);
   switch (pt.type.dtype) {
     case DType::kFloat16: {
       auto* p = cv->tensor.data_as<uint16_t>();
@@ -282,7 +298,7 @@ std::shared_ptr<ConstValue> parse_value(const Ctx& c, const json& v, const std::
 // Arguments, outputs and the const value of one op.
 void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl& op) {
   op.outputs.clear();
-  for (const json& o : j.value("outputs", json::array())) {
+  for (const json& o : member_or_empty(j, "outputs")) {
     ParsedType pt = parse_type(c, get(c, o, "type", where), where);
     op.outputs.push_back({get(c, o, "name", where).get<std::string>(), pt.type, pt.is_string, pt.is_state});
   }
@@ -290,7 +306,7 @@ void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl
   if (j.contains("inputs")) {
     for (auto it = j["inputs"].begin(); it != j["inputs"].end(); ++it) {
       std::vector<Binding> bindings;
-      for (const json& a : it.value().value("arguments", json::array())) {
+      for (const json& a : member_or_empty(it.value(), "arguments")) {
         Binding b;
         if (a.contains("name"))
           b.name = a["name"].get<std::string>();
@@ -312,7 +328,7 @@ void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl
 OpDecl parse_op(const Ctx& c, const json& j, const std::string& where) {
   OpDecl op;
   op.type = get(c, j, "type", where).get<std::string>();
-  const json& outs = j.value("outputs", json::array());
+  const json& outs = member_or_empty(j, "outputs");
   op.name = !outs.empty() && outs[0].contains("name") ? outs[0]["name"].get<std::string>() : op.type;
   op.has_blocks = j.contains("blocks") && !j["blocks"].empty();
   bool supported = !op.has_blocks && (op.type == "const" || OpRegistry::instance().find(op.type) != nullptr);
@@ -331,7 +347,7 @@ FunctionDecl parse_function(const Ctx& c, const std::string& name, const json& f
   std::string where = "function '" + name + "'";
   FunctionDecl fn;
   fn.name = name;
-  for (const json& in : f.value("inputs", json::array())) {
+  for (const json& in : member_or_empty(f, "inputs")) {
     ParsedType pt = parse_type(c, get(c, in, "type", where), where + " input");
     fn.inputs.push_back({get(c, in, "name", where).get<std::string>(), pt.type, pt.is_string, pt.is_state});
   }
@@ -339,8 +355,8 @@ FunctionDecl parse_function(const Ctx& c, const std::string& name, const json& f
   const json& blocks = get(c, f, "blockSpecializations", where);
   if (!blocks.contains(opset)) fail(c, where, "no block for its opset '" + opset + "'");
   const json& block = blocks[opset];
-  for (const json& op : block.value("operations", json::array())) fn.ops.push_back(parse_op(c, op, where));
-  for (const json& o : block.value("outputs", json::array())) fn.outputs.push_back(o.get<std::string>());
+  for (const json& op : member_or_empty(block, "operations")) fn.ops.push_back(parse_op(c, op, where));
+  for (const json& o : member_or_empty(block, "outputs")) fn.outputs.push_back(o.get<std::string>());
   return fn;
 }
 
@@ -350,9 +366,18 @@ Program load_program(const std::string& path, WeightStore* weights) {
   Ctx c{path, weights};
   std::ifstream in(path, std::ios::binary);
   if (!in) throw BundleError("cannot read " + path + " (a bundle needs program.json; re-import or re-export it)");
+  // Parsing from memory is several times faster than from the stream.
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) throw BundleError("failed reading " + path);
+  const std::string text = buf.str();
+  if (json_nesting_depth(text) > kMaxJsonDepth) {
+    throw BundleError(path + ": nested more than " + std::to_string(kMaxJsonDepth) +
+                      " levels deep (an ML Program nests about 15)");
+  }
   json doc;
   try {
-    doc = json::parse(in);
+    doc = json::parse(text);
   } catch (const json::exception& e) {
     throw BundleError(path + ": not valid JSON (" + e.what() + ")");
   }

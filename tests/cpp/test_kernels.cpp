@@ -92,3 +92,29 @@ TEST_CASE("thread pool covers every index once, also with concurrent callers", "
   REQUIRE_THROWS_AS(pool.parallel_for(10, 1, [](int64_t, int64_t) { throw std::runtime_error("x"); }),
                     std::runtime_error);
 }
+
+TEST_CASE("SIMD level follows CPUID and what the OS saves (XCR0)", "[kernels]") {
+  // leaf 1 ECX: FMA, OSXSAVE, AVX, F16C; leaf 7 EBX: AVX2, AVX-512 F/DQ/BW/VL
+  const uint32_t avx2_ecx = (1u << 12) | (1u << 27) | (1u << 28) | (1u << 29);
+  const uint32_t avx2_ebx = 1u << 5;
+  const uint32_t avx512_ebx = avx2_ebx | (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
+  REQUIRE(simd_level_from_cpuid({avx2_ecx, avx512_ebx, 0xe7}) == SimdLevel::kAvx512);
+  REQUIRE(simd_level_from_cpuid({avx2_ecx, avx2_ebx, 0x7}) == SimdLevel::kAvx2);
+  // AVX-512 in the CPU but its registers not enabled by the OS
+  REQUIRE(simd_level_from_cpuid({avx2_ecx, avx512_ebx, 0x7}) == SimdLevel::kAvx2);
+  // no F16C (the fp16 conversions of the AVX2 kernels need it)
+  REQUIRE(simd_level_from_cpuid({avx2_ecx & ~(1u << 29), avx512_ebx, 0xe7}) == SimdLevel::kPortable);
+  // AVX2 present, OS without XSAVE (XCR0 reads as 0)
+  REQUIRE(simd_level_from_cpuid({avx2_ecx & ~(1u << 27), avx2_ebx, 0}) == SimdLevel::kPortable);
+  REQUIRE(simd_level_from_cpuid({avx2_ecx, avx2_ebx, 0x3}) == SimdLevel::kPortable);
+  REQUIRE(simd_level_from_cpuid({}) == SimdLevel::kPortable);
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  // GCC's own detection (which clang 14 lacks for f16c) must agree on this machine.
+  __builtin_cpu_init();
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  SimdLevel expected = avx512 ? SimdLevel::kAvx512 : avx2 ? SimdLevel::kAvx2 : SimdLevel::kPortable;
+  REQUIRE(simd_level_from_cpuid(read_cpuid()) == expected);
+#endif
+}

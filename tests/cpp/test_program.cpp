@@ -133,6 +133,11 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
   json short_imm = program(
       json::array(), json::array({const_op("c", immediate("FLOAT32", {3}, {{"floats", {{"values", {1.0}}}}}))}), {});
   CHECK_THAT(error(short_imm), Catch::Contains("immediate value has 1 elements, shape [3] needs 3"));
+  // the tensor used to be allocated from the declared shape (here 4 TB) before the count check
+  json huge_imm = program(
+      json::array(),
+      json::array({const_op("c", immediate("FLOAT32", {1 << 20, 1 << 20}, {{"floats", {{"values", {1.0}}}}}))}), {});
+  CHECK_THAT(error(huge_imm), Catch::Contains("immediate value has 1 elements, shape [1048576, 1048576] needs"));
 
   json short_bytes = program(
       json::array(), json::array({const_op("c", immediate("FLOAT16", {3}, {{"bytes", {{"values", "ADw="}}}}))}), {});
@@ -165,6 +170,10 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
   REQUIRE_THROWS_WITH(load_program(overflow, nullptr), Catch::Contains("not valid JSON") && Catch::Contains("1e999"));
 
   CHECK_THAT(error(json{{"functions", 3}}), Catch::Contains("expected an object"));
+  // found by tests/fuzz: a value nested 65536 levels deep overflowed the stack when printed
+  std::string deep = write_json(affine_program());
+  std::ofstream(deep) << "{\"functions\": {}, \"x\": " << std::string(65536, '[') << std::string(65536, ']') << "}";
+  REQUIRE_THROWS_WITH(load_program(deep, nullptr), Catch::Contains("nested more than 256 levels deep"));
   std::string path = write_json(affine_program());
   std::ofstream(path) << "{\"functions\": ";
   CHECK_THAT(error(json()), Catch::Contains("missing 'functions'"));
@@ -269,14 +278,73 @@ TEST_CASE("an unsupported op with unparseable types is reported as unsupported",
                       Catch::StartsWith("function 'main', op 'w' (type 'while_loop'): ops with nested blocks"));
 }
 
+// Found by fuzzing: a string constant fed to a kernel as a tensor, which read
+// through its null data pointer.
+TEST_CASE("a string value where a tensor is expected is a BundleError", "[program]") {
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {2})};
+  m.outputs = {spec("y", DType::kFloat32, {2})};
+  json ops = json::array({
+      const_op("s", immediate("STRING", {}, {{"strings", {{"values", {"fp16"}}}}})),
+      op("add", {{"x", named("x")}, {"y", named("s")}}, "y", tensor_type("FLOAT32", {2})),
+  });
+  Program p = load_program(write_json(program(json::array({input("x", "FLOAT32", {2})}), ops, {"y"})), nullptr);
+  REQUIRE_THROWS_WITH(plan_function(p.functions.at("main"), m),
+                      Catch::EndsWith("op 'y' (type 'add'): parameter 'y' is a string; expected a tensor"));
+  // nor can a function take a string input
+  Program q = load_program(write_json(program(json::array({input("x", "STRING", {})}), json::array(), {"x"})), nullptr);
+  m.inputs = {spec("x", DType::kFloat32, {})};
+  REQUIRE_THROWS_WITH(plan_function(q.functions.at("main"), m), Catch::Contains("program input 'x' is a string"));
+}
+
+// A shape constant can ask for terabytes; planning refuses
+// before allocating rather than dying in the allocator or the OOM killer.
+TEST_CASE("a program needing more memory than the machine has fails to load", "[program]") {
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {2, 3})};
+  auto plan_error = [&](const json& ops, const std::string& out, const std::vector<int64_t>& shape) -> std::string {
+    m.outputs = {spec(out, DType::kFloat32, shape)};
+    json doc = program(json::array({input("x", "FLOAT32", {2, 3})}), ops, {out});
+    Program p = load_program(write_json(doc), nullptr);
+    try {
+      plan_function(p.functions.at("main"), m);
+    } catch (const BundleError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const int64_t big = int64_t{1} << 19;  // [2^19, 2^19] fp32 = 1 TB
+  // folded at plan time (all inputs constant)
+  json fill_ops = json::array({
+      const_op("shape", immediate("INT32", {2}, {{"ints", {{"values", {big, big}}}}})),
+      op("fill", {{"shape", named("shape")}}, "f", tensor_type("FLOAT32", {big, big})),
+  });
+  CHECK_THAT(plan_error(fill_ops, "f", {big, big}),
+             Catch::Contains("op 'f' (type 'fill'): the method needs 1048576 MB of working memory by here"));
+  // a run-time value in the arena
+  json tile_ops = json::array({
+      const_op("reps", immediate("INT32", {2}, {{"ints", {{"values", {big / 2, big / 3}}}}})),
+      op("tile", {{"x", named("x")}, {"reps", named("reps")}}, "t", tensor_type("FLOAT32", {big, big / 3 * 3})),
+  });
+  CHECK_THAT(plan_error(tile_ops, "t", {big, big / 3 * 3}),
+             Catch::Contains("method 'forward' (function 'main'): the method needs") &&
+                 Catch::Contains("STATICLLM_MAX_MEMORY_MB"));
+}
+
 TEST_CASE("one executor serves concurrent callers and survives kernel errors", "[program]") {
-  json ops = {
+  // json::array: `json ops = {op(...)}` is a one-element array for GCC but a
+  // copy of the op object for clang (one-element brace lists of json).
+  json ops = json::array({
       op("gather",
          {{"x", named("table")},
           {"indices", named("idx")},
           {"axis", inline_value(immediate("INT32", {}, {{"ints", {{"values", {0}}}}}))}},
          "g", tensor_type("FLOAT32", {2, 3})),
-  };
+  });
   MethodMetadata m;
   m.name = "forward";
   m.function_name = "main";

@@ -159,3 +159,28 @@ TEST_CASE("weights_sha256 is optional, checked and kept", "[serde]") {
   d["weights_sha256"] = 5;
   REQUIRE(error_of(d) == why + "5");
 }
+
+// Found by tests/fuzz: printing a value nested 65536 levels deep (for an error
+// message) overflowed the stack; so would copying it into `llm` or `extra`.
+TEST_CASE("metadata nested deeper than 256 levels is a MetadataError", "[serde]") {
+  auto nested = [](int depth) {
+    json doc = valid_doc();
+    std::string text = doc.dump();
+    text.insert(text.size() - 1, ",\"deep\":" + std::string(depth, '[') + std::string(depth, ']'));
+    return text;
+  };
+  REQUIRE(metadata_from_string(nested(250)).extra.contains("deep"));
+  REQUIRE_THROWS_MATCHES(
+      metadata_from_string(nested(100000)), MetadataError,
+      Catch::Message("metadata.json: nested more than 256 levels deep (metadata nests a few levels)"));
+  // brackets inside strings are not nesting
+  json doc = valid_doc();
+  doc["identifier"] = std::string(1000, '[');
+  REQUIRE(metadata_from_string(doc.dump()).identifier.size() == 1000);
+}
+
+TEST_CASE("a state cannot share an input's name", "[serde]") {
+  json d = valid_doc();
+  d["methods"][1]["states"][0]["name"] = "tokens";
+  REQUIRE(error_of(d) == "metadata.json: methods[1].states[0].name: \"tokens\" is also an input's name");
+}

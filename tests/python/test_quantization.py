@@ -15,8 +15,8 @@ import pytest
 
 import staticllm
 from llama_fixtures import make_hf_checkpoint, tiny_config
-from staticllm.inspect import weight_sharing
 from staticllm.bundle_layout import PACKAGE_WEIGHTS
+from staticllm.inspect import weight_sharing
 
 MODES = ["int8", "int4", "palettize4", "palettize6"]
 # tiny_config: dim 64, 4 heads of 16, 2 kv heads, hidden 128, vocab 320, 2 layers, untied head

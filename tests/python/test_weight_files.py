@@ -17,8 +17,8 @@ import pytest
 import staticllm
 from mil_fixtures import affine_program, bundle_from_program
 from staticllm import _core
-from staticllm.cli import main
 from staticllm.bundle_layout import PACKAGE_WEIGHTS
+from staticllm.cli import main
 
 
 @pytest.fixture(scope="module")

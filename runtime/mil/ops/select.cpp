@@ -112,7 +112,12 @@ PlannedOp build_fill(OpPlanContext& ctx) {
 PlannedOp build_range_1d(OpPlanContext& ctx) {
   double start = ctx.const_float("start"), end = ctx.const_float("end"), step = ctx.const_float("step");
   if (step == 0) ctx.fail("range_1d step is 0");
-  int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
+  // Bounded before the cast: a double past int64 (or NaN) has no integer value.
+  double count = std::ceil((end - start) / step);
+  if (!(count < 1e12))
+    ctx.fail("range_1d from " + std::to_string(start) + " to " + std::to_string(end) + " by " + std::to_string(step) +
+             " has too many elements");
+  int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
   DType dtype = ctx.type("start").dtype;
   PlannedOp op;
   op.outputs.push_back({dtype, {n}});

@@ -36,11 +36,13 @@ PlannedOp build_reshape(OpPlanContext& ctx) {
     } else if (shape[i] == 0) {
       if (i >= xt.shape.size()) ctx.fail("reshape shape 0 at axis beyond the input rank");
       shape[i] = xt.shape[i];  // MIL: 0 copies the input dimension
-      known *= shape[i];
     } else if (shape[i] < 0) {
       ctx.fail("negative reshape dimension " + std::to_string(shape[i]));
-    } else {
-      known *= shape[i];
+    }
+    // a product past int64 cannot match the input's element count (and is
+    // undefined behaviour to compute)
+    if (shape[i] >= 0 && __builtin_mul_overflow(known, shape[i], &known)) {
+      ctx.fail("reshape shape " + shape_to_string(shape) + " has too many elements");
     }
   }
   if (infer >= 0) {
@@ -117,11 +119,13 @@ PlannedOp build_tile(OpPlanContext& ctx) {
   Shape out;
   for (size_t d = 0; d < reps.size(); ++d) {
     if (reps[d] < 1) ctx.fail("tile reps must be positive");
+    int64_t size;
+    if (__builtin_mul_overflow(reps[d], xt.shape[d], &size)) ctx.fail("tile reps make the output too large");
     copy.out_shape.push_back(reps[d]);
     copy.src_strides.push_back(0);
     copy.out_shape.push_back(xt.shape[d]);
     copy.src_strides.push_back(strides[d]);
-    out.push_back(reps[d] * xt.shape[d]);
+    out.push_back(size);
   }
   // Drop size-1 axes so the copy stays within the rank limit.
   StridedCopy compact;

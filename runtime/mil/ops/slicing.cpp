@@ -39,6 +39,9 @@ PlannedOp build_slice_by_index(OpPlanContext& ctx) {
   for (size_t d = 0; d < rank; ++d) {
     int64_t n = xt.shape[d], s = stride[d];
     if (s == 0) ctx.fail("slice stride 0 at axis " + std::to_string(d));
+    // A step longer than the axis takes at most one element either way;
+    // clamped, the length and offset arithmetic below cannot overflow.
+    s = std::clamp<int64_t>(s, -(n + 1), n + 1);
     // numpy slice semantics: negative indices count from the end, clamped.
     auto clamp = [&](int64_t v, bool is_end) {
       if (v < 0) v += n;
@@ -70,8 +73,9 @@ PlannedOp build_slice_by_size(OpPlanContext& ctx) {
   StridedCopy copy;
   for (size_t d = 0; d < rank; ++d) {
     int64_t b = begin[d] < 0 ? begin[d] + xt.shape[d] : begin[d];
-    int64_t len = size[d] == -1 ? xt.shape[d] - b : size[d];
-    if (b < 0 || len < 0 || b + len > xt.shape[d]) {
+    bool inside = b >= 0 && b <= xt.shape[d];  // checked first: shape - b (and b + len) may overflow otherwise
+    int64_t len = inside && size[d] == -1 ? xt.shape[d] - b : size[d];
+    if (!inside || len < 0 || len > xt.shape[d] - b) {
       ctx.fail("slice [" + std::to_string(begin[d]) + ", +" + std::to_string(size[d]) + ") out of range for axis " +
                std::to_string(d) + " of size " + std::to_string(xt.shape[d]));
     }
@@ -170,7 +174,11 @@ PlannedOp build_split(OpPlanContext& ctx) {
     sizes.assign(k, dim / k);
   }
   int64_t total = 0;
-  for (int64_t s : sizes) total += s;
+  for (int64_t s : sizes) {
+    if (s < 0 || s > dim)
+      ctx.fail("split size " + std::to_string(s) + " out of range for axis size " + std::to_string(dim));
+    total += s;
+  }
   if (total != dim)
     ctx.fail("split sizes add up to " + std::to_string(total) + ", axis size is " + std::to_string(dim));
   int64_t outer = 1, inner = 1;

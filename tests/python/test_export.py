@@ -215,9 +215,9 @@ def test_rotary_layout_matches_interleaved_reference(checkpoints):
     qc = torch.view_as_complex(q_meta.contiguous()) * torch.polar(torch.ones_like(ang), ang)[:, None]
     q_meta_rot = torch.view_as_real(qc).reshape(3, cfg.n_heads, hd)
     # ours: rotate-half on the permuted rows
-    from staticllm.exporter.model import rotate
+    from staticllm.exporter.models.blocks import rotate
 
-    q = (x @ ours["layers.0.attention.wq.weight"].T).view(3, cfg.n_heads, hd)
+    q = (x @ ours["model.layers.0.self_attn.q_proj.weight"].T).view(3, cfg.n_heads, hd)
     q_rot = rotate(q, ang.cos()[:, None], ang.sin()[:, None])
     # same vectors up to the per-head permutation of components
     perm = torch.cat([torch.arange(0, hd, 2), torch.arange(1, hd, 2)])

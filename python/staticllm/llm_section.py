@@ -60,7 +60,9 @@ class GraphIO:
         return {r: getattr(self, r) for r in _SINGLE_ROLES if getattr(self, r) is not None}
 
 
-_SINGLE_ROLES = tuple(f.name for f in fields(GraphIO) if f.name not in ("attn_masks", "cache_inputs", "cache_outputs"))
+_SINGLE_ROLES = tuple(
+    f.name for f in fields(GraphIO) if f.name not in ("attn_masks", "cache_inputs", "cache_outputs")
+)
 _REQUIRED_ROLES = tuple(r for r in _SINGLE_ROLES if r != "last_index")
 FULL_MASK = "attn_mask"  # the mask of the layers that see every earlier position
 
@@ -354,8 +356,10 @@ def _groups(r: _Reader, n_layers: int, max_context_len: int) -> tuple[CacheGroup
             raise r.fail(f"{key}.length", f"a slot count in 1..{max_context_len} (max_context_len)", length)
         if window is not None and window != length:
             raise r.fail(f"{key}.window", f"null or the group's length ({length})", window)
-        if not isinstance(layers, list) or not layers or not all(
-            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < n_layers for x in layers
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < n_layers for x in layers)
         ):
             raise r.fail(f"{key}.layers", f"a non-empty list of layer indices below {n_layers}", layers)
         groups.append(CacheGroup(mask, length, window, tuple(layers)))

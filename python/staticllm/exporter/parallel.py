@@ -97,10 +97,6 @@ def convert_functions(
     first = _convert(model, functions[0], dtype)
     on_done()
     _, status = os.waitpid(pid, 0)
-    second = (
-        _load_saved(saved)
-        if status == 0 and saved.is_dir()
-        else _convert(model, functions[1], dtype)
-    )
+    second = _load_saved(saved) if status == 0 and saved.is_dir() else _convert(model, functions[1], dtype)
     on_done()
     return [first, second]

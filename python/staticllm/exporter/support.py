@@ -84,7 +84,11 @@ def _rope_params(c: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
 
 
 def hf_rope(
-    c: dict[str, Any], where: str, rope_types: Iterable[str], params: dict[str, Any] | None = None, key: str = ""
+    c: dict[str, Any],
+    where: str,
+    rope_types: Iterable[str],
+    params: dict[str, Any] | None = None,
+    key: str = "",
 ) -> tuple[float, dict[str, Any] | None]:
     """(rope_theta, scaling dict with "rope_type", or None) of one rope
     setting; `rope_types` are the ones the family implements."""
@@ -119,7 +123,9 @@ def longrope(c: dict[str, Any], params: dict[str, Any], where: str) -> dict[str,
     """Phi-3 longrope as transformers computes it for contexts up to the
     original length: the short factors, and cos/sin scaled by the attention
     factor derived from max_position_embeddings / original length."""
-    original = int(params.get("original_max_position_embeddings") or need(c, "original_max_position_embeddings", where))
+    original = int(
+        params.get("original_max_position_embeddings") or need(c, "original_max_position_embeddings", where)
+    )
     factor = params.get("factor") or float(need(c, "max_position_embeddings", where)) / original
     attention = params.get("attention_factor")
     if attention is None:
@@ -156,7 +162,9 @@ def hf_layer_types(c: dict[str, Any], n_layers: int, where: str) -> tuple[int | 
     return int(window), types
 
 
-def hf_base(c: dict[str, Any], where: str, architecture: str, rope_types: Iterable[str] = ("llama3",), **kw: Any) -> ModelConfig:
+def hf_base(
+    c: dict[str, Any], where: str, architecture: str, rope_types: Iterable[str] = ("llama3",), **kw: Any
+) -> ModelConfig:
     """The fields every family reads the same way from config.json."""
     n_heads = int(need(c, "num_attention_heads", where))
     n_layers = int(need(c, "num_hidden_layers", where))
@@ -164,7 +172,7 @@ def hf_base(c: dict[str, Any], where: str, architecture: str, rope_types: Iterab
         kw["rope_theta"], kw["rope_scaling"] = hf_rope(c, where, rope_types)
     if "sliding_window" not in kw:
         kw["sliding_window"], kw["layer_types"] = hf_layer_types(c, n_layers, where)
-    return ModelConfig(
+    fields = dict(
         architecture=architecture,
         dim=int(need(c, "hidden_size", where)),
         n_layers=n_layers,
@@ -175,8 +183,8 @@ def hf_base(c: dict[str, Any], where: str, architecture: str, rope_types: Iterab
         norm_eps=float(c.get("rms_norm_eps", 1e-5)),
         tied_embeddings=bool(c.get("tie_word_embeddings", False)),
         head_dim=int(c.get("head_dim") or 0),
-        **kw,
     )
+    return ModelConfig(**{**fields, **kw})  # the family's readings win
 
 
 def check_context(cfg: ModelConfig, max_context_len: int, where: str) -> None:
@@ -237,7 +245,10 @@ def gguf_base(field: Field, arch: str, where: str, n_tokens: int, **kw: Any) -> 
     rope_dims = field(f"{arch}.rope.dimension_count")
     if rope_dims is not None and int(rope_dims) != cfg.head_dim:
         raise refuse(
-            where, f"{arch}.rope.dimension_count", rope_dims, f"rotary on the whole head ({cfg.head_dim}) only"
+            where,
+            f"{arch}.rope.dimension_count",
+            rope_dims,
+            f"rotary on the whole head ({cfg.head_dim}) only",
         )
     return cfg
 

@@ -167,7 +167,9 @@ class Runner:
         self.history = []
         self.calls = 0
 
-    def _commit(self, outputs: Mapping[str, np.ndarray], rows: np.ndarray | slice, positions: np.ndarray) -> None:
+    def _commit(
+        self, outputs: Mapping[str, np.ndarray], rows: np.ndarray | slice, positions: np.ndarray
+    ) -> None:
         for _, cache in self.caches:
             cache.commit(outputs, rows, positions)
 

@@ -61,7 +61,9 @@ def load_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: str
         if name not in sd:
             raise ExportError(f"{where}: missing tensor '{name}' (expected shape {list(shape)})")
         if tuple(sd[name].shape) != shape:
-            raise ExportError(f"{where}: tensor '{name}' has shape {list(sd[name].shape)}, expected {list(shape)}")
+            raise ExportError(
+                f"{where}: tensor '{name}' has shape {list(sd[name].shape)}, expected {list(shape)}"
+            )
     support.refuse_unused_tensors(set(sd) - set(expected), where)
     model.load_state_dict({k: sd[k].float().contiguous() for k in expected}, strict=False, assign=True)
     model.tie_weights()

@@ -29,7 +29,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def rope_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None) -> tuple[torch.Tensor, float]:
+def rope_frequencies(
+    head_dim: int, theta: float, scaling: dict[str, Any] | None
+) -> tuple[torch.Tensor, float]:
     """(inverse frequencies [head_dim / 2], factor on cos and sin) as
     transformers' rope types default, linear, llama3 and longrope compute them."""
     inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device="cpu") / head_dim))
@@ -246,7 +248,9 @@ class CausalLM(nn.Module):
             self.register_buffer(f"rope_cos_{t}", (freqs.cos() * factor).float(), persistent=False)
             self.register_buffer(f"rope_sin_{t}", (freqs.sin() * factor).float(), persistent=False)
 
-    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, tokens: torch.Tensor, input_pos: torch.Tensor, *rest: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         masks, rest = rest[: len(self.groups)], rest[len(self.groups) :]
         if self.logits_mode == "last" and tokens.shape[1] > 1:
             last_index, caches = rest[0], rest[1:]
@@ -254,7 +258,10 @@ class CausalLM(nn.Module):
             last_index, caches = None, rest
         x = self.embed(tokens)
         ropes = [
-            (getattr(self, f"rope_cos_{t}")[input_pos][None, None], getattr(self, f"rope_sin_{t}")[input_pos][None, None])
+            (
+                getattr(self, f"rope_cos_{t}")[input_pos][None, None],
+                getattr(self, f"rope_sin_{t}")[input_pos][None, None],
+            )
             for t in range(len(self.rope_tables()))
         ]
         new_kv: list[torch.Tensor] = []

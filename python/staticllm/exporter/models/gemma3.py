@@ -70,7 +70,9 @@ def config_from_hf(c: dict[str, Any], where: str) -> ModelConfig:
         where = f"{where} text_config"
     support.check_hf_keys(c, where, hidden_act=None, hidden_activation="gelu_pytorch_tanh")
     if c.get("attention_bias"):
-        raise support.refuse(where, "attention_bias", c["attention_bias"], "Gemma 3 biases are not implemented")
+        raise support.refuse(
+            where, "attention_bias", c["attention_bias"], "Gemma 3 biases are not implemented"
+        )
     n_layers = int(support.need(c, "num_hidden_layers", where))
     heads = int(support.need(c, "num_attention_heads", where))
     head_dim = int(c.get("head_dim") or int(support.need(c, "hidden_size", where)) // heads)

@@ -21,7 +21,9 @@ Model = CausalLM
 def config_from_hf(c: dict[str, Any], where: str) -> ModelConfig:
     support.check_hf_keys(c, where)
     if c.get("attention_bias"):
-        raise support.refuse(where, "attention_bias", c["attention_bias"], "the bias on o_proj is not implemented")
+        raise support.refuse(
+            where, "attention_bias", c["attention_bias"], "the bias on o_proj is not implemented"
+        )
     return support.hf_base(c, where, "llama", rope_types=("llama3", "linear"))
 
 

@@ -171,7 +171,8 @@ def test_metadata_llm_section(checkpoints, export_dir):
     assert llm["special_tokens"]["eos"] == [1]
     assert llm["export_options"] == {"quantize": "none", "source": "hf_dir"}
     spec = LLMSpec.from_metadata(meta)
-    assert spec.dtype == "fp32" and spec.cache_len == CONTEXT and spec.multifunction
+    assert spec.dtype == "fp32" and spec.context_limit == CONTEXT and spec.multifunction
+    assert [(g.length, g.window) for g in spec.groups] == [(CONTEXT, None)]
 
 
 def test_variants_tied_bias_rope_scaling(tmp_path):
@@ -180,6 +181,7 @@ def test_variants_tied_bias_rope_scaling(tmp_path):
         qkv_bias=True,
         n_kv_heads=1,
         rope_scaling={
+            "rope_type": "llama3",
             "factor": 8.0,
             "low_freq_factor": 1.0,
             "high_freq_factor": 4.0,
@@ -271,7 +273,7 @@ def test_wrong_tensor_shape(checkpoints, tmp_path):
     save_file(sd, str(d / "model.safetensors"))
     with pytest.raises(
         staticllm.ExportError,
-        match=r"tensor 'layers\.1\.feed_forward\.w3\.weight' has shape \[100, 64\], expected \[128, 64\]",
+        match=r"tensor 'model\.layers\.1\.mlp\.up_proj\.weight' has shape \[100, 64\], expected \[128, 64\]",
     ):
         staticllm.export(tmp_path / "out", hf_dir=d, progress=False)
 

@@ -86,7 +86,11 @@ def test_written_section_reads_back_equal():
         assert repeated not in d["llm"]
     assert LLMSpec.from_metadata(d) == SPEC
     spec = LLMSpec.from_metadata(d)
-    assert spec.multifunction and spec.context_limit == 128 and spec.cache_shape(spec.groups[0]) == (1, 2, 128, 16)
+    assert (
+        spec.multifunction
+        and spec.context_limit == 128
+        and spec.cache_shape(spec.groups[0]) == (1, 2, 128, 16)
+    )
 
 
 def test_sliding_groups_read_back_and_do_not_limit_the_context():

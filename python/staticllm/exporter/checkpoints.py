@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from staticllm.errors import ExportError
-from staticllm.exporter import support
-from staticllm.exporter import models
+from staticllm.exporter import models, support
 from staticllm.exporter.config import ModelConfig
 
 

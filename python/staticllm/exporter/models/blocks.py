@@ -35,10 +35,9 @@ def rope_frequencies(
     """(inverse frequencies [head_dim / 2], factor on cos and sin) as
     transformers' rope types default, linear, llama3 and longrope compute them."""
     inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device="cpu") / head_dim))
-    kind = (scaling or {}).get("rope_type", "default")
-    if kind == "default":
+    if scaling is None:
         return inv, 1.0
-    s = scaling or {}
+    s, kind = scaling, scaling["rope_type"]
     if kind == "linear":
         return inv / float(s["factor"]), 1.0
     if kind == "longrope":  # the short factors: the context never exceeds the original length

@@ -100,8 +100,13 @@ FAMILIES = {
         query_pre_attn_scalar=24,
     ),
     "mistral-window": lambda: _config("MistralConfig", sliding_window=WINDOW, head_dim=32),
+    # max_position_embeddings 4x the original: cos and sin scaled by sqrt(1 + ln 4 / ln 64)
     "phi3-longrope-window": lambda: _config(
-        "Phi3Config", rope_parameters=PHI3_ROPE, max_position_embeddings=4 * CONTEXT, sliding_window=WINDOW
+        "Phi3Config",
+        rope_parameters=PHI3_ROPE,
+        original_max_position_embeddings=CONTEXT,
+        max_position_embeddings=4 * CONTEXT,
+        sliding_window=WINDOW,
     ),
 }
 
@@ -200,6 +205,7 @@ REFUSED = [
         lambda: _config(
             "Phi3Config",
             rope_parameters={**PHI3_ROPE, "original_max_position_embeddings": CONTEXT // 2},
+            original_max_position_embeddings=CONTEXT // 2,
             max_position_embeddings=4 * CONTEXT,
         ),
         rf"max_context_len = {CONTEXT} is not supported: "
@@ -301,3 +307,30 @@ def test_unknown_meta_params_key_is_refused(tmp_path):
     (d / "params.json").write_text(json.dumps(params))
     with pytest.raises(staticllm.ExportError, match=r"moe_args = \{'num_experts': 16\} is not supported"):
         staticllm.export(tmp_path / "b", checkpoint=d / "consolidated.00.pth", progress=False)
+
+
+def test_gemma3_residual_scale_is_exact_and_fits_fp16(tmp_path):
+    """fp16 headroom for Gemma 3: a stream grown far past fp16 (embeddings x 1e4)
+    gets a power-of-two scale folded into the weights; fp32 logits do not move."""
+    from staticllm.exporter import build_model
+    from staticllm.exporter.checkpoints import load_hf
+    from staticllm.exporter.models import FP16_RESIDUAL_LIMIT, fit_fp16
+
+    save_random(tmp_path / "hf", FAMILIES["gemma3"]())
+    model = build_model(load_hf(tmp_path / "hf"), CONTEXT)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(1e4)
+    ids = torch.tensor([PROMPT])
+    want = model.sequence_logits(ids)
+    scale = fit_fp16(model, bos=0)
+    assert scale >= 16 and model.residual_scale == scale
+    peaks = []
+    hooks = [
+        la.register_forward_hook(lambda m, i, o: peaks.append(float(o[0].abs().max())))
+        for la in model.model.layers
+    ]
+    got = model.sequence_logits(ids)
+    for h in hooks:
+        h.remove()
+    assert max(peaks) <= FP16_RESIDUAL_LIMIT
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * float(want.abs().max()))

@@ -103,6 +103,7 @@ def export(
     from staticllm.bundle_layout import bundle_paths
     from staticllm.exporter import quality_gate
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
+    from staticllm.exporter.models import fit_fp16
     from staticllm.exporter.parallel import convert_functions
     from staticllm.exporter.quantize import make_plan, quantizable_weights, quantize_all, resolve
     from staticllm.staging import check_output_dir, fault_point, staged_bundle
@@ -151,6 +152,7 @@ def export(
     try:
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
+        residual_scale = fit_fp16(model, _special_tokens(ckpt)[0]) if dtype == "fp16" else 1.0
         resolved = resolve(plan, quantizable_weights(model), dtype)
         done()
         with staged_bundle(out, overwrite) as staging, tempfile.TemporaryDirectory() as work:
@@ -170,6 +172,7 @@ def export(
                 quantize=plan.default.mode,
                 quantization=plan.to_dict(),
                 source=source,
+                residual_scale=residual_scale,
                 tokenizer=tokenizer,
             )
             done()
@@ -238,6 +241,7 @@ def _write_bundle(
     quantization: dict[str, Any],
     source: str,
     tokenizer: str | Path | None,
+    residual_scale: float = 1.0,
 ) -> None:
     from staticllm.bundle_io import write_bundle_metadata, write_program_json
     from staticllm.bundle_layout import MLPACKAGE, bundle_paths
@@ -281,7 +285,12 @@ def _write_bundle(
         "methods": methods,
         "llm": llm.to_section(
             model=cfg.to_dict(),
-            export_options={"quantize": quantize, "quantization": quantization, "source": source},
+            export_options={
+                "quantize": quantize,
+                "quantization": quantization,
+                "source": source,
+                **({"fp16_residual_scale": residual_scale} if residual_scale != 1.0 else {}),
+            },
         ),
     }
     write_bundle_metadata(metadata, staging)

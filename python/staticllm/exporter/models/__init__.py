@@ -57,6 +57,8 @@ def load_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: str
     expected = {
         k: tuple(v.shape) for k, v in model.state_dict().items() if not (tied and k == model.lm_head_name)
     }
+    # a tensor without a place says more (another architecture) than the missing ones it implies
+    support.refuse_unused_tensors(set(sd) - set(expected), where)
     for name, shape in expected.items():
         if name not in sd:
             raise ExportError(f"{where}: missing tensor '{name}' (expected shape {list(shape)})")
@@ -64,6 +66,38 @@ def load_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: str
             raise ExportError(
                 f"{where}: tensor '{name}' has shape {list(sd[name].shape)}, expected {list(shape)}"
             )
-    support.refuse_unused_tensors(set(sd) - set(expected), where)
     model.load_state_dict({k: sd[k].float().contiguous() for k in expected}, strict=False, assign=True)
     model.tie_weights()
+
+
+FP16_RESIDUAL_LIMIT = 2048.0  # fp16 holds 65504: keep the measured peak 32x below it
+
+
+def fit_fp16(model: torch.nn.Module, bos: int | None) -> float:
+    """For families whose residual stream outgrows fp16 (Gemma 3): measures
+    the stream's peak over a probe sequence in fp32 and folds a power-of-two
+    scale into the weights (`fold_residual_scale`, no extra ops) so the peak
+    stays under FP16_RESIDUAL_LIMIT. Returns the scale (1.0: none needed)."""
+    if not hasattr(model, "fold_residual_scale"):
+        return 1.0
+    gen = torch.Generator().manual_seed(0)
+    probe = torch.randint(0, model.cfg.vocab_size, (1, 64), generator=gen)
+    if bos is not None:
+        probe[0, 0] = bos  # the first position carries the largest activations
+    peaks: list[float] = []
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o: peaks.append(float(o[0].abs().max())))
+        for layer in model.model.layers
+    ]
+    try:
+        model.sequence_logits(probe)
+    finally:
+        for h in hooks:
+            h.remove()
+    peak = max(peaks)
+    scale = 1.0
+    while peak / scale > FP16_RESIDUAL_LIMIT:
+        scale *= 2.0
+    if scale > 1.0:
+        model.fold_residual_scale(scale)
+    return scale

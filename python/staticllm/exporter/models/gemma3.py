@@ -56,12 +56,29 @@ class Gemma3Layer(torch.nn.Module):
 
 class Model(CausalLM):
     layer_class = Gemma3Layer
+    residual_scale = 1.0  # the residual stream is carried divided by this (fold_residual_scale)
 
     def make_norm(self, cfg: ModelConfig) -> torch.nn.Module:
         return RMSNorm(cfg.dim, cfg.norm_eps, offset=True)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_tokens(tokens) * math.sqrt(self.cfg.dim)
+        return self.model.embed_tokens(tokens) * (math.sqrt(self.cfg.dim) / self.residual_scale)
+
+    def fold_residual_scale(self, s: float) -> None:
+        """Carries the residual stream divided by `s` (a power of two) at no
+        cost in ops: the embedding scale and the post-attention and
+        post-feedforward norm weights (1 + w) are divided by s, and the norms
+        that read the stream (input, pre-feedforward, final) take eps / s^2,
+        which makes them exactly what they were (rms(x / s) = rms(x) / s).
+        Gemma 3's residual grows past what fp16 holds; divided, it fits."""
+        with torch.no_grad():
+            for layer in self.model.layers:
+                for norm in (layer.post_attention_layernorm, layer.post_feedforward_layernorm):
+                    norm.weight.copy_((1.0 + norm.weight) / s - 1.0)
+                for norm in (layer.input_layernorm, layer.pre_feedforward_layernorm):
+                    norm.eps /= s * s
+            self.model.norm.eps /= s * s
+        self.residual_scale *= s
 
 
 def config_from_hf(c: dict[str, Any], where: str) -> ModelConfig:

@@ -39,12 +39,10 @@ def _sentencepiece_bpe(tokens: list[str], priority: list[float], unk: int, gemma
     transformers rebuilds it: byte fallback, and the merges the vocabulary
     implies (every split of a token into two tokens), best first by
     `priority` (the token's score; for Gemma the file order, which its
-    scores do not follow). Gemma stores runs of spaces as real spaces and
-    adds no leading space; the others prepend one (Metaspace)."""
+    scores do not follow). Gemma adds no leading space; the others prepend
+    one (Metaspace)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-    if gemma:
-        tokens = ["\u2581" * len(t) if " " in t and not t.strip() else t for t in tokens]
     vocab = {t: i for i, t in enumerate(tokens)}
     merges = []
     for token, score in zip(tokens, priority):
@@ -90,19 +88,29 @@ def tokenizer_from_gguf(reader: Any) -> tuple[str | None, dict[str, Any] | None,
         tok = _bpe(list(tokens), list(merges), _field(reader, "tokenizer.ggml.pre"))
     elif kind == "llama":
         gemma = str(_field(reader, "general.architecture", "")).startswith("gemma")
+        if gemma:  # Gemma stores runs of spaces as real spaces; its vocabulary spells them with U+2581
+            tokens = ["\u2581" * len(t) if " " in t and not t.strip() else t for t in tokens]
         scores = _field(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens)
         priority = [-float(i) for i in range(len(tokens))] if gemma else [float(s) for s in scores]
         unk = int(_field(reader, "tokenizer.ggml.unknown_token_id", 0))
         tok = _sentencepiece_bpe(list(tokens), priority, unk, gemma)
     else:
         raise ExportError(f"GGUF tokenizer model {kind!r} is not supported (gpt2 and llama are)")
-    specials = [
-        AddedToken(t, special=True, normalized=False)
-        for t, ty in zip(tokens, types)
-        if ty in (_CONTROL, _USER_DEFINED)
+    # As transformers does: control tokens are special, user-defined ones plain
+    # added tokens matched whole (only those the vocabulary spells as stored).
+    control = [
+        AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == _CONTROL
     ]
-    if specials:
-        tok.add_special_tokens(specials)
+    if control:
+        tok.add_special_tokens(control)
+    vocab = tok.get_vocab()
+    user = [
+        AddedToken(t, special=False, normalized=False)
+        for t, ty in zip(tokens, types)
+        if ty == _USER_DEFINED and t in vocab
+    ]
+    if user:
+        tok.add_tokens(user)
 
     def tid(key: str) -> int | None:
         v = _field(reader, f"tokenizer.ggml.{key}_token_id")

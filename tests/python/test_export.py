@@ -169,7 +169,11 @@ def test_metadata_llm_section(checkpoints, export_dir):
     assert llm["vocab_size"] == 320 and llm["max_context_len"] == CONTEXT
     assert llm["tokenizer"] == "tokenizer.json"
     assert llm["special_tokens"]["eos"] == [1]
-    assert llm["export_options"] == {"quantize": "none", "source": "hf_dir"}
+    assert llm["export_options"] == {
+        "quantize": "none",
+        "quantization": {"default": {"mode": "none"}},
+        "source": "hf_dir",
+    }
     spec = LLMSpec.from_metadata(meta)
     assert spec.dtype == "fp32" and spec.cache_len == CONTEXT and spec.multifunction
 

@@ -61,8 +61,9 @@ inline Arg str(const std::string& s) { return {Tensor(), true, s}; }
 
 class HarnessContext : public mil::OpPlanContext {
  public:
-  HarnessContext(std::string type, std::map<std::string, std::vector<Arg>> params)
-      : type_(std::move(type)), params_(std::move(params)) {
+  HarnessContext(std::string type, std::map<std::string, std::vector<Arg>> params,
+                 std::vector<mil::ValueType> declared = {})
+      : type_(std::move(type)), params_(std::move(params)), declared_(std::move(declared)) {
     for (auto& [name, args] : params_)
       for (auto& a : args) types_[name].push_back({a.tensor.dtype(), a.tensor.shape()});
   }
@@ -94,11 +95,13 @@ class HarnessContext : public mil::OpPlanContext {
   std::vector<mil::ValueType> declared_;
 };
 
-// Plans and runs `type`; returns its outputs.
-inline std::vector<Tensor> run_op(const std::string& type, std::map<std::string, std::vector<Arg>> params) {
+// Plans and runs `type`; returns its outputs. `declared` are the output types
+// a program would declare (most builders compute their own).
+inline std::vector<Tensor> run_op(const std::string& type, std::map<std::string, std::vector<Arg>> params,
+                                  std::vector<mil::ValueType> declared = {}) {
   const mil::OpBuilder* b = mil::OpRegistry::instance().find(type);
   if (b == nullptr) throw UnsupportedOpError("no op " + type);
-  HarnessContext ctx(type, std::move(params));
+  HarnessContext ctx(type, std::move(params), std::move(declared));
   mil::PlannedOp op = (*b)(ctx);
   std::vector<Tensor> outs;
   for (const auto& t : op.outputs) outs.emplace_back(t.dtype, t.shape);

@@ -18,53 +18,7 @@ using namespace staticllm::test::optable;
 
 namespace {
 
-template <typename T>
-void fill_as(Tensor& t, const std::vector<double>& v) {
-  for (size_t i = 0; i < v.size(); ++i) t.data_as<T>()[i] = static_cast<T>(v[i]);
-}
-
-Tensor make_tensor(DType dtype, const Shape& shape, const std::vector<double>& v) {
-  Tensor t(dtype, shape);
-  if (static_cast<int64_t>(v.size()) != t.numel()) {
-    throw std::logic_error("op table: " + std::to_string(v.size()) + " values for shape " + shape_to_string(shape));
-  }
-  switch (dtype) {
-    case DType::kFloat16:
-      for (size_t i = 0; i < v.size(); ++i) t.data_as<uint16_t>()[i] = mil::float_to_half(static_cast<float>(v[i]));
-      break;
-    case DType::kFloat32: fill_as<float>(t, v); break;
-    case DType::kFloat64: fill_as<double>(t, v); break;
-    case DType::kInt8: fill_as<int8_t>(t, v); break;
-    case DType::kUInt8: fill_as<uint8_t>(t, v); break;
-    case DType::kInt16: fill_as<int16_t>(t, v); break;
-    case DType::kUInt16: fill_as<uint16_t>(t, v); break;
-    case DType::kInt32: fill_as<int32_t>(t, v); break;
-    case DType::kInt64: fill_as<int64_t>(t, v); break;
-    case DType::kBool:
-      for (size_t i = 0; i < v.size(); ++i) t.data_as<uint8_t>()[i] = v[i] != 0 ? 1 : 0;
-      break;
-  }
-  return t;
-}
-
-Array read_tensor(const Tensor& t) {
-  Array a{t.dtype(), t.shape(), std::vector<double>(static_cast<size_t>(t.numel()))};
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    switch (t.dtype()) {
-      case DType::kFloat16: a.v[i] = mil::half_to_float(t.data_as<uint16_t>()[i]); break;
-      case DType::kFloat32: a.v[i] = t.data_as<float>()[i]; break;
-      case DType::kFloat64: a.v[i] = t.data_as<double>()[i]; break;
-      case DType::kInt8: a.v[i] = t.data_as<int8_t>()[i]; break;
-      case DType::kUInt8: a.v[i] = t.data_as<uint8_t>()[i]; break;
-      case DType::kInt16: a.v[i] = t.data_as<int16_t>()[i]; break;
-      case DType::kUInt16: a.v[i] = t.data_as<uint16_t>()[i]; break;
-      case DType::kInt32: a.v[i] = t.data_as<int32_t>()[i]; break;
-      case DType::kInt64: a.v[i] = static_cast<double>(t.data_as<int64_t>()[i]); break;
-      case DType::kBool: a.v[i] = t.data_as<uint8_t>()[i]; break;
-    }
-  }
-  return a;
-}
+Array read_tensor(const Tensor& t) { return {t.dtype(), t.shape(), doubles(t)}; }
 
 bool is_float(DType t) { return t == DType::kFloat16 || t == DType::kFloat32 || t == DType::kFloat64; }
 
@@ -100,7 +54,7 @@ std::string run_entry(const Entry& e, DType run_float) {
       params[p.name].push_back(str(p.spec.str));
       continue;
     }
-    Tensor t = make_tensor(p.spec.dtype.value_or(run_float), p.spec.shape, p.spec.v);
+    Tensor t = tensor_of(p.spec.dtype.value_or(run_float), p.spec.shape, p.spec.v);
     params[p.name].push_back(p.is_const ? constant(t) : input(t));
     tensors[p.name].push_back(t);
     inputs.by_name_[p.name].push_back(read_tensor(t));

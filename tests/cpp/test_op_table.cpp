@@ -57,7 +57,7 @@ std::string run_entry(const Entry& e, DType run_float) {
     Tensor t = tensor_of(p.spec.dtype.value_or(run_float), p.spec.shape, p.spec.v);
     params[p.name].push_back(p.is_const ? constant(t) : input(t));
     tensors[p.name].push_back(t);
-    inputs.by_name_[p.name].push_back(read_tensor(t));
+    inputs.by_name[p.name].push_back(read_tensor(t));
   }
   std::vector<mil::ValueType> declared;
   if (!e.declared_like.empty()) {

@@ -12,8 +12,8 @@ Spec Bool(Shape shape, std::vector<double> v) { return Typed(DType::kBool, std::
 Spec Typed(DType dtype, Shape shape, std::vector<double> v) { return {dtype, std::move(shape), std::move(v), ""}; }
 
 const std::vector<Array>& Inputs::all(const std::string& name) const {
-  auto it = by_name_.find(name);
-  if (it == by_name_.end()) throw std::logic_error("op table reference reads unknown input '" + name + "'");
+  auto it = by_name.find(name);
+  if (it == by_name.end()) throw std::logic_error("op table reference reads unknown input '" + name + "'");
   return it->second;
 }
 

@@ -49,8 +49,8 @@ class Inputs {
  public:
   const Array& operator[](const std::string& name) const { return all(name).at(0); }
   const std::vector<Array>& all(const std::string& name) const;
-  bool has(const std::string& name) const { return by_name_.count(name) > 0; }
-  std::map<std::string, std::vector<Array>> by_name_;
+  bool has(const std::string& name) const { return by_name.count(name) > 0; }
+  std::map<std::string, std::vector<Array>> by_name;
   DType float_dtype = DType::kFloat32;  // the run's float dtype
 };
 

@@ -194,6 +194,13 @@ Array matmul(const Array& a, const Array& b) {
   return out;
 }
 
+Array pick(const Array& x, const Shape& out_shape, const std::function<int64_t(const std::vector<int64_t>&)>& src) {
+  Array out{x.dtype, out_shape, {}};
+  std::vector<int64_t> idx(out_shape.size(), 0);
+  for (int64_t i = 0; i < shape_numel(out_shape); ++i, next_index(idx, out_shape)) out.v.push_back(x.v.at(src(idx)));
+  return out;
+}
+
 Array transpose_last2(const Array& x) {
   size_t r = x.shape.size();
   int64_t R = x.shape[r - 2], C = x.shape[r - 1];

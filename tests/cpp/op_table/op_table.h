@@ -111,5 +111,8 @@ Array reduce(const Array& x, std::vector<int64_t> axes, bool keep_dims, DType ou
 // Batched [.., M, K] x [.., K, N] with broadcast batch dims; dtype of a.
 Array matmul(const Array& a, const Array& b);
 Array transpose_last2(const Array& x);
+// An array of `out_shape` whose element at multi-index idx is x.v[src(idx)]
+// (transposes, tiles, gathers, resizes written as index maps).
+Array pick(const Array& x, const Shape& out_shape, const std::function<int64_t(const std::vector<int64_t>&)>& src);
 
 }  // namespace staticllm::test::optable

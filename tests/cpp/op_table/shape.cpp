@@ -32,22 +32,6 @@ std::vector<Entry> views() {
   };
 }
 
-// out[i0, i1, ...] = x[index over x's axes] with `src` mapping an output
-// multi-index to x's flat index.
-template <typename Src>
-Array gather_index(const Array& x, const Shape& out_shape, Src src) {
-  Array out{x.dtype, out_shape, {}};
-  std::vector<int64_t> idx(out_shape.size(), 0);
-  for (int64_t i = 0; i < shape_numel(out_shape); ++i) {
-    out.v.push_back(x.v[src(idx)]);
-    for (int64_t d = static_cast<int64_t>(idx.size()) - 1; d >= 0; --d) {
-      if (++idx[d] < out_shape[d]) break;
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
-
 Entry transpose(const std::vector<int64_t>& perm, const Shape& shape) {
   std::vector<double> p(perm.begin(), perm.end());
   std::string what = "perm";
@@ -60,7 +44,7 @@ Entry transpose(const std::vector<int64_t>& perm, const Shape& shape) {
         int64_t rank = static_cast<int64_t>(shape.size());
         Shape out_shape;
         for (int64_t a : perm) out_shape.push_back(shape[(a + rank) % rank]);
-        return std::vector<Array>{gather_index(x, out_shape, [&](const std::vector<int64_t>& idx) {
+        return std::vector<Array>{pick(x, out_shape, [&](const std::vector<int64_t>& idx) {
           std::vector<int64_t> xi(rank);
           for (int64_t d = 0; d < rank; ++d) xi[(perm[d] + rank) % rank] = idx[d];
           int64_t flat = 0;
@@ -77,7 +61,7 @@ Entry tile(const std::vector<int64_t>& reps, const Shape& shape) {
   return op("tile", what).in("x", F(shape, iota(shape_numel(shape)))).ints("reps", r).reference([=](const Inputs& in) {
     Shape out_shape;
     for (size_t d = 0; d < shape.size(); ++d) out_shape.push_back(shape[d] * reps[d]);
-    return std::vector<Array>{gather_index(in["x"], out_shape, [&](const std::vector<int64_t>& idx) {
+    return std::vector<Array>{pick(in["x"], out_shape, [&](const std::vector<int64_t>& idx) {
       int64_t flat = 0;
       for (size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + idx[d] % shape[d];
       return flat;

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,38 +22,77 @@ struct Arg {
   std::string str;  // string constant when non-empty
 };
 
-inline Tensor f32(Shape shape, std::vector<float> v) {
-  Tensor t(DType::kFloat32, std::move(shape));
-  std::copy(v.begin(), v.end(), t.data_as<float>());
+namespace detail {
+template <typename T>
+void fill_as(Tensor& t, const std::vector<double>& v) {
+  for (size_t i = 0; i < v.size(); ++i) t.data_as<T>()[i] = static_cast<T>(v[i]);
+}
+template <typename T>
+void read_as(const Tensor& t, std::vector<double>& out) {
+  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(t.data_as<T>()[i]);
+}
+}  // namespace detail
+
+// A tensor of any dtype holding `v` (fp16 rounded to nearest, bool = v != 0).
+inline Tensor tensor_of(DType dtype, Shape shape, const std::vector<double>& v) {
+  Tensor t(dtype, std::move(shape));
+  if (static_cast<int64_t>(v.size()) != t.numel()) {
+    throw std::logic_error(std::to_string(v.size()) + " values for shape " + shape_to_string(t.shape()));
+  }
+  switch (dtype) {
+    case DType::kFloat16:
+      for (size_t i = 0; i < v.size(); ++i) t.data_as<uint16_t>()[i] = mil::float_to_half(static_cast<float>(v[i]));
+      break;
+    case DType::kFloat32: detail::fill_as<float>(t, v); break;
+    case DType::kFloat64: detail::fill_as<double>(t, v); break;
+    case DType::kInt8: detail::fill_as<int8_t>(t, v); break;
+    case DType::kUInt8: detail::fill_as<uint8_t>(t, v); break;
+    case DType::kInt16: detail::fill_as<int16_t>(t, v); break;
+    case DType::kUInt16: detail::fill_as<uint16_t>(t, v); break;
+    case DType::kInt32: detail::fill_as<int32_t>(t, v); break;
+    case DType::kInt64: detail::fill_as<int64_t>(t, v); break;
+    case DType::kBool:
+      for (size_t i = 0; i < v.size(); ++i) t.data_as<uint8_t>()[i] = v[i] != 0 ? 1 : 0;
+      break;
+  }
   return t;
 }
-inline Tensor f16(Shape shape, const std::vector<float>& v) {
-  Tensor t(DType::kFloat16, std::move(shape));
-  for (size_t i = 0; i < v.size(); ++i) t.data_as<uint16_t>()[i] = mil::float_to_half(v[i]);
-  return t;
-}
-inline Tensor i32(Shape shape, std::vector<int32_t> v) {
-  Tensor t(DType::kInt32, std::move(shape));
-  std::copy(v.begin(), v.end(), t.data_as<int32_t>());
-  return t;
-}
-inline Tensor boolean(Shape shape, std::vector<uint8_t> v) {
-  Tensor t(DType::kBool, std::move(shape));
-  std::copy(v.begin(), v.end(), t.data_as<uint8_t>());
-  return t;
-}
-inline std::vector<float> values(const Tensor& t) {
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    switch (t.dtype()) {
-      case DType::kFloat16: out[i] = mil::half_to_float(t.data_as<uint16_t>()[i]); break;
-      case DType::kFloat32: out[i] = t.data_as<float>()[i]; break;
-      case DType::kInt32: out[i] = static_cast<float>(t.data_as<int32_t>()[i]); break;
-      case DType::kBool: out[i] = t.data_as<uint8_t>()[i]; break;
-      default: out[i] = 0; break;
-    }
+
+// Every element of a tensor of any dtype, as a double.
+inline std::vector<double> doubles(const Tensor& t) {
+  std::vector<double> out(static_cast<size_t>(t.numel()));
+  switch (t.dtype()) {
+    case DType::kFloat16:
+      for (size_t i = 0; i < out.size(); ++i) out[i] = mil::half_to_float(t.data_as<uint16_t>()[i]);
+      break;
+    case DType::kFloat32: detail::read_as<float>(t, out); break;
+    case DType::kFloat64: detail::read_as<double>(t, out); break;
+    case DType::kInt8: detail::read_as<int8_t>(t, out); break;
+    case DType::kUInt8: detail::read_as<uint8_t>(t, out); break;
+    case DType::kInt16: detail::read_as<int16_t>(t, out); break;
+    case DType::kUInt16: detail::read_as<uint16_t>(t, out); break;
+    case DType::kInt32: detail::read_as<int32_t>(t, out); break;
+    case DType::kInt64: detail::read_as<int64_t>(t, out); break;
+    case DType::kBool: detail::read_as<uint8_t>(t, out); break;
   }
   return out;
+}
+
+inline Tensor f32(Shape shape, const std::vector<float>& v) {
+  return tensor_of(DType::kFloat32, std::move(shape), {v.begin(), v.end()});
+}
+inline Tensor f16(Shape shape, const std::vector<float>& v) {
+  return tensor_of(DType::kFloat16, std::move(shape), {v.begin(), v.end()});
+}
+inline Tensor i32(Shape shape, const std::vector<int32_t>& v) {
+  return tensor_of(DType::kInt32, std::move(shape), {v.begin(), v.end()});
+}
+inline Tensor boolean(Shape shape, const std::vector<uint8_t>& v) {
+  return tensor_of(DType::kBool, std::move(shape), {v.begin(), v.end()});
+}
+inline std::vector<float> values(const Tensor& t) {
+  std::vector<double> d = doubles(t);
+  return {d.begin(), d.end()};
 }
 
 inline Arg input(Tensor t) { return {std::move(t), false, ""}; }
@@ -61,8 +101,9 @@ inline Arg str(const std::string& s) { return {Tensor(), true, s}; }
 
 class HarnessContext : public mil::OpPlanContext {
  public:
-  HarnessContext(std::string type, std::map<std::string, std::vector<Arg>> params)
-      : type_(std::move(type)), params_(std::move(params)) {
+  HarnessContext(std::string type, std::map<std::string, std::vector<Arg>> params,
+                 std::vector<mil::ValueType> declared = {})
+      : type_(std::move(type)), params_(std::move(params)), declared_(std::move(declared)) {
     for (auto& [name, args] : params_)
       for (auto& a : args) types_[name].push_back({a.tensor.dtype(), a.tensor.shape()});
   }
@@ -94,11 +135,13 @@ class HarnessContext : public mil::OpPlanContext {
   std::vector<mil::ValueType> declared_;
 };
 
-// Plans and runs `type`; returns its outputs.
-inline std::vector<Tensor> run_op(const std::string& type, std::map<std::string, std::vector<Arg>> params) {
+// Plans and runs `type`; returns its outputs. `declared` are the output types
+// a program would declare (most builders compute their own).
+inline std::vector<Tensor> run_op(const std::string& type, std::map<std::string, std::vector<Arg>> params,
+                                  std::vector<mil::ValueType> declared = {}) {
   const mil::OpBuilder* b = mil::OpRegistry::instance().find(type);
   if (b == nullptr) throw UnsupportedOpError("no op " + type);
-  HarnessContext ctx(type, std::move(params));
+  HarnessContext ctx(type, std::move(params), std::move(declared));
   mil::PlannedOp op = (*b)(ctx);
   std::vector<Tensor> outs;
   for (const auto& t : op.outputs) outs.emplace_back(t.dtype, t.shape);

@@ -118,7 +118,8 @@ void register_elementwise_unary_ops(OpRegistry& r) {
   r.add("relu", simple([](auto v) { return v > 0 ? v : decltype(v)(0); }));
   r.add("sigmoid", simple([](auto v) { return 1.0f / (1.0f + std::exp(-static_cast<float>(v))); }));
   r.add("silu", simple([](auto v) { return static_cast<float>(v) / (1.0f + std::exp(-static_cast<float>(v))); }));
-  r.add("softplus", simple([](auto v) { return std::log1p(std::exp(v)); }));
+  // log(1 + e^v) = v + log(1 + e^-v): exp of a large positive v overflows
+  r.add("softplus", simple([](auto v) { return std::max(v, decltype(v)(0)) + std::log1p(std::exp(-std::abs(v))); }));
   r.add("gelu", build_gelu);
   r.add("logical_not",
         unary(false, true, {}, {}, [](const std::vector<double>&) { return [](auto v) { return v != 0 ? 0 : 1; }; }));

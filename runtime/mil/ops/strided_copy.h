@@ -19,7 +19,10 @@ struct StridedCopy {
   int64_t src_offset = 0;  // element offset of the first read (slices)
 
   void run(const uint8_t* src, uint8_t* dst) const {
-    src += src_offset * static_cast<int64_t>(elem);
+    // signed byte offsets: a negative stride (reversed slice) times an
+    // unsigned size would wrap around, undefined for a pointer
+    const int64_t esz = static_cast<int64_t>(elem);
+    src += src_offset * esz;
     int64_t rank = static_cast<int64_t>(out_shape.size());
     if (rank == 0) {
       std::memcpy(dst, src, elem);
@@ -31,11 +34,11 @@ struct StridedCopy {
     int64_t idx[8] = {0};
     int64_t off = 0;
     for (int64_t o = 0; o < outer; ++o) {
-      uint8_t* d = dst + o * inner * elem;
+      uint8_t* d = dst + o * inner * esz;
       if (step == 1) {
-        std::memcpy(d, src + off * elem, inner * elem);
+        std::memcpy(d, src + off * esz, inner * elem);
       } else {
-        for (int64_t k = 0; k < inner; ++k) std::memcpy(d + k * elem, src + (off + k * step) * elem, elem);
+        for (int64_t k = 0; k < inner; ++k) std::memcpy(d + k * esz, src + (off + k * step) * esz, elem);
       }
       for (int64_t a = rank - 2; a >= 0; --a) {
         ++idx[a];

@@ -238,7 +238,7 @@ def test_gguf_and_hf_loaders_agree(checkpoints, tmp_path):
     assert g.state_dict.keys() == h.state_dict.keys()
     for k in h.state_dict:
         torch.testing.assert_close(g.state_dict[k], h.state_dict[k], rtol=0, atol=0)
-    assert json.loads(g.tokenizer_json)["model"]["type"] == "BPE"  # SentencePiece BPE, as transformers rebuilds it
+    assert json.loads(g.tokenizer_json)["model"]["type"] == "BPE"  # SentencePiece BPE, as in transformers
 
 
 @pytest.mark.parametrize(

@@ -223,8 +223,8 @@ def load_hf(directory: str | Path) -> Checkpoint:
     for f in files:
         if not f.is_file():
             raise ExportError(f"{d}: shard {f.name} listed in the index is missing")
-        # a buffer older exports saved; the multimodal Gemma 3's text weights
-        part, rest = _rename(load_file(str(f)), _hf_text_name, skip=("rotary_emb.inv_freq",))
+        # HF names are the model's; rotary_emb.inv_freq is a buffer older exports saved
+        part, rest = _rename(load_file(str(f)), _hf_name, skip=("rotary_emb.inv_freq",))
         sd.update(part)
         unused += rest
     support.refuse_unused_tensors(unused, str(d))
@@ -243,15 +243,8 @@ def load_hf(directory: str | Path) -> Checkpoint:
     return Checkpoint(cfg, sd, "hf", tokenizer_files=tok_files, special_tokens=special, where=str(d))
 
 
-def _hf_text_name(name: str) -> str | None:
-    """HF names are the model's; a multimodal Gemma 3 keeps its text model
-    under `language_model.` (and the vision tower, which has no place)."""
-    for prefix, to in (("language_model.model.", "model."), ("model.language_model.", "model.")):
-        if name.startswith(prefix):
-            return to + name[len(prefix) :]
-    if name.startswith(("model.", "lm_head.")):
-        return name
-    return None
+def _hf_name(name: str) -> str | None:
+    return name if name.startswith(("model.", "lm_head.")) else None
 
 
 # --------------------------------------------------------------------- GGUF

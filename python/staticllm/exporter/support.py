@@ -26,6 +26,7 @@ MISSING = {
     "qwen2moe": "mixture-of-experts layers",
     "qwen3moe": "mixture-of-experts layers",
     "gemma3n": "per-layer embeddings and AltUp",
+    "gemma3": "the vision tower of the multimodal Gemma 3 (its text model, gemma3_text, is implemented)",
 }
 
 # config.json keys whose value changes the math, with the value every family

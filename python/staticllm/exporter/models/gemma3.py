@@ -1,5 +1,5 @@
-"""Gemma 3 text (Hugging Face `gemma3_text`, and the text part of `gemma3`;
-GGUF `gemma3`), as transformers' modeling_gemma3 computes it:
+"""Gemma 3 text (Hugging Face `gemma3_text`, GGUF `gemma3`), as transformers'
+modeling_gemma3 computes it:
 
 - embeddings scaled by sqrt(hidden_size) (a constant in the model dtype);
 - RMSNorm computing x / rms(x) * (1 + w), four per layer (input,
@@ -27,7 +27,7 @@ from staticllm.exporter import support
 from staticllm.exporter.config import FULL, SLIDING, ModelConfig
 from staticllm.exporter.models.blocks import Attention, CausalLM, GatedMLP, RMSNorm
 
-MODEL_TYPES = ("gemma3_text", "gemma3")
+MODEL_TYPES = ("gemma3_text",)
 GGUF_ARCHITECTURES = ("gemma3",)
 GGUF_QK_INTERLEAVED = False
 GGUF_NORM_SHIFT = 1.0  # llama.cpp stores 1 + w
@@ -82,9 +82,6 @@ class Model(CausalLM):
 
 
 def config_from_hf(c: dict[str, Any], where: str) -> ModelConfig:
-    if c.get("model_type") == "gemma3":  # the multimodal config: its text part
-        c = {**support.need(c, "text_config", where), "model_type": "gemma3_text"}
-        where = f"{where} text_config"
     support.check_hf_keys(c, where, hidden_act=None, hidden_activation="gelu_pytorch_tanh")
     if c.get("attention_bias"):
         raise support.refuse(

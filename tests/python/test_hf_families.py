@@ -149,6 +149,9 @@ def test_family_matches_transformers(tmp_path, family, multifunction):
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), rtol=0)
     result = staticllm.Generator(b).generate(PROMPT, max_new_tokens=N_NEW, ignore_eos=True)
     assert result.token_ids == transformers_generate(model, PROMPT, N_NEW)
+    if not multifunction:  # lookahead's tree calls follow the windows too
+        look = staticllm.Generator(b).generate(PROMPT, max_new_tokens=N_NEW, ignore_eos=True, lookahead=True)
+        assert look.token_ids == result.token_ids
 
 
 REFUSED = [

@@ -111,6 +111,16 @@ FAMILIES = {
 }
 
 
+# the windowed layers of each family's config (Qwen: layers >= max_window_layers)
+SLIDING_LAYERS = {
+    "qwen2-tied-window": [(WINDOW, [1])],
+    "qwen3-head-dim-window": [(WINDOW, [1])],
+    "gemma3": [(WINDOW, [0])],
+    "mistral-window": [(WINDOW, [0, 1])],
+    "phi3-longrope-window": [(WINDOW, [0, 1])],
+}
+
+
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def family(request, tmp_path_factory):
     """(name, transformers model, its save_pretrained directory), made once per family."""
@@ -132,13 +142,8 @@ def test_family_matches_transformers(tmp_path, family, multifunction):
     )
     meta = json.loads((b / "metadata.json").read_text())["llm"]
     assert meta["architecture"] == name.split("-")[0]
-    windowed = [g for g in meta["cache"]["groups"] if g["window"] is not None]
-    if "window" in name or name == "gemma3":  # layer 0 slides, and keeps a ring of window slots
-        assert [(g["length"], g["layers"]) for g in windowed] == [
-            (WINDOW, [0] if name != "mistral-window" else [0, 1])
-        ]
-    else:
-        assert windowed == []
+    windowed = [(g["length"], g["layers"]) for g in meta["cache"]["groups"] if g["window"] is not None]
+    assert windowed == SLIDING_LAYERS.get(name, [])  # rings of window slots
     loop = BundleLoop(str(b))
     ids = PROMPT[:INPUT_LEN]
     got = loop.step(loop.llm.prefill_method, ids)

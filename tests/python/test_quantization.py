@@ -135,7 +135,7 @@ def test_mode_writes_the_recommended_op_and_leaves_norms_alone(exported, mode):
     for norm in ("model_layers_0_input_layernorm", "model_layers_1_post_attention_layernorm", "model_norm"):
         assert ops[norm] == {"op": "const", "dtype": "FLOAT16"}
     program = (exported(mode, False) / "program.json").read_text()
-    assert '"rope_cos_to_fp16"' in program and "rope_cos_to_fp16_palettized" not in program
+    assert '"rope_cos_0_to_fp16"' in program and "rope_cos_0_to_fp16_palettized" not in program
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -239,7 +239,7 @@ def quantizable_weights(model: Any) -> list[Weight]:
             roles = {"lm_head"}
         else:
             roles = {"body"}
-        m = _LAYER.match(name)
+        m = _LAYER.search(name)
         out.append(Weight(name, tuple(p.shape), int(m.group(1)) if m else None, frozenset(roles)))
     return out
 

@@ -42,11 +42,10 @@ def for_gguf(arch: object, where: str) -> ModuleType:
 
 
 def build(cfg: ModelConfig, max_context_len: int) -> torch.nn.Module:
-    """The family's model with uninitialized (meta) parameters and real rotary tables."""
-    with torch.device("meta"):
-        model = FAMILIES[cfg.architecture].Model(cfg, max_context_len)
-    model.set_max_context(max_context_len)
-    return model
+    """The family's model (load_weights then assigns the checkpoint's tensors).
+    Not built on the meta device: that context makes torch create an inductor
+    cache directory in TMPDIR, a temporary an export must not leave behind."""
+    return FAMILIES[cfg.architecture].Model(cfg, max_context_len)
 
 
 def load_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: str) -> None:

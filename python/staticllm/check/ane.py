@@ -198,7 +198,8 @@ def _constant_findings(fn: Function, op: Op, label: str, value: np.ndarray | Non
     big = np.abs(np.where(finite, value, 0)) > FP16_MAX
     if big.any():
         peak = float(np.abs(value[finite]).max())
-        detail = f"{label} ({value.dtype}) has {int(big.sum())} elements beyond the fp16 range (max |x| {peak:.4g})"
+        count = int(big.sum())
+        detail = f"{label} ({value.dtype}) has {count} elements beyond the fp16 range (max |x| {peak:.4g})"
         yield Finding("ane-fp16-overflow-const", fn.name, op.name, op.type, detail)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from staticllm.check.program import Function, Op, Program, TensorType, load_program
+from staticllm.check.program import Function, Op, Program, TensorType, load_program, tensor_type
 from staticllm.check.rules import (
     DEFAULT_TARGET,
     ERROR,
@@ -95,6 +95,10 @@ def _value_types(fn: Function, op: Op) -> Iterator[tuple[str, TensorType]]:
             t = fn.types.get(name) if name else None
             if t is not None:
                 yield f"input {arg} '{name}'", t
+        for value in op.immediates.get(arg, []):
+            t = tensor_type(value.type)
+            if t is not None:
+                yield f"immediate {arg}", t
     for name, t in op.outputs:
         if t is not None:
             yield f"output '{name}'", t
@@ -115,6 +119,9 @@ def _arg_value(program: Program, fn: Function, op: Op, arg: str) -> np.ndarray |
 
 
 def _arg_type(fn: Function, op: Op, arg: str) -> TensorType | None:
+    """The type of the value bound to `arg`: a variable's, or an immediate value's."""
+    if op.immediates.get(arg):
+        return tensor_type(op.immediates[arg][0].type)
     names = op.inputs.get(arg) or []
     return fn.types.get(names[0]) if names and names[0] else None
 

@@ -227,3 +227,7 @@ def rules_markdown() -> str:
     targets = ", ".join(f"`{t.name}` ({t.chip}, {t.max_dim:,})" for t in TARGETS.values())
     lines += ["", f"Targets (chip, largest dimension): {targets}; default `{DEFAULT_TARGET}`."]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m staticllm.check.rules: the README table
+    print(rules_markdown(), end="")

@@ -218,15 +218,36 @@ RULES: dict[str, Rule] = {
 }
 
 
+# Short names of Apple's documents in the README table (the report prints the full paths).
+_SHORT_NAMES = {
+    APPLE_NE_RULES: "Apple NE rules",
+    APPLE_COMMON_ISSUES: "Apple common issues",
+    APPLE_GUIDANCE: "Apple guidance",
+}
+
+
 def rules_markdown() -> str:
     """The README's rule table (generated here; a test keeps the README equal)."""
     lines = ["| id | level | rule | sources |", "|---|---|---|---|"]
     for r in RULES.values():
-        text = r.text.replace("{max_dim}", "the chip's limit")
-        lines.append(f"| `{r.id}` | {r.level} | **{r.title}.** {text} | {'<br>'.join(r.sources)} |")
+        text = _cell(r.text.replace("{max_dim}", "the chip's limit"))
+        sources = "<br>".join(_cell(_shorten(s)) for s in r.sources)
+        lines.append(f"| `{r.id}` | {r.level} | **{r.title}.** {text} | {sources} |")
+    lines.append("")
+    lines += [f"- {short}: `{full}`" for full, short in _SHORT_NAMES.items()]
     targets = ", ".join(f"`{t.name}` ({t.chip}, {t.max_dim:,})" for t in TARGETS.values())
-    lines += ["", f"Targets (chip, largest dimension): {targets}; default `{DEFAULT_TARGET}`."]
+    lines += [f"- Targets (chip, largest dimension): {targets}; default `{DEFAULT_TARGET}`."]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _shorten(source: str) -> str:
+    for full, short in _SHORT_NAMES.items():
+        source = source.replace(full, short)
+    return source
 
 
 if __name__ == "__main__":  # python -m staticllm.check.rules: the README table

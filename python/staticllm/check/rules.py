@@ -207,11 +207,11 @@ RULES: dict[str, Rule] = {
             f"An fp16 sum or mean of squares over an axis of {LARGE_REDUCTION} or more elements "
             "(an RMSNorm done by hand) overflows once the activations' rms exceeds "
             f"sqrt({FP16_MAX:,.0f}/n); scale the input by its max magnitude first, or use "
-            "x*sqrt(d)/max(||x||, eps) (reduce_l2_norm).",
+            "x·sqrt(d)/max(‖x‖, eps) (reduce_l2_norm).",
             (
                 "apple/coremltools#2585 and apple/coremltools#2821 (the default RMSNorm overflows "
                 "fp16 on the ANE; the converter rescales by max|x|)",
-                "pytorch/executorch#19523 (CoreML-stable RMSNorm as x*sqrt(d)/vector_norm(x))",
+                "pytorch/executorch#19523 (CoreML-stable RMSNorm as x·sqrt(d)/vector_norm(x))",
             ),
         ),
     )

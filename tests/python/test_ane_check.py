@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from mil_fixtures import bundle_from_program
+from mil_fixtures import bundle_from_program, convert_program
 from staticllm import cli
 from staticllm.check import RULES, TARGETS, check_package, check_program
 from staticllm.check.ane import resolve_target
@@ -33,19 +32,7 @@ def _mil() -> tuple[Any, Any, Any]:
 
 
 def _convert(prog: Any, path: Path) -> Path:
-    """The program exactly as built (no optimization passes fold or retype it)."""
-    ct, _, _ = _mil()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ct.convert(
-            prog,
-            convert_to="mlprogram",
-            minimum_deployment_target=ct.target.iOS18,
-            pass_pipeline=ct.PassPipeline.EMPTY,
-            skip_model_load=True,
-        )
-    model.save(str(path))
-    return path
+    return convert_program(prog, path, optimize=False)
 
 
 def _spec(*shapes: tuple[int, ...], dtype: str = "fp16") -> list[Any]:
@@ -81,7 +68,8 @@ def clean_program() -> Any:
         ms = mb.reduce_mean(x=mb.mul(x=u, y=u), axes=[1], keep_dims=True)
         normed = mb.mul(x=u, y=mb.rsqrt(x=mb.add(x=ms, y=np.float16(1e-3))))
         data = rng.integers(-127, 128, size=(256, 256, 1, 1)).astype(np.int8)
-        weight = mb.constexpr_blockwise_shift_scale(data=data, scale=np.full((256, 1, 1, 1), 0.01, np.float16))
+        scale = np.full((256, 1, 1, 1), 0.01, np.float16)  # one scale per output channel
+        weight = mb.constexpr_blockwise_shift_scale(data=data, scale=scale)
         y = mb.conv(x=normed, weight=weight)
         mask = np.where(np.arange(32) > 16, -40000.0, 0.0).astype(np.float16).reshape(1, 1, 1, 32)
         y = mb.softmax(x=mb.add(x=y, y=mask), axis=1, name="y")
@@ -102,31 +90,10 @@ def fp32_op_program() -> Any:
     return prog
 
 
-def fp32_io_program() -> Any:
+def relu_program(shape: tuple[int, ...], dtype: str = "fp16") -> Any:
     ct, mb, _ = _mil()
 
-    @mb.program(input_specs=_spec((1, 64), dtype="fp32"), opset_version=ct.target.iOS18)
-    def prog(x: Any) -> Any:
-        return mb.relu(x=x, name="y")
-
-    return prog
-
-
-def wide_program() -> Any:
-    """A tensor 20,000 wide: above the A14/A15 limit, within the A16+ one."""
-    ct, mb, _ = _mil()
-
-    @mb.program(input_specs=_spec((1, 20_000)), opset_version=ct.target.iOS18)
-    def prog(x: Any) -> Any:
-        return mb.relu(x=x, name="y")
-
-    return prog
-
-
-def narrow_io_program() -> Any:
-    ct, mb, _ = _mil()
-
-    @mb.program(input_specs=_spec((64, 8)), opset_version=ct.target.iOS18)
+    @mb.program(input_specs=_spec(shape, dtype=dtype), opset_version=ct.target.iOS18)
     def prog(x: Any) -> Any:
         return mb.relu(x=x, name="y")
 
@@ -158,9 +125,7 @@ def overflow_const_program() -> Any:
 def big_gather_program(rows: int) -> Any:
     ct, mb, types = _mil()
 
-    @mb.program(
-        input_specs=[mb.TensorSpec(shape=(1, 32), dtype=types.int32)], opset_version=ct.target.iOS18
-    )
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 32), dtype=types.int32)], opset_version=ct.target.iOS18)
     def prog(ids: Any) -> Any:
         table = np.zeros((rows, 32), np.float16)
         return mb.gather(x=table, indices=ids, axis=0, validate_indices=False, name="embed")
@@ -249,9 +214,10 @@ def rms_norm_program(op: str) -> Any:
 # (builder, rule it breaks, the function/op (or feature) flagged, every rule the program breaks)
 BROKEN = {
     "fp32-op": (fp32_op_program, "ane-fp32-op", "exp32", {"ane-fp32-op"}),
-    "fp32-io": (fp32_io_program, "ane-fp32-io", "x", {"ane-fp32-io", "ane-fp32-op"}),
-    "max-dim": (wide_program, "ane-max-dim", "x", {"ane-max-dim"}),
-    "io-last-axis": (narrow_io_program, "ane-io-last-axis", "x", {"ane-io-last-axis"}),
+    "fp32-io": (lambda: relu_program((1, 64), "fp32"), "ane-fp32-io", "x", {"ane-fp32-io", "ane-fp32-op"}),
+    # 20,000 wide: above the A14/A15 limit, within the A16+ one
+    "max-dim": (lambda: relu_program((1, 20_000)), "ane-max-dim", "x", {"ane-max-dim"}),
+    "io-last-axis": (lambda: relu_program((64, 8)), "ane-io-last-axis", "x", {"ane-io-last-axis"}),
     "inf-const": (inf_mask_program, "ane-inf-const", "causal_mask", {"ane-inf-const"}),
     "overflow-const": (
         overflow_const_program,

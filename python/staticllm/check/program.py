@@ -14,7 +14,7 @@ import numpy as np
 
 from staticllm.bundle_layout import PACKAGE_WEIGHTS_DIR
 from staticllm.errors import BundleError
-from staticllm.package_spec import _ARRAY_DTYPES, load_spec
+from staticllm.package_spec import _ARRAY_DTYPES, feature_array, load_spec
 
 # A dimension the program leaves open (flexible or data-dependent) is None.
 Shape = tuple[int | None, ...]
@@ -146,14 +146,10 @@ def _features(spec: Any, function: str) -> list[Feature]:
     out = []
     for kind, feats in (("input", desc.input), ("output", desc.output), ("state", desc.state)):
         for f in feats:
-            ft = f.type.WhichOneof("Type")
-            if ft == "stateType":
-                arr = f.type.stateType.arrayType
-            elif ft == "multiArrayType":
-                arr = f.type.multiArrayType
-            else:
+            arr = feature_array(f)
+            if arr is None:
                 continue  # images, dictionaries: nothing the Neural Engine rules cover
-            flexible = arr.WhichOneof("ShapeFlexibility") is not None if ft == "multiArrayType" else False
+            flexible = arr.WhichOneof("ShapeFlexibility") is not None
             dtype = _ARRAY_DTYPES.get(arr.dataType, f"type {arr.dataType}")
             out.append(Feature(kind, f.name, dtype, tuple(int(s) for s in arr.shape), flexible))
     return out

@@ -89,7 +89,10 @@ _WIDE_FLOATS = ("fp32", "fp64")
 
 
 def _value_types(fn: Function, op: Op) -> Iterator[tuple[str, TensorType]]:
-    """(label, type) of every tensor an op reads or writes."""
+    """(label, type) of every tensor an op writes, then of every tensor it reads."""
+    for name, t in op.outputs:
+        if t is not None:
+            yield f"output '{name}'", t
     for arg, names in op.inputs.items():
         for name in names:
             t = fn.types.get(name) if name else None
@@ -99,9 +102,6 @@ def _value_types(fn: Function, op: Op) -> Iterator[tuple[str, TensorType]]:
             t = tensor_type(value.type)
             if t is not None:
                 yield f"immediate {arg}", t
-    for name, t in op.outputs:
-        if t is not None:
-            yield f"output '{name}'", t
 
 
 def _is_const(fn: Function, name: str | None) -> bool:
@@ -167,7 +167,8 @@ def _shapes(program: Program, fn: Function, target: Target) -> Iterator[Finding]
             yield Finding("ane-rank", fn.name, op.name, op.type, f"{lb} has rank {len(t.shape)}: {t}")
         large = [(lb, t) for lb, t in types if any(d is not None and d > target.max_dim for d in t.shape)]
         if large:
-            lb, t = large[0]
+            # the biggest offender names the op best (an LM head's weight rather than its bias)
+            lb, t = max(large, key=lambda v: prod(d or 1 for d in v[1].shape))
             yield Finding("ane-max-dim", fn.name, op.name, op.type, f"{lb} is {t}")
 
 

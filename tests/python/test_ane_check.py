@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +437,34 @@ def test_readme_lists_the_rules_table():
     m = re.search(r"<!-- ane-rules:begin -->\n(.*?)<!-- ane-rules:end -->", text, re.S)
     assert m is not None, "README has no generated Neural Engine rule table"
     assert m.group(1) == rules_markdown(), "regenerate with: python -m staticllm.check.rules"
+
+
+@pytest.mark.parametrize(
+    "config, blockwise",
+    [
+        ({"mode": "linear_symmetric", "dtype": "int4", "granularity": "per_block", "block_size": 32}, True),
+        ({"mode": "linear_symmetric", "dtype": "int4", "granularity": "per_channel"}, False),
+        ({"mode": "linear_symmetric", "dtype": "int8", "granularity": "per_channel"}, False),
+    ],
+)
+def test_blockwise_rule_on_coremltools_compression(tmp_path, config, blockwise):
+    """What coremltools' weight compression (the export's --quantize int4/int8) writes."""
+    import coremltools.optimize.coreml as cto
+
+    ct, mb, _ = _mil()
+
+    @mb.program(input_specs=_spec((1, 1, 1, 128)), opset_version=ct.target.iOS18)
+    def prog(x: Any) -> Any:
+        w = np.random.default_rng(2).standard_normal((128, 128)).astype(np.float16)
+        return mb.linear(x=x, weight=w, name="y")
+
+    model = ct.models.MLModel(
+        str(convert_program(prog, tmp_path / "f.mlpackage", fp16=True)), skip_model_load=True
+    )
+    op_config = cto.OpLinearQuantizerConfig(weight_threshold=0, **config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compressed = cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=op_config))
+    compressed.save(str(tmp_path / "q.mlpackage"))
+    rules = {f.rule for f in check_package(tmp_path / "q.mlpackage")}
+    assert rules == ({"ane-blockwise-quant", "ane-linear"} if blockwise else {"ane-linear"})

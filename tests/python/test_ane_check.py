@@ -432,6 +432,20 @@ def test_bad_input(capsys, tmp_path):
         check_package(tmp_path / "empty")
 
 
+def test_missing_or_truncated_weights_are_errors(capsys, tmp_path, packages):
+    """A constant the check cannot read is an error, never a silent pass."""
+    import shutil
+
+    pkg = shutil.copytree(packages["inf-const"], tmp_path / "masked.mlpackage")
+    weights = pkg / "Data/com.apple.CoreML/weights/weight.bin"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(BundleError, match="cannot read the constant at offset 64 of .*weight.bin"):
+        check_package(pkg)
+    weights.unlink()
+    code, _, err = _run(capsys, str(pkg))
+    assert code == 2 and "weight.bin is missing (the program's constants live there)" in err
+
+
 def test_readme_lists_the_rules_table():
     text = README.read_text()
     m = re.search(r"<!-- ane-rules:begin -->\n(.*?)<!-- ane-rules:end -->", text, re.S)

@@ -112,11 +112,25 @@ class Program:
         return None if val is None else self.value(val)
 
     def value(self, value_spec: Any) -> np.ndarray | None:
+        """A constant's value; None for kinds coremltools cannot load (lists,
+        dictionaries). A missing or unreadable weight file is an error: the
+        check would otherwise pass constants it never saw."""
         from coremltools.converters.mil.frontend.milproto.load import _load_value
 
+        if value_spec.WhichOneof("value") == "blobFileValue":
+            blob = value_spec.blobFileValue
+            path = Path(self._context.weights_dir) / Path(blob.fileName).name
+            if not path.is_file():
+                raise BundleError(f"{self.where}: {path} is missing (the program's constants live there)")
+            try:
+                return np.asarray(_load_value(self._context, value_spec))
+            except Exception as exc:  # BlobReader raises bare RuntimeErrors
+                raise BundleError(
+                    f"{self.where}: cannot read the constant at offset {blob.offset} of {path} ({exc})"
+                ) from exc
         try:
             return np.asarray(_load_value(self._context, value_spec))
-        except Exception:  # unreadable blob or a value kind coremltools cannot load
+        except Exception:  # a value kind coremltools cannot load
             return None
 
     def _function(self, name: str, spec: Any) -> Function:

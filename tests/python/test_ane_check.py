@@ -15,7 +15,7 @@ import pytest
 
 from mil_fixtures import bundle_from_program, convert_program
 from staticllm import cli
-from staticllm.check import RULES, TARGETS, check_package, check_program
+from staticllm.check import RULES, TARGETS, check_package, check_program, error_summary, has_errors
 from staticllm.check.ane import resolve_target
 from staticllm.check.program import Program
 from staticllm.check.rules import rules_markdown
@@ -328,6 +328,16 @@ def test_rank_above_five(tmp_path, packages):
     assert [(f.op, f.detail) for f in findings if f.rule == "ane-rank"] == [
         ("exp32", "output 'exp32' has rank 6: fp32 [1, 64, 1, 1, 1, 1]"),
         ("y", "input x 'exp32' has rank 6: fp32 [1, 64, 1, 1, 1, 1]"),
+    ]
+
+
+def test_error_summary_for_exporters(packages):
+    findings = check_package(packages["gather-rows"], "ane-a14")
+    assert has_errors(findings) and not has_errors(check_package(packages["linear"]))
+    assert error_summary(findings, TARGETS["ane-a14"], limit=1).splitlines() == [
+        "2 Neural Engine rule error(s) for ane-a14",
+        "  ane-max-dim in main: embed (gather): input x 'embed_x_0' is fp16 [70000, 32]",
+        "  ... and 1 more",
     ]
 
 

@@ -71,7 +71,10 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
     p.add_argument(
-        "--limit", type=int, default=8, help="findings listed per rule and function (default: %(default)s)"
+        "--limit",
+        type=int,
+        default=8,
+        help="findings listed per rule and function, 0 for all (default: %(default)s)",
     )
     p.add_argument("--all", action="store_true", help="list every finding")
     p.set_defaults(func=_run)

@@ -61,6 +61,17 @@ def report_text(path: str, kind: str, target: Target, findings: list[Finding], l
     return "\n".join(lines) + "\n"
 
 
+def error_summary(findings: list[Finding], target: Target, limit: int = 10) -> str:
+    """The errors, one line each (at most `limit`), for an exception message:
+    what an export that must pass the check reports when it does not."""
+    errors = [f for f in findings if f.level == ERROR]
+    lines = [f"{f.rule} in {f.function}: {f.op} ({f.op_type}): {f.detail}" for f in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"... and {len(errors) - limit} more")
+    head = f"{len(errors)} Neural Engine rule error(s) for {target.name}"
+    return head + ("\n  " + "\n  ".join(lines) if lines else "")
+
+
 def _rule_section(rule_id: str, found: list[Finding], target: Target, limit: int) -> list[str]:
     r = RULES[rule_id]
     lines = [f"{r.level.upper()} {r.id}: {r.title} ({len(found)} finding{'s' if len(found) != 1 else ''})"]

@@ -42,7 +42,7 @@ class Finding:
     def level(self) -> str:
         return RULES[self.rule].level
 
-    def to_dict(self, target: Target) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         r = RULES[self.rule]
         return {
             "rule": r.id,
@@ -52,7 +52,7 @@ class Finding:
             "op_type": self.op_type,
             "detail": self.detail,
             "title": r.title,
-            "text": r.text_for(target),
+            "text": r.text,
             "sources": list(r.sources),
         }
 

@@ -31,7 +31,7 @@ def report_json(path: str, kind: str, target: Target, findings: list[Finding]) -
         },
         **summary_counts(findings),
         "rules_checked": list(RULES),
-        "findings": [f.to_dict(target) for f in findings],
+        "findings": [f.to_dict() for f in findings],
     }
 
 
@@ -49,7 +49,7 @@ def report_text(path: str, kind: str, target: Target, findings: list[Finding], l
         by_rule[f.rule].append(f)
     for level in (ERROR, WARNING):
         for rule in (r for r in RULES.values() if r.level == level and r.id in by_rule):
-            lines += _rule_section(rule.id, by_rule[rule.id], target, limit)
+            lines += _rule_section(rule.id, by_rule[rule.id], limit)
     passed = [r.id for r in RULES.values() if r.id not in by_rule]
     if passed:
         lines.append(f"passed: {', '.join(passed)}")
@@ -72,10 +72,10 @@ def error_summary(findings: list[Finding], target: Target, limit: int = 10) -> s
     return head + ("\n  " + "\n  ".join(lines) if lines else "")
 
 
-def _rule_section(rule_id: str, found: list[Finding], target: Target, limit: int) -> list[str]:
+def _rule_section(rule_id: str, found: list[Finding], limit: int) -> list[str]:
     r = RULES[rule_id]
     lines = [f"{r.level.upper()} {r.id}: {r.title} ({len(found)} finding{'s' if len(found) != 1 else ''})"]
-    lines.append(f"  rule: {r.text_for(target)}")
+    lines.append(f"  rule: {r.text}")
     lines += [f"  source: {s}" for s in r.sources]
     per_fn: dict[str, list[Finding]] = defaultdict(list)
     for f in found:

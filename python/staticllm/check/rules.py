@@ -51,12 +51,8 @@ class Rule:
     id: str
     level: str
     title: str
-    # What the rule requires; "{max_dim}" is filled in per target.
-    text: str
+    text: str  # what the rule requires, and why
     sources: tuple[str, ...]
-
-    def text_for(self, target: Target) -> str:
-        return self.text.format(max_dim=f"{target.max_dim:,}")
 
 
 # Thresholds the checks use, named once.
@@ -102,9 +98,9 @@ RULES: dict[str, Rule] = {
             "ane-max-dim",
             ERROR,
             "dimension above the chip's limit",
-            "No tensor dimension exceeds {max_dim} elements (16,384 on A14 and A15, 65,536 on A16 "
-            "and later); larger tensors, such as a whole-vocabulary LM head or embedding table, "
-            "must be split.",
+            "No tensor dimension exceeds the chip's limit: 16,384 elements on A14 and A15, 65,536 on "
+            "A16 and later (--target); larger tensors, such as a whole-vocabulary LM head or "
+            "embedding table, must be split.",
             (
                 "apple/coremltools#1003 (models with a dimension above 16,384 fail to load) and "
                 "microsoft/onnxruntime CoreML execution provider (rejects inputs with a dimension "
@@ -230,7 +226,7 @@ def rules_markdown() -> str:
     """The README's rule table (generated here; a test keeps the README equal)."""
     lines = ["| id | level | rule | sources |", "|---|---|---|---|"]
     for r in RULES.values():
-        text = _cell(r.text.replace("{max_dim}", "the chip's limit"))
+        text = _cell(r.text)
         sources = "<br>".join(_cell(_shorten(s)) for s in r.sources)
         lines.append(f"| `{r.id}` | {r.level} | **{r.title}.** {text} | {sources} |")
     lines.append("")

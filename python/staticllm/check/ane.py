@@ -21,7 +21,7 @@ from staticllm.check.rules import (
     LARGE_REDUCTION,
     MAX_GATHER_ROWS,
     MAX_RANK,
-    MIN_IO_LAST_AXIS,
+    MIN_IO_LAST_AXIS_BYTES,
     RULES,
     STATE_MULTIPLE,
     TARGETS,
@@ -85,6 +85,7 @@ def has_errors(findings: Iterable[Finding]) -> bool:
 # --- helpers -------------------------------------------------------------------------------------
 
 _FLOATS = ("fp16", "fp32", "fp64", "bf16")
+_ITEM_BYTES = {"fp16": 2, "fp32": 4, "fp64": 8, "int8": 1, "int16": 2, "int32": 4}
 _WIDE_FLOATS = ("fp32", "fp64")
 
 
@@ -174,8 +175,9 @@ def _shapes(program: Program, fn: Function, target: Target) -> Iterator[Finding]
 
 def _io_last_axis(program: Program, fn: Function, target: Target) -> Iterator[Finding]:
     for feat in fn.features:
-        if feat.kind != "state" and feat.shape and feat.shape[-1] < MIN_IO_LAST_AXIS:
-            detail = f"{feat.dtype} {_fmt(feat.shape)}: last axis {feat.shape[-1]}"
+        width = feat.shape[-1] * _ITEM_BYTES.get(feat.dtype, 4) if feat.shape else None
+        if feat.kind != "state" and width is not None and width < MIN_IO_LAST_AXIS_BYTES:
+            detail = f"{feat.dtype} {_fmt(feat.shape)}: last axis {feat.shape[-1]} ({width} bytes)"
             yield Finding("ane-io-last-axis", fn.name, feat.name, feat.kind, detail)
 
 

@@ -56,7 +56,7 @@ class Rule:
 
 
 # Thresholds the checks use, named once.
-MIN_IO_LAST_AXIS = 32  # fp16 elements in 64 bytes
+MIN_IO_LAST_AXIS_BYTES = 64  # 32 fp16 elements
 STATE_MULTIPLE = 32
 MAX_GATHER_ROWS = 65_535  # the largest row index 16 bits hold
 MAX_RANK = 5
@@ -112,10 +112,10 @@ RULES: dict[str, Rule] = {
         Rule(
             "ane-io-last-axis",
             WARNING,
-            "I/O last axis under 32 elements",
-            f"The last axis of every input and output holds at least {MIN_IO_LAST_AXIS} fp16 "
-            "elements (64 bytes); a narrower one is padded to 64 bytes (32x the memory for a "
-            "singleton axis).",
+            "I/O last axis under 64 bytes",
+            f"The last axis of every input and output spans at least {MIN_IO_LAST_AXIS_BYTES} bytes "
+            "(32 fp16 elements); a narrower one is padded to 64 bytes (32x the memory for a "
+            "singleton fp16 axis).",
             (f"{APPLE_NE_RULES} § Data Layout & Alignment (Tensor memory alignment)",),
         ),
         Rule(

@@ -103,11 +103,12 @@ class Program:
                 f"{where} is a {spec.WhichOneof('Type')} model; the Neural Engine check reads ML Programs"
             )
         self.where = where
+        self._weights_dir = weights_dir
         self._context = SimpleNamespace(weights_dir=str(weights_dir or ""), blob_reader_from_filename={})
         self.functions = [self._function(name, spec) for name in _function_names(spec)]
 
     def const_value(self, op: Op) -> np.ndarray | None:
-        """The value of a `const` op (None if it cannot be read, e.g. weights missing)."""
+        """The value of a `const` op (see `value`)."""
         val = op.spec.attributes.get("val") if op.type == "const" else None
         return None if val is None else self.value(val)
 
@@ -119,7 +120,9 @@ class Program:
 
         if value_spec.WhichOneof("value") == "blobFileValue":
             blob = value_spec.blobFileValue
-            path = Path(self._context.weights_dir) / Path(blob.fileName).name
+            if self._weights_dir is None:
+                raise BundleError(f"{self.where}: a constant lives in {blob.fileName}, but no weights are given")
+            path = self._weights_dir / Path(blob.fileName).name
             if not path.is_file():
                 raise BundleError(f"{self.where}: {path} is missing (the program's constants live there)")
             try:

@@ -121,7 +121,7 @@ class Program:
         if value_spec.WhichOneof("value") == "blobFileValue":
             blob = value_spec.blobFileValue
             if self._weights_dir is None:
-                raise BundleError(f"{self.where}: a constant lives in {blob.fileName}, but no weights are given")
+                raise BundleError(f"{self.where}: a constant lives in {blob.fileName}; no weights given")
             path = self._weights_dir / Path(blob.fileName).name
             if not path.is_file():
                 raise BundleError(f"{self.where}: {path} is missing (the program's constants live there)")

@@ -13,9 +13,11 @@ import numpy as np
 import staticllm
 
 
-def convert_program(prog: Any, path: Path, fp16: bool = False) -> Path:
+def convert_program(prog: Any, path: Path, fp16: bool = False, optimize: bool = True) -> Path:
+    """`optimize=False` keeps the program exactly as built (no pass folds or retypes an op)."""
     import coremltools as ct
 
+    passes = {} if optimize else {"pass_pipeline": ct.PassPipeline.EMPTY}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = ct.convert(
@@ -24,6 +26,7 @@ def convert_program(prog: Any, path: Path, fp16: bool = False) -> Path:
             minimum_deployment_target=ct.target.iOS18,
             compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
             skip_model_load=True,
+            **passes,
         )
     model.save(str(path))
     return path

@@ -18,6 +18,7 @@ namespace {
 constexpr uint32_t kSentinel = 0xDEADBEEF;
 constexpr uint64_t kHeaderSize = 64;
 constexpr uint64_t kRecordSize = 64;
+constexpr uint64_t kDataAlignment = 64;
 
 struct BlobType {
   uint32_t code;
@@ -150,6 +151,13 @@ Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declare
   if (data_offset < offset + kRecordSize) {
     throw BundleError(at + ": blob data offset " + std::to_string(data_offset) +
                       " overlaps its own record (expected >= " + std::to_string(offset + kRecordSize) + ")");
+  }
+  // Blob data sits at 64-byte offsets (MILBlob's storage format). A tensor
+  // views it in place, so an unaligned offset would make every kernel read
+  // misaligned elements (undefined behaviour; found by the fuzzer).
+  if (data_offset % kDataAlignment != 0) {
+    throw BundleError(at + ": blob data offset " + std::to_string(data_offset) + " is not a multiple of " +
+                      std::to_string(kDataAlignment) + " (weight.bin aligns blob data to 64 bytes)");
   }
   if (data_offset > size_ || nbytes > size_ - data_offset) {
     throw BundleError(at + ": blob data [" + std::to_string(data_offset) + ", +" + std::to_string(nbytes) +

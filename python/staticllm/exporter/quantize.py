@@ -45,7 +45,7 @@ FOUR_BIT = ("int4", "palettize4")
 # 4 bits cost most; on SmolLM2-135M it is a fifth of the weights.
 ENDS_WITH_4BIT_BODY = "int8"
 DEFAULT_BLOCK_SIZE = 32  # int4: input channels per scale (Apple's macOS preset)
-DEFAULT_GROUP_SIZE = 16  # palettize: output channels per lookup table
+DEFAULT_GROUP_SIZE = 1  # palettize: output channels per lookup table (one table per channel)
 
 
 def check_mode(mode: str, where: str = "quantize mode") -> None:
@@ -315,10 +315,16 @@ def resolve(plan: QuantPlan, weights: list[Weight], dtype: str) -> Resolved:
     return out
 
 
-def quantize_all(models: list[Any], resolved: Resolved, progress: bool = False) -> list[Any]:
+def quantize_all(
+    models: list[Any],
+    resolved: Resolved,
+    progress: bool = False,
+    importance: dict[str, np.ndarray] | None = None,
+) -> list[Any]:
     """Each MLModel with its weights quantized as resolved. The k-means
     tables are computed once for all of them, a weight at a time (a progress
-    bar counts them)."""
+    bar counts them), each value's error weighed by its input channel's
+    `importance` (by parameter name; see quantize_importance) where given."""
     todo = {n: ws for n, ws in resolved.items() if ws[1].mode != "none"}
     if not todo:
         return models
@@ -332,12 +338,17 @@ def quantize_all(models: list[Any], resolved: Resolved, progress: bool = False) 
         missing = sorted(set(todo) - set(found))
         if missing:
             raise ExportError(f"weights not found in the converted program: {missing[:5]}")
-    palette = {n: s for n, (_, s) in todo.items() if s.mode in PALETTE_BITS}
+    palette = {n: ws for n, ws in todo.items() if ws[1].mode in PALETTE_BITS}
     bar = tqdm(total=len(palette), desc="palettize", unit="weight", disable=not progress or not palette)
     try:
         with kmeans_cache() as cache:
-            for name, spec in palette.items():
-                cache.fill(consts[0][name].outputs[0].val, spec.group_size or 1, PALETTE_BITS[spec.mode])
+            for name, (w, spec) in palette.items():
+                cache.fill(
+                    consts[0][name].outputs[0].val,
+                    spec.group_size or 1,
+                    PALETTE_BITS[spec.mode],
+                    (importance or {}).get(w.name),
+                )
                 bar.update()
             return [_quantize_one(m, todo) for m in models]
     finally:
@@ -486,11 +497,15 @@ class KMeansCache:
         digest = hashlib.blake2b(np.ascontiguousarray(group).tobytes(), digest_size=16).digest()
         return (digest, group.shape, str(group.dtype), nbits)
 
-    def fill(self, weight: np.ndarray, group_size: int, nbits: int) -> None:
+    def fill(
+        self, weight: np.ndarray, group_size: int, nbits: int, importance: np.ndarray | None = None
+    ) -> None:
         """The tables of every group of `group_size` output channels of
-        `weight` in one batched k-means, as coremltools will ask for them."""
+        `weight` [out, in] in one batched k-means, as coremltools will ask for
+        them; `importance` [in] weighs each input channel's errors."""
         groups = np.split(weight, weight.shape[0] // group_size, axis=0)
-        tables, indices = kmeans_groups(weight.reshape(len(groups), -1), 1 << nbits)
+        weights = None if importance is None else np.tile(importance, group_size)[None, :]
+        tables, indices = kmeans_groups(weight.reshape(len(groups), -1), 1 << nbits, weights)
         for group, table, idx in zip(groups, tables, indices):
             self.tables[self.key(group, nbits)] = (table.astype(weight.dtype), idx.astype(np.uint8))
 

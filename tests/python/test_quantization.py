@@ -116,8 +116,8 @@ EXPECTED = {
     # mode -> (op, stored dtype, table/scale shape of layers_0_feed_forward_w1 [128, 64])
     "int8": ("constexpr_blockwise_shift_scale", "INT8", {"scale": [128, 1]}),
     "int4": ("constexpr_blockwise_shift_scale", "INT4", {"scale": [128, 2]}),  # blocks of 32 inputs
-    "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [8, 1, 16, 1]}),  # groups of 16 rows
-    "palettize6": ("constexpr_lut_to_dense", "UINT6", {"lut": [8, 1, 64, 1]}),
+    "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [128, 1, 16, 1]}),  # a table per row
+    "palettize6": ("constexpr_lut_to_dense", "UINT6", {"lut": [128, 1, 64, 1]}),
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import staticllm
 from llama_fixtures import make_hf_checkpoint, tiny_config
 from staticllm.errors import ExportError
-from staticllm.exporter.quantize import QuantSpec, Weight, make_plan, resolve
+from staticllm.exporter.quantize import DEFAULT_GROUP_SIZE, QuantSpec, Weight, make_plan, resolve
 from staticllm.exporter.quantize_config import load_plan, parse_layers
 
 
@@ -54,7 +54,7 @@ def test_plan_precedence_default_then_roles_then_rules_in_order(tmp_path):
     body = _weight("layers.2.attention.wq.weight", layer=2)
     assert plan.spec_for(body) == QuantSpec("none")
     assert plan.spec_for(_weight("layers.2.attention.wk.weight", layer=2)) == QuantSpec(
-        "palettize6", group_size=16
+        "palettize6", group_size=DEFAULT_GROUP_SIZE  # a rule without its own size takes the default
     )
     assert plan.spec_for(_weight("layers.7.attention.wk.weight", layer=7)) == QuantSpec(
         "palettize4", group_size=8
@@ -73,7 +73,7 @@ def test_a_4bit_body_keeps_int8_ends_unless_they_are_chosen(tmp_path):
         plan = make_plan(mode)
         assert [plan.spec_for(w).mode for w in (tied, emb, head, body)] == ["int8", "int8", "int8", mode]
     assert make_plan("palettize4").to_dict() == {
-        "default": {"mode": "palettize4", "group_size": 16},
+        "default": {"mode": "palettize4", "group_size": DEFAULT_GROUP_SIZE},
         "embeddings": {"mode": "int8"},
         "lm_head": {"mode": "int8"},
     }

@@ -8,14 +8,16 @@ interpreter run:
 - ``int4``: linear symmetric int4, one scale per block of ``block_size`` input
   channels (Apple's macOS preset: blocks of 32).
 - ``palettize4`` / ``palettize6``: a 16- or 64-entry lookup table found by
-  k-means for each group of ``group_size`` output channels
-  (constexpr_lut_to_dense; Apple's iOS preset groups channels).
+  k-means for each group of ``group_size`` output channels (default 1: a
+  table per channel; constexpr_lut_to_dense, Apple's per_grouped_channel).
+  The k-means weighs each value's squared error by its input channel's mean
+  square activation on the calibration text (`quantize_importance`).
 
 A `QuantPlan` says which mode each weight gets: a default for the body, the
-embeddings and the LM head chosen separately, then rules from a config file
-(`quantize_config`). Only the 2-D weights of the linear layers and of the
-embedding are ever quantized; norm weights, biases and rotary tables stay as
-they are.
+embeddings and the LM head chosen separately (int8 under a 4-bit body unless
+chosen), then rules from a config file (`quantize_config`). Only the 2-D
+weights of the linear layers and of the embedding are ever quantized; norm
+weights, biases and rotary tables stay as they are.
 
 Quantization runs on each converted function before the merge (coremltools
 refuses to quantize multifunction packages). K-means results are cached by
@@ -528,7 +530,8 @@ def kmeans_cache() -> Iterator[KMeansCache]:
     coremltools' own per-group k-means is scikit-learn's KMeans (not a
     dependency here) or, for fp16 groups above 10,000 values, a vendored
     exact 1-D solver that takes about 40 ms a group: ten minutes for the
-    12,800 groups of a 135M model in groups of 16 channels.
+    12,800 groups of a 135M model in groups of 16 channels, hours for the
+    200,000 of one table per channel.
     """
     from coremltools.optimize.coreml._quantization_passes import palettize_weights
 

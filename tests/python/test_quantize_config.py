@@ -54,7 +54,8 @@ def test_plan_precedence_default_then_roles_then_rules_in_order(tmp_path):
     body = _weight("layers.2.attention.wq.weight", layer=2)
     assert plan.spec_for(body) == QuantSpec("none")
     assert plan.spec_for(_weight("layers.2.attention.wk.weight", layer=2)) == QuantSpec(
-        "palettize6", group_size=DEFAULT_GROUP_SIZE  # a rule without its own size takes the default
+        "palettize6",
+        group_size=DEFAULT_GROUP_SIZE,  # a rule without its own size takes the default
     )
     assert plan.spec_for(_weight("layers.7.attention.wk.weight", layer=7)) == QuantSpec(
         "palettize4", group_size=8

@@ -62,7 +62,9 @@ class Gate:
             raise ExportError(f"min_snr must be a number of dB, got {min_snr!r}")
         from staticllm.exporter.quantize import describe_plan
 
-        what = f"{dtype} model" if plan.is_none else f"{dtype} model quantized {describe_plan(plan.to_dict())}"
+        what = (
+            f"{dtype} model" if plan.is_none else f"{dtype} model quantized {describe_plan(plan.to_dict())}"
+        )
         return cls(
             active=not plan.is_none or dtype == "fp16",
             what=what,
@@ -90,7 +92,9 @@ class Gate:
             raise ExportError(f"calibration text {self.text_name} has fewer than 2 tokens; give a longer one")
         return Calibration(ids, f"{self.text_name}, last {len(ids) - len(prefix)} tokens")
 
-    def run(self, staging: Path, model: Any, calibration: Calibration, progress: bool = False) -> dict[str, Any]:
+    def run(
+        self, staging: Path, model: Any, calibration: Calibration, progress: bool = False
+    ) -> dict[str, Any]:
         """Measures the staged bundle; records the figures in its metadata or raises."""
         import time
 

@@ -333,7 +333,12 @@ def quantize_all(
     from tqdm.auto import tqdm
 
     consts = [
-        {op.name: op for f in m._mil_program.functions.values() for op in f.operations if op.op_type == "const"}
+        {
+            op.name: op
+            for f in m._mil_program.functions.values()
+            for op in f.operations
+            if op.op_type == "const"
+        }
         for m in models
     ]
     for found in consts:
@@ -455,7 +460,9 @@ def _kmeans_starts(xs: Any, mass: Any, k: int) -> list[Any]:
     # equal-mass bins: a bin's density is 1 / its width, so its share of
     # density^(1/3) is width^(2/3): heavy tails get centers, empty space none
     levels = mass[:, -1:] * torch.linspace(0, 1, bins + 1, dtype=torch.float64)
-    count_edges = xs.gather(1, torch.searchsorted(mass[:, 1:].contiguous(), levels.contiguous()).clamp(0, n - 1))
+    count_edges = xs.gather(
+        1, torch.searchsorted(mass[:, 1:].contiguous(), levels.contiguous()).clamp(0, n - 1)
+    )
     count_cdf = torch.cat([zero, count_edges.diff(dim=1).pow(2 / 3).cumsum(1)], 1)
     return [interp(width_cdf, width_edges), interp(count_cdf, count_edges)]
 

@@ -122,7 +122,10 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--min-snr",
         type=float,
         metavar="DB",
-        help=f"refuse to write a bundle whose logits SNR is below DB (default {DEFAULT_MIN_SNR_DB:g})",
+        default=DEFAULT_MIN_SNR_DB,
+        help="refuse to write a bundle whose logits SNR is below DB; the default is set from "
+        "SmolLM2-135M, where fp16, int8 and palettize4 measure 54, 30 and 17 dB with perplexity within "
+        "1.2x of fp32, while int4 with a scale per row and a per-tensor uniform palette fall far below",
     )
     g.add_argument("--force", action="store_true", help="write the bundle even if it misses --min-snr")
     p.add_argument("--tokenizer", help="tokenizer.json or tokenizer.model to ship in the bundle")

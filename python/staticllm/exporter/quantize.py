@@ -346,7 +346,9 @@ def quantize_all(
         if missing:
             raise ExportError(f"weights not found in the converted program: {missing[:5]}")
     palette = {n: ws for n, ws in todo.items() if ws[1].mode in PALETTE_BITS}
-    bar = tqdm(total=len(palette), desc="palettize", unit="weight", disable=not progress or not palette)
+    bar = tqdm(
+        total=len(palette), desc="palettize", unit="weight", disable=not progress or not palette, leave=False
+    )
     try:
         with kmeans_cache() as cache:
             for name, (w, spec) in palette.items():

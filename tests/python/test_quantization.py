@@ -116,8 +116,8 @@ EXPECTED = {
     # mode -> (op, stored dtype, table/scale shape of layers_0_feed_forward_w1 [128, 64])
     "int8": ("constexpr_blockwise_shift_scale", "INT8", {"scale": [128, 1]}),
     "int4": ("constexpr_blockwise_shift_scale", "INT4", {"scale": [128, 2]}),  # blocks of 32 inputs
-    "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [8, 1, 16, 1]}),  # groups of 16 rows
-    "palettize6": ("constexpr_lut_to_dense", "UINT6", {"lut": [8, 1, 64, 1]}),
+    "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [128, 1, 16, 1]}),  # a table per row
+    "palettize6": ("constexpr_lut_to_dense", "UINT6", {"lut": [128, 1, 64, 1]}),
 }
 
 
@@ -131,7 +131,10 @@ def test_mode_writes_the_recommended_op_and_leaves_norms_alone(exported, mode):
             assert ops[f"layers_{layer}_{w}"]["dtype"] == dtype, (layer, w)
     for key, value in shapes.items():
         assert ops["layers_0_feed_forward_w1"][key] == value
-    assert ops["tok_embeddings"]["op"] == op and ops["output"]["op"] == op
+    # a 4-bit body keeps the embeddings and LM head int8 unless they are chosen
+    ends = EXPECTED["int8"][:2] if mode in ("int4", "palettize4") else (op, dtype)
+    for end in ("tok_embeddings", "output"):
+        assert (ops[end]["op"], ops[end]["dtype"]) == ends, end
     for norm in ("layers_0_attention_norm", "layers_1_ffn_norm", "norm"):
         assert ops[norm] == {"op": "const", "dtype": "FLOAT16"}
     program = (exported(mode, False) / "program.json").read_text()

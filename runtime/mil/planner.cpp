@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <unordered_map>
@@ -221,10 +222,17 @@ class Planner {
     return key + "=" + std::string(static_cast<const char*>(t.data()), t.nbytes());
   }
 
-  // The dense tensor of a constant, made now if it is lazy.
-  const Tensor& ensure_dense(int id) {
+  // The dense tensor of a constant, made now if it is lazy. `reader` names
+  // the op that needs it: with STATICLLM_PROFILE set, expanding a weight the
+  // kernels could have read compressed is reported (it costs memory).
+  const Tensor& ensure_dense(int id, const std::string& reader) {
     PlanValue& v = values()[id];
     if (!v.lazy) return v.constant;
+    bool compressed = v.lazy_index < v.lazy->compressed.size() && v.lazy->compressed[v.lazy_index];
+    if (compressed && !v.lazy->made() && std::getenv("STATICLLM_PROFILE") != nullptr) {
+      std::fprintf(stderr, "staticllm: %s: compressed constant '%s' (%s) expanded for %s\n", plan_->where.c_str(),
+                   v.name.c_str(), type_string(v.type).c_str(), reader.c_str());
+    }
     if (!v.lazy->made()) reserve(value_bytes(v), plan_->where);
     v.constant = v.lazy->get(v.lazy_index);
     return v.constant;
@@ -263,21 +271,16 @@ class Planner {
     for (int id : outs) out_types.push_back(values()[id].type);
     std::shared_ptr<const CompressedWeight> compressed = planned.compressed;
     std::shared_ptr<LazyConsts> lazy = pool_->find_or_add(key, [&] {
-      std::vector<std::pair<std::shared_ptr<LazyConsts>, size_t>> args;
-      std::vector<Tensor> dense_args;
-      for (int id : ins) {
-        args.push_back({values()[id].lazy, values()[id].lazy_index});
-        dense_args.push_back(values()[id].lazy ? Tensor() : values()[id].constant);
+      std::vector<Tensor> args;  // a compressed result is made from the weight, not the op's inputs
+      if (!compressed) {
+        for (int id : ins) args.push_back(ensure_dense(id, where));
       }
-      auto make = [run = planned.run, args, dense_args, out_types, scratch_bytes = planned.scratch_bytes, where,
-                   compressed, keep]() mutable {
+      auto make = [run = planned.run, args, out_types, scratch_bytes = planned.scratch_bytes, where, compressed,
+                   keep]() {
         try {
           if (compressed) return std::vector<Tensor>{materialize_compressed(*compressed)};
           std::vector<const Tensor*> in_ptrs;
-          for (size_t i = 0; i < args.size(); ++i) {
-            if (args[i].first) dense_args[i] = args[i].first->get(args[i].second);
-            in_ptrs.push_back(&dense_args[i]);
-          }
+          for (const Tensor& t : args) in_ptrs.push_back(&t);
           std::vector<Tensor> results;
           for (const ValueType& t : out_types) results.emplace_back(t.dtype, t.shape);
           std::vector<Tensor*> out_ptrs;
@@ -364,7 +367,7 @@ class Planner {
       fold(op, planned, params, ins, outs, where);
       return;
     }
-    for (int id : ins) ensure_dense(id);
+    for (int id : ins) ensure_dense(id, where);
     int root = alias_root(planned, ins, outs);
     if (root >= 0) {
       values()[outs[0]].alias_of = root;
@@ -380,7 +383,7 @@ class Planner {
       if (std::find(fn_.outputs.begin(), fn_.outputs.end(), spec.name) == fn_.outputs.end() || it == by_name_.end()) {
         throw BundleError(plan_->where + ": metadata output '" + spec.name + "' is not an output of the program");
       }
-      if (values()[it->second].is_const) ensure_dense(it->second);
+      if (values()[it->second].is_const) ensure_dense(it->second, "output '" + spec.name + "'");
       const PlanValue& v = values()[it->second];
       if (v.is_string) throw BundleError(plan_->where + ": output '" + spec.name + "' is a string");
       check_spec("output", spec, v.type);

@@ -325,6 +325,15 @@ void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl
   if (op.type == "const") {
     const json& attrs = get(c, j, "attributes", w);
     op.const_val = parse_value(c, get(c, attrs, "val", w), w);
+  } else if (op.type.rfind("constexpr_", 0) == 0 && j.contains("attributes")) {
+    // iOS16 decompression ops (constexpr_affine_dequantize, ...) hold their
+    // constant arguments as attributes: bind them like inline inputs.
+    for (auto it = j["attributes"].begin(); it != j["attributes"].end(); ++it) {
+      if (it.key() == "name" || op.inputs.count(it.key())) continue;
+      Binding b;
+      b.value = parse_value(c, it.value(), w + " attribute '" + it.key() + "'");
+      op.inputs[it.key()] = {std::move(b)};
+    }
   }
 }
 

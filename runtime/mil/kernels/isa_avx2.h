@@ -45,6 +45,17 @@ struct IsaAvx2 {
     }
   }
 
+  // 16 codes of 4 bits from 8 bytes: even codes in lo, odd ones in hi (see isa_generic.h).
+  template <bool FLIP>
+  static void nibbles(const uint8_t* p, I* lo, I* hi) {
+    __m128i b = x86::load_code_bytes<8>(p);
+    if constexpr (FLIP) b = _mm_xor_si128(b, _mm_set1_epi8(static_cast<char>(0x88)));
+    __m256i v = _mm256_cvtepu8_epi32(b);
+    *lo = _mm256_and_si256(v, _mm256_set1_epi32(15));
+    *hi = _mm256_srli_epi32(v, 4);
+  }
+  static float half(uint16_t h) { return _cvtsh_ss(h); }
+
   // Up to 16 entries live in registers (permutes); larger tables are gathered.
   template <int BITS>
   struct Lut {

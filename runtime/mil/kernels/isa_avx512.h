@@ -40,6 +40,17 @@ struct IsaAvx512 {
     }
   }
 
+  // 32 codes of 4 bits from 16 bytes: even codes in lo, odd ones in hi (see isa_generic.h).
+  template <bool FLIP>
+  static void nibbles(const uint8_t* p, I* lo, I* hi) {
+    __m128i b = x86::load_code_bytes<16>(p);
+    if constexpr (FLIP) b = _mm_xor_si128(b, _mm_set1_epi8(static_cast<char>(0x88)));
+    __m512i v = _mm512_cvtepu8_epi32(b);
+    *lo = _mm512_and_si512(v, _mm512_set1_epi32(15));
+    *hi = _mm512_srli_epi32(v, 4);
+  }
+  static float half(uint16_t h) { return _cvtsh_ss(h); }
+
   // Up to 64 entries live in registers (permutes); 256 are gathered.
   template <int BITS>
   struct Lut {

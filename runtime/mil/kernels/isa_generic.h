@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "mil/half.h"
+
 namespace staticllm::mil {
 
 template <int N>
@@ -76,6 +78,19 @@ struct IsaGeneric {
     }
     return r;
   }
+
+  // The 2N codes of 4 bits in the N bytes at p: the low nibbles (even codes)
+  // in lo, the high ones (odd codes) in hi; FLIP flips each code's top bit
+  // (a signed code c becomes c + 8).
+  template <bool FLIP>
+  static void nibbles(const uint8_t* p, I* lo, I* hi) {
+    for (int i = 0; i < N; ++i) {
+      const int b = p[i] ^ (FLIP ? 0x88 : 0);
+      lo->v[i] = b & 15;
+      hi->v[i] = b >> 4;
+    }
+  }
+  static float half(uint16_t h) { return half_to_float(h); }
 
   // A lookup table of 1 << BITS floats; `table` stays valid while it is used.
   template <int BITS>

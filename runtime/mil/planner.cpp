@@ -430,7 +430,7 @@ class Planner {
   const MethodMetadata& method_;
   std::shared_ptr<Plan> plan_;
   std::unordered_map<std::string, int> by_name_;
-  size_t held_ = 0;  // bytes of folded constants (and, at the end, arena and scratch)
+  size_t held_ = 0;     // bytes of folded constants (and, at the end, arena and scratch)
   ConstPool own_pool_;  // when the caller shares none
   ConstPool* pool_;
 };

@@ -83,6 +83,9 @@ struct ScaleDecoder {
     }
   }
   float raw_scalar(int32_t code) const { return static_cast<float>(code + kBias); }
+  // acc + s * sum(x * raw); the caller adds bias() * sum(x).
+  F scaled(F sum_xr, F acc) const { return Isa::fma(sum_xr, Isa::set1(fs), acc); }
+  float bias() const { return fb; }
   // acc + s * sum(x * raw) + b * sum(x)
   F finish(F sum_xr, F sum_x, F acc) const {
     return Isa::fma(sum_xr, Isa::set1(fs), Isa::fma(sum_x, Isa::set1(fb), acc));
@@ -124,6 +127,8 @@ struct LutDecoder {
     }
   }
   float raw_scalar(int32_t code) const { return table[code]; }
+  F scaled(F sum_xr, F acc) const { return Isa::add(acc, sum_xr); }
+  float bias() const { return 0.f; }
   F finish(F sum_xr, F /*sum_x*/, F acc) const { return Isa::add(acc, sum_xr); }
   F vec(const uint8_t* p) const {
     F r[SPLIT];
@@ -244,11 +249,72 @@ void fused_block(const float* x, const float* xp, const CompressedWeight& w, int
     for (int r = 0; r < NR; ++r) y[m * ldy + n + r] = Isa::hsum(acc[m][r]);
 }
 
+// Whether every group is a run of whole SPLIT * W-code vectors on
+// byte-aligned rows (the layouts the exporters write), for fused_block_whole.
+template <class Isa, int SPLIT>
+bool whole_groups(const CompressedWeight& w, int bits) {
+  return (w.cols * bits) % 8 == 0 && w.col_block % (SPLIT * Isa::W) == 0;
+}
+
+// fused_block for whole_groups() weights: no partial vectors, and no sums of
+// x in the inner loop: the offset term of group gc is bias() times
+// xsum[m * grid_cols + gc], the sum of x over the group, made once per call.
+template <class Isa, class Dec, int MB, int NR>
+void fused_block_whole(const float* xs, const float* xsum, const CompressedWeight& w, int64_t n, float* y,
+                       int64_t ldy) {
+  using F = typename Isa::F;
+  constexpr int W = Isa::W;
+  constexpr int B = Dec::kBits;
+  constexpr int S = Dec::kSplit;
+  const int64_t K = w.cols, G = w.grid_cols, cb = w.col_block;
+  const uint8_t* rows[NR];
+  int64_t group_row[NR];
+  for (int r = 0; r < NR; ++r) {
+    rows[r] = w.codes + (n + r) * K * B / 8;
+    group_row[r] = ((n + r) / w.row_block) * G;
+  }
+  F acc[MB][NR];
+  float bias[MB][NR] = {};
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = Isa::zero();
+  Dec dec[NR];
+  for (int64_t gc = 0; gc < G; ++gc) {
+    for (int r = 0; r < NR; ++r) dec[r].begin(w, group_row[r] + gc);
+    F sxr[MB][NR];
+    for (int m = 0; m < MB; ++m)
+      for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::zero();
+    for (int64_t k = gc * cb; k < (gc + 1) * cb; k += S * W) {
+      F raw[NR][S];
+      for (int r = 0; r < NR; ++r) dec[r].raw(rows[r] + k * B / 8, raw[r]);
+      for (int m = 0; m < MB; ++m) {
+        for (int j = 0; j < S; ++j) {
+          F xv = Isa::load(xs + m * K + k + j * W);
+          for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::fma(xv, raw[r][j], sxr[m][r]);
+        }
+      }
+    }
+    for (int m = 0; m < MB; ++m) {
+      for (int r = 0; r < NR; ++r) {
+        acc[m][r] = dec[r].scaled(sxr[m][r], acc[m][r]);
+        bias[m][r] += dec[r].bias() * xsum[m * G + gc];
+      }
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) y[m * ldy + n + r] = Isa::hsum(acc[m][r]) + bias[m][r];
+}
+
 template <class Isa, class Dec, int MB>
-void fused_rows(const float* x, const float* xp, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0,
-                int64_t n1) {
+void fused_rows(const float* x, const float* xp, const float* xsum, const CompressedWeight& w, float* y, int64_t ldy,
+                int64_t n0, int64_t n1) {
   constexpr int NR = MB == 1 ? 4 : MB == 2 ? 2 : 1;  // MB * NR >= 3 independent accumulator chains
   int64_t n = n0;
+  if (xsum != nullptr) {
+    const float* xs = Dec::kSplit == 2 ? xp : x;
+    for (; n + NR <= n1; n += NR) fused_block_whole<Isa, Dec, MB, NR>(xs, xsum, w, n, y, ldy);
+    for (; n < n1; ++n) fused_block_whole<Isa, Dec, MB, 1>(xs, xsum, w, n, y, ldy);
+    return;
+  }
   for (; n + NR <= n1; n += NR) fused_block<Isa, Dec, MB, NR>(x, xp, w, n, y, ldy);
   for (; n < n1; ++n) fused_block<Isa, Dec, MB, 1>(x, xp, w, n, y, ldy);
 }
@@ -297,11 +363,20 @@ void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
     permute_pairs<Isa::W>(x, M, w.cols, permuted.data());
     xp = permuted.data();
   }
+  const float* xsum = nullptr;
+  if (whole_groups<Isa, Dec::kSplit>(w, Dec::kBits)) {
+    thread_local std::vector<float> sums;
+    const int64_t G = w.grid_cols;
+    sums.assign(static_cast<size_t>(M * G), 0.f);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < w.cols; ++k) sums[m * G + k / w.col_block] += x[m * w.cols + k];
+    xsum = sums.data();
+  }
   switch (M) {
-    case 1: return fused_rows<Isa, Dec, 1>(x, xp, w, y, ldy, n0, n1);
-    case 2: return fused_rows<Isa, Dec, 2>(x, xp, w, y, ldy, n0, n1);
-    case 3: return fused_rows<Isa, Dec, 3>(x, xp, w, y, ldy, n0, n1);
-    default: return fused_rows<Isa, Dec, 4>(x, xp, w, y, ldy, n0, n1);
+    case 1: return fused_rows<Isa, Dec, 1>(x, xp, xsum, w, y, ldy, n0, n1);
+    case 2: return fused_rows<Isa, Dec, 2>(x, xp, xsum, w, y, ldy, n0, n1);
+    case 3: return fused_rows<Isa, Dec, 3>(x, xp, xsum, w, y, ldy, n0, n1);
+    default: return fused_rows<Isa, Dec, 4>(x, xp, xsum, w, y, ldy, n0, n1);
   }
 }
 

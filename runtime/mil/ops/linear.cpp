@@ -14,18 +14,9 @@ namespace staticllm::mil {
 
 namespace {
 
-constexpr int64_t kParallelFlops = 1 << 16;  // below this a call stays on one thread
-
 bool is_gemm_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat32; }
 
 WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32; }
-
-// Rows of output features in multiples of 12 keep the kernels' 3- and 4-row blocks whole.
-void parallel_rows(ThreadPool* pool, int64_t n, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
-  if (pool == nullptr || work < kParallelFlops || n < 8) return fn(0, n);
-  int64_t blocks = (n + 11) / 12;
-  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 12, std::min(n, b1 * 12)); });
-}
 
 // y[M, N] = x[M, K] W for W stored [K, N]: one row of W expanded at a time.
 void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, float* row) {
@@ -80,11 +71,12 @@ PlannedOp plan_weight_product(OpPlanContext& ctx, const std::string& w_param, bo
     if (!nk) {
       gemm_nn_compressed(x, M, *cw, y, spare);
     } else if (cw) {
-      parallel_rows(call.pool, N, M * N * K,
-                    [&](int64_t n0, int64_t n1) { gemm_nt_compressed(x, M, *cw, y, N, n0, n1); });
+      parallel_output_rows(call.pool, N, M * N * K,
+                           [&](int64_t n0, int64_t n1) { gemm_nt_compressed(x, M, *cw, y, N, n0, n1); });
     } else {
       const void* w = call.in(ws).data();
-      parallel_rows(call.pool, N, M * N * K, [&](int64_t n0, int64_t n1) { gemm_nt(x, M, K, w, wtype, y, N, n0, n1); });
+      parallel_output_rows(call.pool, N, M * N * K,
+                           [&](int64_t n0, int64_t n1) { gemm_nt(x, M, K, w, wtype, y, N, n0, n1); });
     }
     if (bs >= 0) {
       const float* b = load_run<float>(call.in(bs).dtype(), call.in(bs).data(), 0, 1, N, spare);

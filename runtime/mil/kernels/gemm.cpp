@@ -26,15 +26,15 @@ void parallel_output_rows(ThreadPool* pool, int64_t n, int64_t flops, const std:
   pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 12, std::min(n, b1 * 12)); });
 }
 
-void gemm_nn(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1) {
+void gemm_nn(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0, int64_t m1) {
 #if defined(STATICLLM_X86_SIMD)
   switch (simd_level()) {
-    case SimdLevel::kAvx512: return gemm_nn_avx512(x, K, b, N, y, m0, m1);
-    case SimdLevel::kAvx2: return gemm_nn_avx2(x, K, b, N, y, m0, m1);
+    case SimdLevel::kAvx512: return gemm_nn_avx512(x, K, b, bt, N, y, m0, m1);
+    case SimdLevel::kAvx2: return gemm_nn_avx2(x, K, b, bt, N, y, m0, m1);
     default: break;
   }
 #endif
-  gemm_nn_portable(x, K, b, N, y, m0, m1);
+  gemm_nn_portable(x, K, b, bt, N, y, m0, m1);
 }
 
 }  // namespace staticllm::mil

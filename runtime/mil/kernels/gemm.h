@@ -18,8 +18,9 @@ enum class WeightType { kF32, kF16 };
 void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
              int64_t n1);
 
-// y[m * N + n] = sum_k x[m * K + k] * b[k * N + n]   for m in [m0, m1).
-void gemm_nn(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
+// y[m * N + n] = sum_k x[m * K + k] * b[k * N + n]   for m in [m0, m1), b in
+// its stored dtype (fp16 rows widened a slice at a time, never all of b).
+void gemm_nn(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0, int64_t m1);
 
 // Products of less work than this (in FLOP / 2) stay on the calling thread.
 constexpr int64_t kParallelFlops = 1 << 16;
@@ -36,8 +37,10 @@ void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightTyp
                   int64_t n1);
 void gemm_nt_avx512(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
                     int64_t n0, int64_t n1);
-void gemm_nn_portable(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
-void gemm_nn_avx2(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
-void gemm_nn_avx512(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
+void gemm_nn_portable(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
+                      int64_t m1);
+void gemm_nn_avx2(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0, int64_t m1);
+void gemm_nn_avx512(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
+                    int64_t m1);
 
 }  // namespace staticllm::mil

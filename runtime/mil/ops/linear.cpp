@@ -90,8 +90,8 @@ PlannedOp plan_weight_product(OpPlanContext& ctx, const std::string& w_param, bo
 
 PlannedOp build_linear(OpPlanContext& ctx) { return plan_weight_product(ctx, "weight", true, ctx.has("bias")); }
 
-// Batched matmul. Per batch: x as [M, K] fp32, y either [N, K] (transpose_y:
-// gemm_nt straight from the stored dtype) or [K, N] (widened, gemm_nn).
+// Batched matmul. Per batch: x as [M, K] fp32, y read in its stored dtype,
+// either [N, K] (transpose_y: gemm_nt) or [K, N] (gemm_nn).
 struct MatmulPlan {
   int64_t M = 0, K = 0, N = 0, batches = 1;
   bool tx = false, ty = false;
@@ -126,8 +126,7 @@ std::vector<int64_t> batch_offsets(const Shape& batch, const Shape& own, int64_t
 
 void matmul_batch(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor& out, int64_t b, float* scratch) {
   float* x = scratch;
-  float* ybuf = x + p.M * p.K;
-  float* o = ybuf + (p.ty ? 0 : p.K * p.N);
+  float* o = x + p.M * p.K;
   // x -> [M, K] fp32
   if (!p.tx) {
     const float* src = load_run<float>(p.x_dtype, xt.data(), p.x_batch[b], 1, p.M * p.K, x);
@@ -137,13 +136,12 @@ void matmul_batch(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tenso
   }
   bool out_f32 = p.out_dtype == DType::kFloat32;
   float* dst = out_f32 ? out.data_as<float>() + b * p.M * p.N : o;
+  const auto* base =
+      static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
   if (p.ty) {
-    const auto* base =
-        static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
     gemm_nt(x, p.M, p.K, base, weight_type(p.y_dtype), dst, p.N, 0, p.N);
   } else {
-    const float* y = load_run<float>(p.y_dtype, yt.data(), p.y_batch[b], 1, p.K * p.N, ybuf);
-    gemm_nn(x, p.K, y, p.N, dst, 0, p.M);
+    gemm_nn(x, p.K, base, weight_type(p.y_dtype), p.N, dst, 0, p.M);
   }
   if (!out_f32) store_run<float>(p.out_dtype, out.data(), b * p.M * p.N, p.M * p.N, dst);
 }
@@ -172,7 +170,7 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   p.x_dtype = xt.dtype;
   p.y_dtype = yt.dtype;
   p.out_dtype = xt.dtype;
-  p.per_slot = static_cast<size_t>(p.M * p.K + (p.ty ? 0 : p.K * p.N) + p.M * p.N) + 16;
+  p.per_slot = static_cast<size_t>(p.M * p.K + p.M * p.N) + 16;
   p.slots = std::max(1, default_thread_pool().size());
   Shape out = batch;
   out.push_back(p.M);

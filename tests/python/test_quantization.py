@@ -1,5 +1,5 @@
 """Quantized exports: each mode writes the coremltools op Apple recommends
-(checked in the written program), the interpreter's decompression ops
+(checked in the written program), the interpreter's compressed weights
 reproduce what coremltools' own decompress_weights makes of the package,
 every mode keeps prefill/decode sharing one copy of the weights, and the
 per-layer config file applies per pattern and layer range."""
@@ -159,7 +159,10 @@ def test_decompression_matches_coremltools(exported, tmp_path, mode):
     feed = _feed(quantized, np.random.default_rng(0))
     got = quantized.execute(feed)["logits"]
     want = staticllm.Runtime.load(reference, backend="mil").method("main").execute(feed)["logits"]
-    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), atol=1e-3, rtol=0)
+    # The compressed kernels expand (code - offset) * scale in fp32 registers;
+    # the dense reference holds those weights rounded to fp16 (2^-11 relative),
+    # which moves these logits (|logit| < 3 after two layers) by a few 1e-3.
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), atol=1e-2, rtol=0)
     shutil.rmtree(tmp_path / "dense.mlpackage")
 
 

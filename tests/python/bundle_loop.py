@@ -1,6 +1,8 @@
 """A minimal, obviously-correct cache loop over an exported bundle, used by
 the export tests as an independent check of the graph contract (the product
-runner lives in staticllm.generate)."""
+runner lives in staticllm.generate). Each cache group is a ring: position q
+lives in slot q % length, and a row at position p sees the positions
+max(0, p - window + 1) .. p."""
 
 from __future__ import annotations
 
@@ -14,10 +16,23 @@ class BundleLoop:
     def __init__(self, bundle: str, backend: str = "mil") -> None:
         self.rt = staticllm.Runtime.load(bundle, backend=backend)
         self.llm = LLMSpec.from_metadata(self.rt.metadata)
-        self.cache_len = self.llm.cache_len
         self.dtype = np.float16 if self.llm.dtype == "fp16" else np.float32
-        self.caches = {name: np.zeros(self.llm.cache_shape, self.dtype) for name in self.llm.io.cache_inputs}
+        self.caches = {}
+        for g in self.llm.groups:
+            for name in self.llm.group_caches(g)[0]:
+                self.caches[name] = np.zeros(self.llm.cache_shape(g), self.dtype)
         self.n_past = 0
+
+    def _mask(self, g, pos: np.ndarray) -> np.ndarray:
+        """[1, L, length + L]: cache slot s holds the latest position q < n_past with q % length == s."""
+        length, window = g.length, g.window or 1 << 30
+        slot_pos = np.full(length, -1)
+        for q in range(max(0, self.n_past - length), self.n_past):
+            slot_pos[q % length] = q
+        p = pos[:, None]
+        cache_ok = (slot_pos[None] >= 0) & (slot_pos[None] > p - window)
+        new_ok = (pos[None] <= p) & (pos[None] > p - window)
+        return np.where(np.concatenate([cache_ok, new_ok], axis=1), 0, -np.inf)[None].astype(self.dtype)
 
     def step(self, method_name: str, tokens: list[int]) -> np.ndarray:
         """Runs `tokens` (padded to the method's length); returns logits rows of the real tokens."""
@@ -29,15 +44,16 @@ class BundleLoop:
         ids = np.zeros((1, length), np.int32)
         ids[0, :n] = tokens
         pos = np.arange(self.n_past, self.n_past + length, dtype=np.int32)
-        mask = np.full((1, length, self.cache_len + length), -np.inf, np.float32)
-        mask[0, :, : self.n_past] = 0
-        mask[0, :, self.cache_len :] = np.triu(np.full((length, length), -np.inf, np.float32), 1)
-        feed = {"tokens": ids, "input_pos": pos, "attn_mask": mask.astype(self.dtype), **self.caches}
+        feed = {"tokens": ids, "input_pos": pos, **self.caches}
+        for g in self.llm.groups:
+            feed[g.mask] = self._mask(g, pos)
         if spec.logits == "last" and length > 1:
             feed["last_index"] = np.array([n - 1], np.int32)
         out = m.execute(feed)
-        for cin, cout in zip(self.llm.io.cache_inputs, self.llm.io.cache_outputs):
-            self.caches[cin][:, :, self.n_past : self.n_past + n] = out[cout][:, :, :n]
+        for g in self.llm.groups:
+            for cin, cout in zip(*self.llm.group_caches(g)):
+                for j in range(n):
+                    self.caches[cin][:, :, (self.n_past + j) % g.length] = out[cout][:, :, j]
         self.n_past += n
         logits = out["logits"].astype(np.float32)
         return logits[0, :n] if logits.ndim == 3 else logits

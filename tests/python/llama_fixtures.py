@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from staticllm.exporter.config import LlamaConfig
-from staticllm.exporter.model import Llama
+from staticllm.exporter import models
+from staticllm.exporter.config import ModelConfig
 
 TEXT = (
     "the quick brown fox jumps over the lazy dog. a static graph runs the same on every device. "
@@ -20,7 +20,7 @@ TEXT = (
 ) * 4
 
 
-def tiny_config(**overrides: Any) -> LlamaConfig:
+def tiny_config(**overrides: Any) -> ModelConfig:
     base = dict(
         dim=64,
         n_layers=2,
@@ -32,7 +32,7 @@ def tiny_config(**overrides: Any) -> LlamaConfig:
         rope_theta=10000.0,
     )
     base.update(overrides)
-    return LlamaConfig(**base)
+    return ModelConfig(**base)
 
 
 def randomize_(model: torch.nn.Module) -> None:
@@ -48,10 +48,10 @@ def randomize_(model: torch.nn.Module) -> None:
                 p.copy_(0.02 * torch.randn_like(p))
 
 
-def random_state_dict(cfg: LlamaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights of our model (rotate-half q/k layout), scaled so logits are O(1)."""
+def random_state_dict(cfg: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Weights of our model (HF names, rotate-half q/k layout), scaled so logits are O(1)."""
     torch.manual_seed(seed)
-    model = Llama(cfg, max_context_len=64)
+    model = models.FAMILIES[cfg.architecture].Model(cfg, max_context_len=64)
     randomize_(model)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -62,10 +62,10 @@ def half_to_interleaved(w: torch.Tensor, n_heads: int, head_dim: int) -> torch.T
     return w.reshape(n_heads, 2, head_dim // 2, *rest).transpose(1, 2).reshape(n_heads * head_dim, *rest)
 
 
-def reference_model(cfg: LlamaConfig, sd: dict[str, torch.Tensor], max_context_len: int = 64) -> Llama:
-    model = Llama(cfg, max_context_len)
-    missing, _ = model.load_state_dict(sd, strict=False)
-    assert all(m == "output.weight" for m in missing), missing
+def reference_model(cfg: ModelConfig, sd: dict[str, torch.Tensor], max_context_len: int = 64) -> Any:
+    model = models.build(cfg, max_context_len)
+    sd = {k: v for k, v in sd.items() if not (cfg.tied_embeddings and k == "lm_head.weight")}
+    models.load_weights(model, sd, "reference")
     return model.eval()
 
 
@@ -87,41 +87,29 @@ def make_tokenizer(path: Path, vocab_size: int) -> Path:
     return path
 
 
-_META_TO_HF = {
-    "attention.wq": "self_attn.q_proj",
-    "attention.wk": "self_attn.k_proj",
-    "attention.wv": "self_attn.v_proj",
-    "attention.wo": "self_attn.o_proj",
-    "feed_forward.w1": "mlp.gate_proj",
-    "feed_forward.w2": "mlp.down_proj",
-    "feed_forward.w3": "mlp.up_proj",
-    "attention_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
+# Our (Hugging Face) names -> Meta's, for writing Meta checkpoints.
+_HF_TO_META = {
+    "self_attn.q_proj": "attention.wq",
+    "self_attn.k_proj": "attention.wk",
+    "self_attn.v_proj": "attention.wv",
+    "self_attn.o_proj": "attention.wo",
+    "mlp.gate_proj": "feed_forward.w1",
+    "mlp.down_proj": "feed_forward.w2",
+    "mlp.up_proj": "feed_forward.w3",
+    "input_layernorm": "attention_norm",
+    "post_attention_layernorm": "ffn_norm",
 }
 
 
 def make_hf_checkpoint(
-    directory: str | Path, cfg: LlamaConfig, seed: int = 0, with_tokenizer: bool = True
+    directory: str | Path, cfg: ModelConfig, seed: int = 0, with_tokenizer: bool = True
 ) -> Path:
     from safetensors.torch import save_file
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     sd = random_state_dict(cfg, seed)
-    out: dict[str, torch.Tensor] = {}
-    for name, t in sd.items():
-        if name == "tok_embeddings.weight":
-            out["model.embed_tokens.weight"] = t
-        elif name == "norm.weight":
-            out["model.norm.weight"] = t
-        elif name == "output.weight":
-            if not cfg.tied_embeddings:
-                out["lm_head.weight"] = t
-        else:
-            _, idx, rest = name.split(".", 2)
-            for ours, hf in _META_TO_HF.items():
-                if rest.startswith(ours + "."):
-                    out[f"model.layers.{idx}.{hf}{rest[len(ours) :]}"] = t
+    out = {k: v for k, v in sd.items() if not (k == "lm_head.weight" and cfg.tied_embeddings)}
     save_file({k: v.contiguous() for k, v in out.items()}, str(d / "model.safetensors"))
     config = {
         # q/k/v biases without an o_proj bias are Qwen2's layout
@@ -148,19 +136,26 @@ def make_hf_checkpoint(
     return d
 
 
-def make_meta_checkpoint(directory: str | Path, cfg: LlamaConfig, seed: int = 0) -> Path:
+def make_meta_checkpoint(directory: str | Path, cfg: ModelConfig, seed: int = 0) -> Path:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     sd = random_state_dict(cfg, seed)
     meta = {}
+    top = {"model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight": "norm.weight"}
+    top["lm_head.weight"] = "output.weight"
     for name, t in sd.items():
-        if name.endswith("attention.wq.weight"):
+        if name.endswith("self_attn.q_proj.weight"):
             t = half_to_interleaved(t, cfg.n_heads, cfg.head_dim)
-        elif name.endswith("attention.wk.weight"):
+        elif name.endswith("self_attn.k_proj.weight"):
             t = half_to_interleaved(t, cfg.n_kv_heads, cfg.head_dim)
-        if name == "output.weight" and cfg.tied_embeddings:
+        if name == "lm_head.weight" and cfg.tied_embeddings:
             continue
-        meta[name] = t.clone()
+        if name in top:
+            meta[top[name]] = t.clone()
+        else:
+            _, _, idx, rest = name.split(".", 3)
+            part, _, suffix = rest.rpartition(".")
+            meta[f"layers.{idx}.{_HF_TO_META[part]}.{suffix}"] = t.clone()
     torch.save(meta, d / "consolidated.00.pth")
     params = {
         "dim": cfg.dim,
@@ -178,7 +173,7 @@ def make_meta_checkpoint(directory: str | Path, cfg: LlamaConfig, seed: int = 0)
 
 def make_gguf_checkpoint(
     path: str | Path,
-    cfg: LlamaConfig,
+    cfg: ModelConfig,
     seed: int = 0,
     arch: str = "llama",
     extra: Callable[[Any], None] | None = None,
@@ -206,34 +201,15 @@ def make_gguf_checkpoint(
     w.add_token_types([1] * cfg.vocab_size)
     w.add_bos_token_id(0)
     w.add_eos_token_id(1)
-    names = {
-        "tok_embeddings.weight": "token_embd.weight",
-        "norm.weight": "output_norm.weight",
-        "output.weight": "output.weight",
-    }
-    layer = {
-        "attention.wq": "attn_q",
-        "attention.wk": "attn_k",
-        "attention.wv": "attn_v",
-        "attention.wo": "attn_output",
-        "feed_forward.w1": "ffn_gate",
-        "feed_forward.w2": "ffn_down",
-        "feed_forward.w3": "ffn_up",
-        "attention_norm": "attn_norm",
-        "ffn_norm": "ffn_norm",
-    }
+    # gguf's own name map (HF -> llama.cpp), independent of the loader's table
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.n_layers)
     for name, t in sd.items():
-        if name == "output.weight" and cfg.tied_embeddings:
+        if name == "lm_head.weight" and cfg.tied_embeddings:
             continue
-        if name in names:
-            gname = names[name]
-        else:
-            _, idx, rest = name.split(".", 2)
-            base, _, suffix = rest.rpartition(".")
-            gname = f"blk.{idx}.{layer[base]}.{suffix}"
-        if name.endswith("attention.wq.weight"):
+        gname = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if name.endswith("self_attn.q_proj.weight"):
             t = half_to_interleaved(t, cfg.n_heads, cfg.head_dim)
-        elif name.endswith("attention.wk.weight"):
+        elif name.endswith("self_attn.k_proj.weight"):
             t = half_to_interleaved(t, cfg.n_kv_heads, cfg.head_dim)
         w.add_tensor(gname, t.numpy().astype(np.float32))
     if extra is not None:
@@ -245,7 +221,7 @@ def make_gguf_checkpoint(
     return p
 
 
-def torch_greedy(model: Llama, prompt: list[int], n_new: int) -> list[int]:
+def torch_greedy(model: Any, prompt: list[int], n_new: int) -> list[int]:
     """Greedy continuation with full-sequence forwards (no cache): the reference."""
     ids = list(prompt)
     for _ in range(n_new):
@@ -254,13 +230,6 @@ def torch_greedy(model: Llama, prompt: list[int], n_new: int) -> list[int]:
     return ids[len(prompt) :]
 
 
-def full_logits(model: Llama, ids: list[int]) -> torch.Tensor:
+def full_logits(model: Any, ids: list[int]) -> torch.Tensor:
     """Logits [len(ids), vocab] of one forward over the whole sequence with an empty cache."""
-    cfg = model.cfg
-    n = len(ids)
-    model.logits_mode = "full"
-    mask = torch.full((1, n, n), float("-inf")).triu(1)
-    caches = [torch.zeros(1, cfg.n_kv_heads, 0, cfg.head_dim)] * (2 * cfg.n_layers)
-    with torch.no_grad():
-        out = model(torch.tensor([ids], dtype=torch.int32), torch.arange(n, dtype=torch.int32), mask, *caches)
-    return out[0][0]
+    return model.sequence_logits(torch.tensor([ids], dtype=torch.int32))

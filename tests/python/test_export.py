@@ -175,7 +175,8 @@ def test_metadata_llm_section(checkpoints, export_dir):
         "source": "hf_dir",
     }
     spec = LLMSpec.from_metadata(meta)
-    assert spec.dtype == "fp32" and spec.cache_len == CONTEXT and spec.multifunction
+    assert spec.dtype == "fp32" and spec.context_limit == CONTEXT and spec.multifunction
+    assert [(g.length, g.window) for g in spec.groups] == [(CONTEXT, None)]
 
 
 def test_variants_tied_bias_rope_scaling(tmp_path):
@@ -184,6 +185,7 @@ def test_variants_tied_bias_rope_scaling(tmp_path):
         qkv_bias=True,
         n_kv_heads=1,
         rope_scaling={
+            "rope_type": "llama3",
             "factor": 8.0,
             "low_freq_factor": 1.0,
             "high_freq_factor": 4.0,
@@ -219,9 +221,9 @@ def test_rotary_layout_matches_interleaved_reference(checkpoints):
     qc = torch.view_as_complex(q_meta.contiguous()) * torch.polar(torch.ones_like(ang), ang)[:, None]
     q_meta_rot = torch.view_as_real(qc).reshape(3, cfg.n_heads, hd)
     # ours: rotate-half on the permuted rows
-    from staticllm.exporter.model import rotate
+    from staticllm.exporter.models.blocks import rotate
 
-    q = (x @ ours["layers.0.attention.wq.weight"].T).view(3, cfg.n_heads, hd)
+    q = (x @ ours["model.layers.0.self_attn.q_proj.weight"].T).view(3, cfg.n_heads, hd)
     q_rot = rotate(q, ang.cos()[:, None], ang.sin()[:, None])
     # same vectors up to the per-head permutation of components
     perm = torch.cat([torch.arange(0, hd, 2), torch.arange(1, hd, 2)])
@@ -236,7 +238,7 @@ def test_gguf_and_hf_loaders_agree(checkpoints, tmp_path):
     assert g.state_dict.keys() == h.state_dict.keys()
     for k in h.state_dict:
         torch.testing.assert_close(g.state_dict[k], h.state_dict[k], rtol=0, atol=0)
-    assert json.loads(g.tokenizer_json)["model"]["type"] == "Unigram"
+    assert json.loads(g.tokenizer_json)["model"]["type"] == "BPE"  # SentencePiece BPE, as in transformers
 
 
 @pytest.mark.parametrize(
@@ -275,7 +277,7 @@ def test_wrong_tensor_shape(checkpoints, tmp_path):
     save_file(sd, str(d / "model.safetensors"))
     with pytest.raises(
         staticllm.ExportError,
-        match=r"tensor 'layers\.1\.feed_forward\.w3\.weight' has shape \[100, 64\], expected \[128, 64\]",
+        match=r"tensor 'model\.layers\.1\.mlp\.up_proj\.weight' has shape \[100, 64\], expected \[128, 64\]",
     ):
         staticllm.export(tmp_path / "out", hf_dir=d, progress=False)
 

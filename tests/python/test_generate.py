@@ -158,12 +158,13 @@ def test_context_limit_stops_or_raises_before_running(single, multi, torch_model
 def test_caches_are_shared_between_methods_and_updated_in_place(multi):
     runner = multi.runner
     prefill, decode = runner.io["prefill"], runner.io["decode"]
-    before = {name: arr for name, arr in runner.cache.arrays.items()}
+    ((_, cache),) = runner.caches
+    before = {name: arr for name, arr in cache.arrays.items()}
     multi.generate(PROMPT, max_new_tokens=4, ignore_eos=True)
     for name, arr in before.items():
-        assert prefill.inputs[name] is arr and decode.inputs[name] is arr and runner.cache.arrays[name] is arr
-    assert runner.cache.slot_pos[: len(PROMPT) + 3].tolist() == list(range(len(PROMPT) + 3))
-    assert (runner.cache.slot_pos[len(PROMPT) + 3 :] == -1).all()
+        assert prefill.inputs[name] is arr and decode.inputs[name] is arr and cache.arrays[name] is arr
+    assert cache.slot_pos[: len(PROMPT) + 3].tolist() == list(range(len(PROMPT) + 3))
+    assert (cache.slot_pos[len(PROMPT) + 3 :] == -1).all()
 
 
 def test_stop_token_ids_and_max_new_tokens(multi, reference):

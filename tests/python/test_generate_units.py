@@ -113,7 +113,32 @@ def test_cache_commit_writes_rows_in_place_at_position_modulo_length():
     assert cache.slot_pos.tolist() == [5, 6, 2, 3, 4]
     np.testing.assert_array_equal(k_array[:, :, 0], out2["k_out_0"][:, :, 2])
     np.testing.assert_array_equal(cache.arrays["v_cache_0"][:, :, 4], out2["v_out_0"][:, :, 1])
-    assert cache.holds_prefix(0) and not cache.holds_prefix(3)
+    assert cache.holds_window_before(0, None) and not cache.holds_window_before(3, None)
+    # a ring of 5 holding positions 2..6 holds the window of 4 before position 7
+    assert cache.holds_window_before(7, 4) and not cache.holds_window_before(7, None)
+
+
+def test_ring_shorter_than_a_call_keeps_its_last_rows():
+    cache = KVCache(["k_cache_0", "v_cache_0"], ["k_out_0", "v_out_0"], (1, 2, 3, 3), np.float32)
+    out = _outputs(5)
+    cache.commit(out, slice(0, 5), np.arange(10, 15))
+    assert cache.slot_pos.tolist() == [12, 13, 14]
+    np.testing.assert_array_equal(cache.arrays["k_cache_0"][:, :, 1], out["k_out_0"][:, :, 3])
+
+
+def test_sliding_window_mask_for_every_row_of_a_chunk():
+    """Window 3, ring of 3 slots holding positions 3, 4, 5; a chunk of rows at 6, 7, 8 (the
+    last one padding): each row sees exactly the positions p - 2 .. p."""
+    slot_pos = np.array([3, 4, 5])
+    rows = np.array([6, 7, 7])
+    out = np.empty((1, 3, 6), np.float32)
+    fill_mask(out, slot_pos, rows, causal_allowed(3, 2), window=3)
+    seen = out[0] == 0
+    assert seen.tolist() == [
+        [False, True, True, True, False, False],  # 6 sees 4, 5 (cache) and itself
+        [False, False, True, True, True, False],  # 7 sees 5, 6 and itself
+        [False, False, True, False, False, True],  # padding: the cache in its window, itself
+    ]
 
 
 def test_cache_commit_of_scattered_rows_and_reset():
@@ -121,7 +146,7 @@ def test_cache_commit_of_scattered_rows_and_reset():
     out = _outputs(6)
     cache.commit(out, np.array([0, 4, 5]), np.arange(3))
     np.testing.assert_array_equal(cache.arrays["k_cache_0"][:, :, :3], out["k_out_0"][:, :, [0, 4, 5]])
-    assert cache.holds_prefix(3)
+    assert cache.holds_window_before(3, None)
     cache.truncate(1)
     assert cache.slot_pos.tolist()[:3] == [0, -1, -1]
     cache.reset()

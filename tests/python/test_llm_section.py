@@ -15,13 +15,13 @@ from llama_fixtures import make_hf_checkpoint, tiny_config
 from staticllm.bundle_io import write_metadata
 from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import MetadataError
-from staticllm.llm_section import FORMAT, GraphIO, LLMSpec, MethodInfo, graph_io
+from staticllm.llm_section import FORMAT, CacheGroup, GraphIO, LLMSpec, MethodInfo, cache_groups, graph_io
 
 SPEC = LLMSpec(
     architecture="llama",
     vocab_size=320,
     max_context_len=128,
-    cache_len=128,
+    groups=(CacheGroup("attn_mask", 128, None, (0,)),),
     dtype="fp32",
     n_layers=1,
     n_kv_heads=2,
@@ -40,7 +40,8 @@ SPEC = LLMSpec(
 
 def method_specs(spec: LLMSpec, dtype: str = "fp32") -> list[dict]:
     """metadata.json's `methods` for SPEC: only what the parser reads (cache input dtypes)."""
-    cache = [{"name": n, "dtype": dtype, "shape": list(spec.cache_shape)} for n in spec.io.cache_inputs]
+    shape = list(spec.cache_shape(spec.groups[0]))
+    cache = [{"name": n, "dtype": dtype, "shape": shape} for n in spec.io.cache_inputs]
     return [{"name": name, "inputs": cache} for name in spec.methods]
 
 
@@ -63,7 +64,19 @@ def test_graph_io_names_and_order():
     ]
     assert io.inputs(with_last_index=False)[3] == "k_cache_0"
     assert io.outputs() == ["logits", "k_out_0", "v_out_0", "k_out_1", "v_out_1"]
-    assert io.roles() == {r: r for r in ("tokens", "input_pos", "attn_mask", "last_index", "logits")}
+    assert io.roles() == {r: r for r in ("tokens", "input_pos", "last_index", "logits")}
+
+
+def test_cache_groups_keep_windows_as_rings():
+    """Gemma 3 at context 4096: five of six layers slide over 512 positions and hold 512 slots."""
+    windows = [None if (i + 1) % 6 == 0 else 512 for i in range(18)]
+    full, sliding = cache_groups(windows, 4096)
+    assert full == CacheGroup("attn_mask", 4096, None, (5, 11, 17))
+    assert sliding.mask == "attn_mask_sliding" and sliding.length == sliding.window == 512
+    assert len(sliding.layers) == 15
+    io = graph_io(18, (full, sliding))
+    assert io.inputs(False)[:5] == ["tokens", "input_pos", "attn_mask", "attn_mask_sliding", "k_cache_0"]
+    assert cache_groups([64, 64], 128) == (CacheGroup("attn_mask_sliding", 64, 64, (0, 1)),)
 
 
 def test_written_section_reads_back_equal():
@@ -73,7 +86,19 @@ def test_written_section_reads_back_equal():
         assert repeated not in d["llm"]
     assert LLMSpec.from_metadata(d) == SPEC
     spec = LLMSpec.from_metadata(d)
-    assert spec.multifunction and spec.context_limit == 128 and spec.cache_shape == (1, 2, 128, 16)
+    assert (
+        spec.multifunction
+        and spec.context_limit == 128
+        and spec.cache_shape(spec.groups[0]) == (1, 2, 128, 16)
+    )
+
+
+def test_sliding_groups_read_back_and_do_not_limit_the_context():
+    groups = (CacheGroup("attn_mask", 128, None, (1,)), CacheGroup("attn_mask_sliding", 16, 16, (0,)))
+    spec = dataclasses.replace(SPEC, n_layers=2, groups=groups, io=graph_io(2, groups))
+    d = doc(spec)
+    assert LLMSpec.from_metadata(d) == spec and spec.context_limit == 128
+    assert spec.group_caches(groups[1]) == (("k_cache_0", "v_cache_0"), ("k_out_0", "v_out_0"))
 
 
 def test_dtype_comes_from_the_cache_inputs():
@@ -83,9 +108,13 @@ def test_dtype_comes_from_the_cache_inputs():
 
 
 def test_renamed_tensors_are_followed():
-    io = GraphIO("ids", "pos", "mask", None, "out", ("kc", "vc"), ("ko", "vo"))
+    io = GraphIO("ids", "pos", ("mask",), None, "out", ("kc", "vc"), ("ko", "vo"))
     spec = dataclasses.replace(
-        SPEC, io=io, methods={"decode": MethodInfo("decode", 1, "last")}, prefill_method="decode"
+        SPEC,
+        io=io,
+        groups=(CacheGroup("mask", 128, None, (0,)),),
+        methods={"decode": MethodInfo("decode", 1, "last")},
+        prefill_method="decode",
     )
     assert LLMSpec.from_metadata(doc(spec)).io == io
 
@@ -101,7 +130,19 @@ def test_renamed_tensors_are_followed():
             lambda d: d["llm"]["cache"].update(inputs=["k_cache_0"]),
             "llm.cache.inputs: expected a list of 2 names",
         ),
-        (lambda d: d["llm"]["io"].pop("attn_mask"), "missing key llm.io.attn_mask"),
+        (lambda d: d["llm"]["cache"].pop("groups"), "missing key llm.cache.groups"),
+        (
+            lambda d: d["llm"]["cache"]["groups"][0].update(length=256),
+            r"llm.cache.groups.0.length: expected a slot count in 1..128",
+        ),
+        (
+            lambda d: d["llm"]["cache"]["groups"][0].update(window=64),
+            r"llm.cache.groups.0.window: expected null or the group's length \(128\)",
+        ),
+        (
+            lambda d: d["llm"]["cache"]["groups"][0].update(layers=[]),
+            r"llm.cache.groups.0.layers: expected a non-empty list of layer indices below 1",
+        ),
         (
             lambda d: d["llm"]["methods"]["decode"].update(logits="all"),
             "llm.methods.decode.logits: expected 'last' or 'full'",
@@ -111,7 +152,7 @@ def test_renamed_tensors_are_followed():
             lambda d: d["llm"]["special_tokens"].update(eos="x"),
             "llm.special_tokens.eos: expected a list of token ids",
         ),
-        (lambda d: d["llm"].update(format=3), r"llm.format: expected one of \[1, 2\]"),
+        (lambda d: d["llm"].update(format=4), r"llm.format: expected one of \[1, 2, 3\]"),
         (lambda d: d["methods"][1].update(inputs=[]), "method 'decode' has no input 'k_cache_0'"),
         (lambda d: d.pop("methods"), "methods has no method 'decode'"),
     ],
@@ -123,9 +164,27 @@ def test_errors_name_the_key(edit, message):
         LLMSpec.from_metadata(d)
 
 
+def as_format2(llm: dict) -> dict:
+    """The section as format 2 wrote it: one mask, io.attn_mask, no groups."""
+    old = copy.deepcopy(llm)
+    (group,) = old["cache"].pop("groups")
+    old["io"]["attn_mask"] = group["mask"]
+    old["format"] = 2
+    return old
+
+
+def test_format2_reads():
+    d = doc()
+    d["llm"] = as_format2(d["llm"])
+    assert LLMSpec.from_metadata(d) == SPEC
+    d["llm"]["io"].pop("attn_mask")
+    with pytest.raises(MetadataError, match="missing key llm.io.attn_mask"):
+        LLMSpec.from_metadata(d)
+
+
 def as_format1(llm: dict, dtype: str) -> dict:
     """The section as format 1 wrote it: the repeated facts included."""
-    old = copy.deepcopy(llm)
+    old = as_format2(llm)
     methods = old["methods"]
     old.update(
         format=1,

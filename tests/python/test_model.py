@@ -10,21 +10,21 @@ import pytest
 import torch
 
 from llama_fixtures import tiny_config
-from staticllm.exporter.model import Attention, rotate
+from staticllm.exporter.models.blocks import Attention, rotate
 
 
 def textbook_attention(att: Attention, x, cos, sin, mask, k_cache, v_cache):  # noqa: ANN001, ANN201
     cfg = att.cfg
     seq, hd = x.shape[1], cfg.head_dim
-    q = rotate(att.wq(x).view(1, seq, cfg.n_heads, hd).transpose(1, 2), cos, sin)
-    k = rotate(att.wk(x).view(1, seq, cfg.n_kv_heads, hd).transpose(1, 2), cos, sin)
-    v = att.wv(x).view(1, seq, cfg.n_kv_heads, hd).transpose(1, 2)
+    q = rotate(att.q_proj(x).view(1, seq, cfg.n_heads, hd).transpose(1, 2), cos, sin)
+    k = rotate(att.k_proj(x).view(1, seq, cfg.n_kv_heads, hd).transpose(1, 2), cos, sin)
+    v = att.v_proj(x).view(1, seq, cfg.n_kv_heads, hd).transpose(1, 2)
     groups = cfg.n_heads // cfg.n_kv_heads
     keys = torch.cat([k_cache, k], dim=2).repeat_interleave(groups, dim=1)
     values = torch.cat([v_cache, v], dim=2).repeat_interleave(groups, dim=1)
     probs = torch.softmax(q @ keys.transpose(2, 3) / math.sqrt(hd) + mask, dim=-1)
     out = (probs @ values).transpose(1, 2).reshape(1, seq, cfg.n_heads * hd)
-    return att.wo(out), k, v
+    return att.o_proj(out), k, v
 
 
 @pytest.mark.parametrize("seq", [1, 5])

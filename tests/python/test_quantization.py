@@ -21,13 +21,13 @@ from staticllm.inspect import weight_sharing
 MODES = ["int8", "int4", "palettize4", "palettize6"]
 # tiny_config: dim 64, 4 heads of 16, 2 kv heads, hidden 128, vocab 320, 2 layers, untied head
 BODY = [
-    "attention_wq",
-    "attention_wk",
-    "attention_wv",
-    "attention_wo",
-    "feed_forward_w1",
-    "feed_forward_w2",
-    "feed_forward_w3",
+    "self_attn_q_proj",
+    "self_attn_k_proj",
+    "self_attn_v_proj",
+    "self_attn_o_proj",
+    "mlp_gate_proj",
+    "mlp_down_proj",
+    "mlp_up_proj",
 ]
 
 
@@ -113,7 +113,7 @@ def _feed(method, rng):
 
 
 EXPECTED = {
-    # mode -> (op, stored dtype, table/scale shape of layers_0_feed_forward_w1 [128, 64])
+    # mode -> (op, stored dtype, table/scale shape of layers_0_mlp_gate_proj [128, 64])
     "int8": ("constexpr_blockwise_shift_scale", "INT8", {"scale": [128, 1]}),
     "int4": ("constexpr_blockwise_shift_scale", "INT4", {"scale": [128, 2]}),  # blocks of 32 inputs
     "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [128, 1, 16, 1]}),  # a table per row
@@ -127,18 +127,18 @@ def test_mode_writes_the_recommended_op_and_leaves_norms_alone(exported, mode):
     op, dtype, shapes = EXPECTED[mode]
     for layer in (0, 1):
         for w in BODY:
-            assert ops[f"layers_{layer}_{w}"]["op"] == op, (layer, w)
-            assert ops[f"layers_{layer}_{w}"]["dtype"] == dtype, (layer, w)
+            assert ops[f"model_layers_{layer}_{w}"]["op"] == op, (layer, w)
+            assert ops[f"model_layers_{layer}_{w}"]["dtype"] == dtype, (layer, w)
     for key, value in shapes.items():
-        assert ops["layers_0_feed_forward_w1"][key] == value
+        assert ops["model_layers_0_mlp_gate_proj"][key] == value
     # a 4-bit body keeps the embeddings and LM head int8 unless they are chosen
     ends = EXPECTED["int8"][:2] if mode in ("int4", "palettize4") else (op, dtype)
-    for end in ("tok_embeddings", "output"):
+    for end in ("model_embed_tokens", "lm_head"):
         assert (ops[end]["op"], ops[end]["dtype"]) == ends, end
-    for norm in ("layers_0_attention_norm", "layers_1_ffn_norm", "norm"):
+    for norm in ("model_layers_0_input_layernorm", "model_layers_1_post_attention_layernorm", "model_norm"):
         assert ops[norm] == {"op": "const", "dtype": "FLOAT16"}
     program = (exported(mode, False) / "program.json").read_text()
-    assert '"rope_cos_to_fp16"' in program and "rope_cos_to_fp16_palettized" not in program
+    assert "rope_cos_0" in program and "rope_cos_0_to_fp16_palettized" not in program
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -183,10 +183,10 @@ def test_multifunction_pair_stores_one_functions_weights(exported, mode):
 def test_embeddings_and_head_are_chosen_apart_from_the_body(exported):
     bundle = exported("palettize4", False, quantize_embeddings="int8", quantize_head="none", group_size=8)
     ops = weight_ops(bundle)
-    assert ops["tok_embeddings"]["op"] == "constexpr_blockwise_shift_scale"
-    assert ops["tok_embeddings"]["dtype"] == "INT8"
-    assert ops["output"] == {"op": "const", "dtype": "FLOAT16"}
-    assert ops["layers_1_attention_wo"]["lut"] == [8, 1, 16, 1]  # 64 rows in groups of 8
+    assert ops["model_embed_tokens"]["op"] == "constexpr_blockwise_shift_scale"
+    assert ops["model_embed_tokens"]["dtype"] == "INT8"
+    assert ops["lm_head"] == {"op": "const", "dtype": "FLOAT16"}
+    assert ops["model_layers_1_self_attn_o_proj"]["lut"] == [8, 1, 16, 1]  # 64 rows in groups of 8
     recorded = json.loads((bundle / "metadata.json").read_text())["llm"]["export_options"]["quantization"]
     assert recorded == {
         "default": {"mode": "palettize4", "group_size": 8},
@@ -203,10 +203,10 @@ rules:
   - layers: "1"
     mode: palettize4
     group_size: 8
-  - pattern: "layers.*.feed_forward.w2.weight"
+  - pattern: "model.layers.*.mlp.down_proj.weight"
     mode: int4
     block_size: 16
-  - patterns: ["layers_0_attention_wq_weight_to_fp16"]
+  - patterns: ["model_layers_0_self_attn_q_proj_weight_to_fp16"]
     mode: none
 """
 
@@ -217,17 +217,17 @@ def test_config_file_applies_per_pattern_and_layer_range(exported, tmp_path_fact
     bundle = exported("none", True, quantize_config=str(config))
     for fn in ("prefill", "decode"):
         ops = weight_ops(bundle, fn)
-        assert ops["tok_embeddings"] == {"op": "const", "dtype": "FLOAT16"}
-        assert ops["output"]["dtype"] == "INT8"  # lm_head follows the default
-        assert ops["layers_0_attention_wq"] == {"op": "const", "dtype": "FLOAT16"}
-        assert ops["layers_0_attention_wk"]["dtype"] == "INT8"
-        assert ops["layers_0_feed_forward_w1"]["dtype"] == "INT8"
+        assert ops["model_embed_tokens"] == {"op": "const", "dtype": "FLOAT16"}
+        assert ops["lm_head"]["dtype"] == "INT8"  # lm_head follows the default
+        assert ops["model_layers_0_self_attn_q_proj"] == {"op": "const", "dtype": "FLOAT16"}
+        assert ops["model_layers_0_self_attn_k_proj"]["dtype"] == "INT8"
+        assert ops["model_layers_0_mlp_gate_proj"]["dtype"] == "INT8"
         for w in BODY:
-            if w != "feed_forward_w2":
-                assert ops[f"layers_1_{w}"]["op"] == "constexpr_lut_to_dense", w
-        assert ops["layers_1_attention_wq"]["lut"] == [8, 1, 16, 1]
+            if w != "mlp_down_proj":
+                assert ops[f"model_layers_1_{w}"]["op"] == "constexpr_lut_to_dense", w
+        assert ops["model_layers_1_self_attn_q_proj"]["lut"] == [8, 1, 16, 1]
         for layer in (0, 1):  # the later rule wins over the layer range
-            w2 = ops[f"layers_{layer}_feed_forward_w2"]
+            w2 = ops[f"model_layers_{layer}_mlp_down_proj"]
             assert w2["dtype"] == "INT4" and w2["scale"] == [64, 8], w2
     share = weight_sharing(bundle)
     assert share["decode"]["blobs"] == share["decode"]["shared"]

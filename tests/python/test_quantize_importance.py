@@ -43,15 +43,15 @@ def test_input_importance_is_the_mean_square_input_of_each_linear(tied):
     ids = list(range(5, 45))
     model.logits_mode = "last"
     stats = input_importance(model, ids)
-    linears = {n for n, p in model.named_parameters() if p.ndim == 2 and n != "tok_embeddings.weight"}
+    linears = {n for n, p in model.named_parameters() if p.ndim == 2 and n != model.embedding_name}
     assert linears <= set(stats)
     with torch.no_grad():
-        x = model.layers[0].attention_norm(model.tok_embeddings(torch.tensor(ids)))
+        x = model.model.layers[0].input_layernorm(model.model.embed_tokens(torch.tensor(ids)))
     want = (x.double() ** 2).mean(0).numpy()
-    for w in ("wq", "wk", "wv"):
-        np.testing.assert_allclose(stats[f"layers.0.attention.{w}.weight"], want, rtol=1e-5)
+    for w in ("q_proj", "k_proj", "v_proj"):
+        np.testing.assert_allclose(stats[f"model.layers.0.self_attn.{w}.weight"], want, rtol=1e-5)
     if tied:  # the embedding is the LM head: it gets the head's inputs
-        np.testing.assert_array_equal(stats["tok_embeddings.weight"], stats["output.weight"])
+        np.testing.assert_array_equal(stats[model.embedding_name], stats[model.lm_head_name])
     else:
-        assert "tok_embeddings.weight" not in stats
+        assert model.embedding_name not in stats
     assert model.logits_mode == "last"  # the pass left the model as it found it

@@ -100,19 +100,7 @@ class TorchModel:
         return logits[:-1].float().numpy()
 
     def _staticllm_logits(self, tokens: Any) -> Any:
-        import torch
-
-        model, n = self.module, tokens.shape[1]
-        cfg = model.cfg
-        mask = torch.full((1, n, n), float("-inf")).triu(1)
-        empty = torch.zeros(1, cfg.n_kv_heads, 0, cfg.head_dim)  # no cache: the window attends to itself
-        saved, model.logits_mode = model.logits_mode, "full"
-        try:
-            return model(tokens, torch.arange(n, dtype=torch.int32), mask, *[empty] * (2 * cfg.n_layers))[0][
-                0
-            ]
-        finally:
-            model.logits_mode = saved
+        return self.module.sequence_logits(tokens)
 
 
 def transformers_model(path: str | Path, gguf: bool, progress: bool = True) -> TorchModel:

@@ -1,4 +1,4 @@
-"""Export a Llama-family checkpoint to a staticllm bundle.
+"""Export a checkpoint of a supported family (exporter/models/) to a staticllm bundle.
 
 staticllm.export("out", hf_dir="ckpt", input_len=32, max_context_len=1024, multifunction=True)
 """
@@ -45,18 +45,14 @@ def _load(source: str, checkpoint: Any, params: Any, hf_dir: Any, gguf: Any) -> 
 
 
 def build_model(ckpt: Any, max_context_len: int) -> Any:
-    from staticllm.exporter.model import Llama
+    """The family's static-shape torch model holding the checkpoint's weights."""
+    from staticllm.exporter import models
     from staticllm.exporter.support import check_context
 
-    check_context(ckpt.config.sliding_window, max_context_len, ckpt.where or ckpt.source)
-
-    model = Llama(ckpt.config, max_context_len)
-    missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
-    missing = [m for m in missing if not (m == "output.weight" and ckpt.config.tied_embeddings)]
-    if missing or unexpected:
-        raise ExportError(
-            f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    where = ckpt.where or ckpt.source
+    check_context(ckpt.config, max_context_len, where)
+    model = models.build(ckpt.config, max_context_len)
+    models.load_weights(model, ckpt.state_dict, where)
     # Weights never need gradients; this keeps autograd out of tracing without
     # touching the caller's global grad mode.
     model.eval().requires_grad_(False)
@@ -107,6 +103,7 @@ def export(
     from staticllm.bundle_layout import bundle_paths
     from staticllm.exporter import quality_gate
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
+    from staticllm.exporter.models import fit_fp16
     from staticllm.exporter.parallel import convert_functions
     from staticllm.exporter.quantize import (
         PALETTE_BITS,
@@ -162,6 +159,7 @@ def export(
     try:
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
+        residual_scale = fit_fp16(model, _special_tokens(ckpt)[0]) if dtype == "fp16" else 1.0
         resolved = resolve(plan, quantizable_weights(model), dtype)
         done()
         with staged_bundle(out, overwrite) as staging, tempfile.TemporaryDirectory() as work:
@@ -174,9 +172,7 @@ def export(
                 if any(spec.mode in PALETTE_BITS for _, spec in resolved.values()):
                     importance = input_importance(model, calibration.ids)
             with quiet_coremltools():
-                packages = convert_functions(
-                    model, functions, max_context_len, dtype, Path(work), on_done=done
-                )
+                packages = convert_functions(model, functions, dtype, Path(work), on_done=done)
                 packages = quantize_all(packages, resolved, progress, importance)
                 done()
                 _write_package(packages, functions, bundle_paths(staging).mlpackage)
@@ -184,6 +180,7 @@ def export(
             _write_bundle(
                 staging,
                 ckpt,
+                model.groups,
                 functions,
                 max_context_len=max_context_len,
                 dtype=dtype,
@@ -191,6 +188,7 @@ def export(
                 quantization=plan.to_dict(),
                 source=source,
                 tokenizer_files=tokenizer_files,
+                residual_scale=residual_scale,
             )
             done()
             if calibration is not None:
@@ -260,6 +258,7 @@ def _special_tokens(ckpt: Any) -> tuple[int | None, tuple[int, ...], int | None]
 def _write_bundle(
     staging: Path,
     ckpt: Any,
+    groups: Any,
     functions: list[Any],
     *,
     max_context_len: int,
@@ -268,6 +267,7 @@ def _write_bundle(
     quantization: dict[str, Any],
     source: str,
     tokenizer_files: tuple[str | None, str | None],
+    residual_scale: float = 1.0,
 ) -> None:
     from staticllm.bundle_io import write_bundle_metadata, write_program_json
     from staticllm.bundle_layout import MLPACKAGE, bundle_paths
@@ -285,15 +285,15 @@ def _write_bundle(
     cfg = ckpt.config
     bos, eos, pad = _special_tokens(ckpt)
     llm = LLMSpec(
-        architecture="llama",
+        architecture=cfg.architecture,
         vocab_size=cfg.vocab_size,
         max_context_len=max_context_len,
-        cache_len=max_context_len,
+        groups=groups,
         dtype=dtype,
         n_layers=cfg.n_layers,
         n_kv_heads=cfg.n_kv_heads,
         head_dim=cfg.head_dim,
-        io=graph_io(cfg.n_layers),
+        io=graph_io(cfg.n_layers, groups),
         methods={f.name: MethodInfo(f.name, f.seq_len, f.logits) for f in functions},
         prefill_method="prefill" if multi else "forward",
         decode_method="decode" if multi else "forward",
@@ -305,13 +305,18 @@ def _write_bundle(
     )
     metadata = {
         "format_version": 1,
-        "identifier": f"staticllm-llama-{cfg.n_layers}l-{cfg.dim}d-{dtype}",
+        "identifier": f"staticllm-{cfg.architecture}-{cfg.n_layers}l-{cfg.dim}d-{dtype}",
         "multifunction": multi,
         "default_method": default,
         "methods": methods,
         "llm": llm.to_section(
             model=cfg.to_dict(),
-            export_options={"quantize": quantize, "quantization": quantization, "source": source},
+            export_options={
+                "quantize": quantize,
+                "quantization": quantization,
+                "source": source,
+                **({"fp16_residual_scale": residual_scale} if residual_scale != 1.0 else {}),
+            },
         ),
     }
     write_bundle_metadata(metadata, staging)

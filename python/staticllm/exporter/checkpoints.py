@@ -1,8 +1,10 @@
 """Checkpoint loaders: Meta, Hugging Face and GGUF layouts.
 
-Each returns a `Checkpoint`: the config, a state dict named like the Meta
-layout (which `model.Llama` uses) with q/k rows in the rotate-half layout, and
-tokenizer material found beside the weights.
+Each returns a `Checkpoint`: the config, a state dict in Hugging Face
+parameter names (the names of exporter/models/) with q/k rows in the
+rotate-half layout, and tokenizer material found beside the weights. The
+Meta and GGUF loaders each rename through one table next to them; the
+family module (chosen by model_type / general.architecture) reads the config.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import numpy as np
 import torch
 
 from staticllm.errors import ExportError
-from staticllm.exporter import support
-from staticllm.exporter.config import LlamaConfig
+from staticllm.exporter import models, support
+from staticllm.exporter.config import ModelConfig
 
 
 @dataclass
 class Checkpoint:
-    config: LlamaConfig
+    config: ModelConfig
     state_dict: dict[str, torch.Tensor]
     source: str
     tokenizer_files: dict[str, Path] = field(default_factory=dict)  # bundle name -> source file
@@ -39,12 +41,12 @@ def interleaved_to_half(w: torch.Tensor, n_heads: int, head_dim: int) -> torch.T
     return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(n_heads * head_dim, *rest)
 
 
-def qk_to_rotate_half(sd: dict[str, torch.Tensor], cfg: LlamaConfig) -> None:
-    """In place: every layer's wq/wk from interleaved to rotate-half rows.
-    Tensors of an unexpected shape are left for check_state_dict to report."""
+def qk_to_rotate_half(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
+    """In place: every layer's q/k projection from interleaved to rotate-half
+    rows. Tensors of an unexpected shape are left for the shape check to report."""
     for i in range(cfg.n_layers):
-        for name, heads in (("wq", cfg.n_heads), ("wk", cfg.n_kv_heads)):
-            key = f"layers.{i}.attention.{name}.weight"
+        for name, heads in (("q_proj", cfg.n_heads), ("k_proj", cfg.n_kv_heads)):
+            key = f"model.layers.{i}.self_attn.{name}.weight"
             if key in sd and sd[key].shape[0] == heads * cfg.head_dim:
                 sd[key] = interleaved_to_half(sd[key], heads, cfg.head_dim)
 
@@ -62,47 +64,6 @@ def _key(d: dict[str, Any], key: str, where: str) -> Any:
     if key not in d:
         raise ExportError(f"{where}: missing key '{key}'")
     return d[key]
-
-
-def expected_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
-    hd, ffn = cfg.head_dim, cfg.hidden_dim
-    shapes: dict[str, tuple[int, ...]] = {
-        "tok_embeddings.weight": (cfg.vocab_size, cfg.dim),
-        "norm.weight": (cfg.dim,),
-    }
-    if not cfg.tied_embeddings:
-        shapes["output.weight"] = (cfg.vocab_size, cfg.dim)
-    for i in range(cfg.n_layers):
-        p = f"layers.{i}."
-        shapes.update(
-            {
-                p + "attention.wq.weight": (cfg.n_heads * hd, cfg.dim),
-                p + "attention.wk.weight": (cfg.n_kv_heads * hd, cfg.dim),
-                p + "attention.wv.weight": (cfg.n_kv_heads * hd, cfg.dim),
-                p + "attention.wo.weight": (cfg.dim, cfg.n_heads * hd),
-                p + "feed_forward.w1.weight": (ffn, cfg.dim),
-                p + "feed_forward.w2.weight": (cfg.dim, ffn),
-                p + "feed_forward.w3.weight": (ffn, cfg.dim),
-                p + "attention_norm.weight": (cfg.dim,),
-                p + "ffn_norm.weight": (cfg.dim,),
-            }
-        )
-        if cfg.qkv_bias:
-            shapes[p + "attention.wq.bias"] = (cfg.n_heads * hd,)
-            shapes[p + "attention.wk.bias"] = (cfg.n_kv_heads * hd,)
-            shapes[p + "attention.wv.bias"] = (cfg.n_kv_heads * hd,)
-    return shapes
-
-
-def check_state_dict(cfg: LlamaConfig, sd: dict[str, torch.Tensor], source: str) -> None:
-    """Every tensor the model needs is present with the expected shape."""
-    for name, shape in expected_shapes(cfg).items():
-        if name not in sd:
-            raise ExportError(f"{source}: missing tensor '{name}' (expected shape {list(shape)})")
-        if tuple(sd[name].shape) != shape:
-            raise ExportError(
-                f"{source}: tensor '{name}' has shape {list(sd[name].shape)}, expected {list(shape)}"
-            )
 
 
 # ---------------------------------------------------------------- Meta layout
@@ -155,12 +116,13 @@ def load_meta(checkpoint: str | Path, params: str | Path | None = None) -> Check
     scaling = None
     if p.get("use_scaled_rope"):
         scaling = {
+            "rope_type": "llama3",
             "factor": float(p.get("rope_scale_factor", 8.0)),
             "low_freq_factor": 1.0,
             "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192,
         }
-    cfg = LlamaConfig(
+    cfg = ModelConfig(
         dim=dim,
         n_layers=int(_key(p, "n_layers", where)),
         n_heads=n_heads,
@@ -173,70 +135,72 @@ def load_meta(checkpoint: str | Path, params: str | Path | None = None) -> Check
     )
     if not ckpt.is_file():
         raise ExportError(f"checkpoint not found: {ckpt}")
-    sd = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    if "output.weight" not in sd:
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    if "output.weight" not in raw:
         cfg.tied_embeddings = True
-    sd = {k: v.float() for k, v in sd.items() if not k.endswith("rope.freqs")}
+    sd, unused = _rename(raw, meta_to_hf_name, skip=("rope.freqs",))
+    support.refuse_unused_tensors(unused, str(ckpt))
     qk_to_rotate_half(sd, cfg)
-    check_state_dict(cfg, sd, str(ckpt))
     files = {}
     tok = ckpt.parent / "tokenizer.model"
     if tok.is_file():
         files["tokenizer.model"] = tok
-    return Checkpoint(cfg, sd, "meta", tokenizer_files=files, where=where)
+    return Checkpoint(cfg, sd, "meta", tokenizer_files=files, where=str(ckpt))
 
 
 # ------------------------------------------------------- Hugging Face layout
 
-_HF_LAYER = {
-    "self_attn.q_proj": "attention.wq",
-    "self_attn.k_proj": "attention.wk",
-    "self_attn.v_proj": "attention.wv",
-    "self_attn.o_proj": "attention.wo",
-    "mlp.gate_proj": "feed_forward.w1",
-    "mlp.down_proj": "feed_forward.w2",
-    "mlp.up_proj": "feed_forward.w3",
-    "input_layernorm": "attention_norm",
-    "post_attention_layernorm": "ffn_norm",
+# Meta name -> Hugging Face name, per layer and outside the layers.
+_META_LAYER = {
+    "attention.wq": "self_attn.q_proj",
+    "attention.wk": "self_attn.k_proj",
+    "attention.wv": "self_attn.v_proj",
+    "attention.wo": "self_attn.o_proj",
+    "feed_forward.w1": "mlp.gate_proj",
+    "feed_forward.w2": "mlp.down_proj",
+    "feed_forward.w3": "mlp.up_proj",
+    "attention_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+}
+_META_TOP = {
+    "tok_embeddings.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
 }
 
 
-def hf_to_meta_name(name: str) -> str | None:
-    if name.startswith("model."):
-        name = name[len("model.") :]
-    if name == "embed_tokens.weight":
-        return "tok_embeddings.weight"
-    if name == "norm.weight":
-        return "norm.weight"
-    if name == "lm_head.weight":
-        return "output.weight"
-    if name.startswith("layers."):
-        _, idx, rest = name.split(".", 2)
-        for hf, ours in _HF_LAYER.items():
-            if rest.startswith(hf + "."):
-                return f"layers.{idx}.{ours}{rest[len(hf) :]}"
+def meta_to_hf_name(name: str) -> str | None:
+    return _layer_name(name, "layers.", _META_TOP, _META_LAYER)
+
+
+def _layer_name(name: str, layer_prefix: str, top: dict[str, str], layer: dict[str, str]) -> str | None:
+    """`top[name]`, or a layer tensor `<prefix><i>.<part>.<suffix>` through `layer[part]`."""
+    if name in top:
+        return top[name]
+    if name.startswith(layer_prefix):
+        idx, _, rest = name[len(layer_prefix) :].partition(".")
+        for part, hf in layer.items():
+            if rest.startswith(part + "."):
+                return f"model.layers.{idx}.{hf}{rest[len(part) :]}"
     return None
 
 
-def hf_config(c: dict[str, Any], where: str) -> LlamaConfig:
-    support.check_hf_config(c, where)
-    n_heads = int(_key(c, "num_attention_heads", where))
-    rope_theta, scaling = support.hf_rope(c, where)
-    return LlamaConfig(
-        dim=int(_key(c, "hidden_size", where)),
-        n_layers=int(_key(c, "num_hidden_layers", where)),
-        n_heads=n_heads,
-        n_kv_heads=int(c.get("num_key_value_heads") or n_heads),
-        vocab_size=int(_key(c, "vocab_size", where)),
-        hidden_dim=int(_key(c, "intermediate_size", where)),
-        norm_eps=float(c.get("rms_norm_eps", 1e-5)),
-        rope_theta=rope_theta,
-        rope_scaling=scaling,
-        tied_embeddings=bool(c.get("tie_word_embeddings", False)),
-        qkv_bias=c["model_type"] == "qwen2",  # transformers' Qwen2 always has q/k/v biases
-        head_dim=int(c.get("head_dim") or 0),
-        sliding_window=support.hf_sliding_window(c),
-    )
+def _rename(
+    tensors: Any, rename: Any, skip: tuple[str, ...] = ()
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(state dict in HF names, names that map to nothing); `skip`: suffixes of buffers to drop."""
+    sd, unused = {}, []
+    for name, t in tensors.items():
+        ours = rename(name)
+        if ours is not None:
+            sd[ours] = t
+        elif not name.endswith(skip):
+            unused.append(name)
+    return sd, unused
+
+
+def hf_config(c: dict[str, Any], where: str) -> ModelConfig:
+    return models.for_hf(c.get("model_type"), where).config_from_hf(c, where)
 
 
 def load_hf(directory: str | Path) -> Checkpoint:
@@ -259,18 +223,15 @@ def load_hf(directory: str | Path) -> Checkpoint:
     for f in files:
         if not f.is_file():
             raise ExportError(f"{d}: shard {f.name} listed in the index is missing")
-        for name, t in load_file(str(f)).items():
-            ours = hf_to_meta_name(name)
-            if ours is not None:
-                sd[ours] = t.float()
-            elif not name.endswith("rotary_emb.inv_freq"):  # a buffer older exports saved
-                unused.append(name)
+        # HF names are the model's; rotary_emb.inv_freq is a buffer older exports saved
+        part, rest = _rename(load_file(str(f)), _hf_name, skip=("rotary_emb.inv_freq",))
+        sd.update(part)
+        unused += rest
     support.refuse_unused_tensors(unused, str(d))
     if cfg.tied_embeddings:
-        sd.pop("output.weight", None)
-    elif "output.weight" not in sd and "tok_embeddings.weight" in sd:
+        sd.pop("lm_head.weight", None)
+    elif "lm_head.weight" not in sd and "model.embed_tokens.weight" in sd:
         cfg.tied_embeddings = True  # some exports drop lm_head when it equals the embedding
-    check_state_dict(cfg, sd, str(d))
     tok_files = {
         n: d / n for n in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json") if (d / n).is_file()
     }
@@ -279,24 +240,50 @@ def load_hf(directory: str | Path) -> Checkpoint:
     if gen_cfg.is_file():
         g = json.loads(gen_cfg.read_text())
         special = {"bos": g.get("bos_token_id"), "eos": g.get("eos_token_id")}
-    return Checkpoint(
-        cfg, sd, "hf", tokenizer_files=tok_files, special_tokens=special, where=str(d / "config.json")
-    )
+    return Checkpoint(cfg, sd, "hf", tokenizer_files=tok_files, special_tokens=special, where=str(d))
+
+
+def _hf_name(name: str) -> str | None:
+    return name if name.startswith(("model.", "lm_head.")) else None
 
 
 # --------------------------------------------------------------------- GGUF
 
+# llama.cpp tensor name -> Hugging Face name. One table for every family;
+# the few names whose meaning differs by family (Gemma 3 has four norms per
+# layer, so its ffn_norm is the pre-feedforward one) are overridden per
+# architecture below it.
 _GGUF_LAYER = {
-    "attn_q": "attention.wq",
-    "attn_k": "attention.wk",
-    "attn_v": "attention.wv",
-    "attn_output": "attention.wo",
-    "ffn_gate": "feed_forward.w1",
-    "ffn_down": "feed_forward.w2",
-    "ffn_up": "feed_forward.w3",
-    "attn_norm": "attention_norm",
-    "ffn_norm": "ffn_norm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_qkv": "self_attn.qkv_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_down": "mlp.down_proj",
+    "ffn_up": "mlp.up_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
 }
+_GGUF_LAYER_BY_ARCH = {
+    "gemma3": {
+        "post_attention_norm": "post_attention_layernorm",
+        "ffn_norm": "pre_feedforward_layernorm",
+        "post_ffw_norm": "post_feedforward_layernorm",
+    },
+    "phi3": {"ffn_up": "mlp.gate_up_proj"},  # llama.cpp keeps Phi-3's fused gate/up as ffn_up
+}
+_GGUF_TOP = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+
+
+def gguf_to_hf_name(name: str, arch: str) -> str | None:
+    return _layer_name(name, "blk.", _GGUF_TOP, {**_GGUF_LAYER, **_GGUF_LAYER_BY_ARCH.get(arch, {})})
 
 
 def _field(reader: Any, key: str, default: Any = None) -> Any:
@@ -319,45 +306,31 @@ def load_gguf(path: str | Path) -> Checkpoint:
     except Exception as exc:  # the gguf package raises plain ValueError/struct errors
         raise ExportError(f"{p}: not a readable GGUF file ({exc})") from exc
     where = f"{p} metadata"
-    support.check_gguf(lambda key: _field(reader, key), where)
 
-    def need(key: str) -> Any:
-        v = _field(reader, key)
-        if v is None:
-            raise ExportError(f"{where}: missing key '{key}'")
-        return v
+    def field(key: str) -> Any:
+        return _field(reader, key)
 
-    n_heads = int(need("llama.attention.head_count"))
-    tokens = _field(reader, "tokenizer.ggml.tokens") or []
-    cfg = LlamaConfig(
-        dim=int(need("llama.embedding_length")),
-        n_layers=int(need("llama.block_count")),
-        n_heads=n_heads,
-        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv", n_heads)),
-        vocab_size=int(_field(reader, "llama.vocab_size", len(tokens))),
-        hidden_dim=int(need("llama.feed_forward_length")),
-        norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
-        rope_theta=float(_field(reader, "llama.rope.freq_base", 10000.0)),
-    )
-    rope_dims = _field(reader, "llama.rope.dimension_count")
-    if rope_dims is not None and int(rope_dims) != cfg.head_dim:
-        raise support.refuse(
-            where, "llama.rope.dimension_count", rope_dims, f"rotary on the whole head ({cfg.head_dim}) only"
-        )
+    arch = field("general.architecture")
+    if arch is None:
+        raise ExportError(f"{where}: missing key 'general.architecture'")
+    family = models.for_gguf(arch, where)
+    support.check_gguf(field, arch, where)
+    cfg = family.config_from_gguf(field, arch, where, len(field("tokenizer.ggml.tokens") or []))
+    names = {t.name: gguf_to_hf_name(t.name, arch) for t in reader.tensors}
+    support.refuse_unused_tensors([n for n, ours in names.items() if ours is None], str(p))
+    shift = getattr(family, "GGUF_NORM_SHIFT", 0.0)
     sd: dict[str, torch.Tensor] = {}
-    support.refuse_unused_tensors(
-        [t.name for t in reader.tensors if _gguf_to_meta_name(t.name) is None], str(p)
-    )
     for t in reader.tensors:
-        name = str(_gguf_to_meta_name(t.name))
+        name = str(names[t.name])
         arr = gguf.quants.dequantize(t.data, t.tensor_type)
         # GGUF lists dims fastest-first; the data is already row-major in the
         # reversed order, i.e. torch's [out_features, in_features].
         shape = tuple(int(s) for s in reversed(t.shape))
-        sd[name] = torch.from_numpy(np.array(arr, dtype=np.float32).reshape(shape))
-    cfg.tied_embeddings = "output.weight" not in sd
-    qk_to_rotate_half(sd, cfg)
-    check_state_dict(cfg, sd, str(p))
+        w = torch.from_numpy(np.array(arr, dtype=np.float32).reshape(shape))
+        sd[name] = w - shift if shift and name.endswith("norm.weight") else w
+    cfg.tied_embeddings = "lm_head.weight" not in sd
+    if family.GGUF_QK_INTERLEAVED:
+        qk_to_rotate_half(sd, cfg)
     tok_json, tok_config, special = tokenizer_from_gguf(reader)
     return Checkpoint(
         cfg,
@@ -366,20 +339,5 @@ def load_gguf(path: str | Path) -> Checkpoint:
         tokenizer_json=tok_json,
         tokenizer_config=tok_config,
         special_tokens=special,
-        where=where,
+        where=str(p),
     )
-
-
-def _gguf_to_meta_name(name: str) -> str | None:
-    if name == "token_embd.weight":
-        return "tok_embeddings.weight"
-    if name == "output_norm.weight":
-        return "norm.weight"
-    if name == "output.weight":
-        return "output.weight"
-    if name.startswith("blk."):
-        _, idx, rest = name.split(".", 2)
-        base, _, suffix = rest.partition(".")
-        if base in _GGUF_LAYER:
-            return f"layers.{idx}.{_GGUF_LAYER[base]}.{suffix}"
-    return None

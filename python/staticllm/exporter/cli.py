@@ -65,8 +65,9 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     p = subparsers.add_parser(
         name,
-        help="export a Llama-family checkpoint to a bundle",
-        description="Export a Meta, Hugging Face or GGUF Llama-family checkpoint to a Core ML bundle: "
+        help="export a checkpoint (Llama, Qwen2/3, Gemma 3, Mistral, Phi-3) to a bundle",
+        description="Export a Meta, Hugging Face or GGUF checkpoint of a supported family (Llama, "
+        "Qwen2/3, Gemma 3, Mistral, Phi-3) to a Core ML bundle: "
         "one method 'forward' (full logits, for lookahead decoding) or, with --multifunction, 'prefill' + "
         "'decode' sharing one copy of the weights.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

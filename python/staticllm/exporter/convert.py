@@ -1,4 +1,4 @@
-"""Tracing the static-shape Llama and converting one function to Core ML."""
+"""Tracing the static-shape model and converting one function to Core ML."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from staticllm.exporter.model import Llama
 from staticllm.llm_section import graph_io
 
 # The RMSNorm reduction runs in fp32 even in fp16 models: a residual stream
@@ -32,18 +31,18 @@ class FunctionSpec:
         return self.logits == "last" and self.seq_len > 1
 
 
-def example_inputs(model: Llama, fn: FunctionSpec, cache_len: int) -> list[torch.Tensor]:
+def example_inputs(model: Any, fn: FunctionSpec) -> list[torch.Tensor]:
+    """Inputs in graph order: tokens, positions, one mask per cache group,
+    last_index (if any), then k and v caches of each layer at its group's length."""
     cfg = model.cfg
     seq = fn.seq_len
-    xs = [
-        torch.zeros(1, seq, dtype=torch.int32),
-        torch.arange(seq, dtype=torch.int32),
-        torch.zeros(1, seq, cache_len + seq),
-    ]
+    xs = [torch.zeros(1, seq, dtype=torch.int32), torch.arange(seq, dtype=torch.int32)]
+    xs += [torch.zeros(1, seq, g.length + seq) for g in model.groups]
     if fn.has_last_index:
         xs.append(torch.tensor([seq - 1], dtype=torch.int32))
-    for _ in range(cfg.n_layers):
-        xs += [torch.zeros(1, cfg.n_kv_heads, cache_len, cfg.head_dim)] * 2
+    for i in range(cfg.n_layers):
+        length = model.groups[model.layer_group[i]].length
+        xs += [torch.zeros(1, cfg.n_kv_heads, length, cfg.head_dim)] * 2
     return xs
 
 
@@ -58,17 +57,17 @@ def _fp16_selector(op: Any) -> bool:
     return True
 
 
-def convert_function(model: Llama, fn: FunctionSpec, cache_len: int, dtype: str) -> Any:
+def convert_function(model: Any, fn: FunctionSpec, dtype: str) -> Any:
     """Returns the ct.models.MLModel of one function (named "main" inside)."""
     import coremltools as ct
 
     model.logits_mode = fn.logits
-    xs = example_inputs(model, fn, cache_len)
+    xs = example_inputs(model, fn)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model.eval(), tuple(xs), check_trace=False)
     float_type = np.float16 if dtype == "fp16" else np.float32
-    io = graph_io(model.cfg.n_layers)
+    io = graph_io(model.cfg.n_layers, model.groups)
     inputs = [
         ct.TensorType(name=n, shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int32 else float_type)
         for n, x in zip(io.inputs(fn.has_last_index), xs, strict=True)

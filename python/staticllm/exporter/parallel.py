@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 
-def _convert(model: Any, fn: Any, cache_len: int, dtype: str) -> Any:
+def _convert(model: Any, fn: Any, dtype: str) -> Any:
     from staticllm.exporter.convert import convert_function
 
-    return convert_function(model, fn, cache_len, dtype)
+    return convert_function(model, fn, dtype)
 
 
 def _load_saved(path: Path) -> Any:
@@ -51,7 +51,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, dest: Path) -> int:
+def _fork_child(model: Any, fn: Any, dtype: str, dest: Path) -> int:
     parent = os.getpid()
     pid = os.fork()
     if pid != 0:
@@ -62,7 +62,7 @@ def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, dest: Path) -> 
         import torch
 
         torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork
-        _convert(model, fn, cache_len, dtype).save(str(dest))
+        _convert(model, fn, dtype).save(str(dest))
         code = 0
     except BaseException:  # report, then leave without running the parent's cleanup
         traceback.print_exc()
@@ -75,7 +75,6 @@ def _fork_child(model: Any, fn: Any, cache_len: int, dtype: str, dest: Path) -> 
 def convert_functions(
     model: Any,
     functions: list[Any],
-    cache_len: int,
     dtype: str,
     work: Path,
     on_done: Callable[[], Any] = lambda: None,
@@ -90,18 +89,14 @@ def convert_functions(
     if not parallel:
         out = []
         for fn in functions:
-            out.append(_convert(model, fn, cache_len, dtype))
+            out.append(_convert(model, fn, dtype))
             on_done()
         return out
     saved = work / f"{functions[1].name}.mlpackage"
-    pid = _fork_child(model, functions[1], cache_len, dtype, saved)
-    first = _convert(model, functions[0], cache_len, dtype)
+    pid = _fork_child(model, functions[1], dtype, saved)
+    first = _convert(model, functions[0], dtype)
     on_done()
     _, status = os.waitpid(pid, 0)
-    second = (
-        _load_saved(saved)
-        if status == 0 and saved.is_dir()
-        else _convert(model, functions[1], cache_len, dtype)
-    )
+    second = _load_saved(saved) if status == 0 and saved.is_dir() else _convert(model, functions[1], dtype)
     on_done()
     return [first, second]

@@ -101,7 +101,7 @@ class QuantSpec:
 class Weight:
     """A quantizable weight of the model, named as in the torch model."""
 
-    name: str  # e.g. "layers.3.attention.wq.weight", "tok_embeddings.weight"
+    name: str  # e.g. "model.layers.3.self_attn.q_proj.weight", "model.embed_tokens.weight"
     shape: tuple[int, ...]
     layer: int | None  # None for the embeddings and the LM head
     roles: frozenset[str]  # {"body"}, {"embeddings"}, {"lm_head"} or both when tied
@@ -235,7 +235,7 @@ def make_plan(
     return plan
 
 
-_LAYER = re.compile(r"^layers\.(\d+)\.")
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
 def quantizable_weights(model: Any) -> list[Weight]:
@@ -245,9 +245,9 @@ def quantizable_weights(model: Any) -> list[Weight]:
     for name, p in model.named_parameters():
         if p.ndim != 2:
             continue  # norms and biases stay unquantized
-        if name == "tok_embeddings.weight":
+        if name == model.embedding_name:
             roles = {"embeddings", "lm_head"} if tied else {"embeddings"}
-        elif name == "output.weight":
+        elif name == model.lm_head_name:
             roles = {"lm_head"}
         else:
             roles = {"body"}

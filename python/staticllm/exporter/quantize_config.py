@@ -6,13 +6,13 @@
     rules:                         # optional; later rules win over earlier ones
       - layers: 0-1                # "0-1", "0-3,28-29", 5 or [0, 1, 29]
         mode: int8
-      - pattern: "layers.*.feed_forward.w2.weight"   # or patterns: [...]
+      - pattern: "model.layers.*.mlp.down_proj.weight"   # or patterns: [...]
         mode: palettize6
         group_size: 8
 
 A pattern (fnmatch) matches a weight's name in the model
-(`layers.3.attention.wq.weight`, `tok_embeddings.weight`, `output.weight`) or
-its const op name in the Core ML program (`layers_3_attention_wq_weight_to_fp16`).
+(`model.layers.3.self_attn.q_proj.weight`, `model.embed_tokens.weight`, `lm_head.weight`) or
+its const op name in the Core ML program (`model_layers_3_self_attn_q_proj_weight_to_fp16`).
 Every error names the file, the key and, where the parser knows it, the line.
 """
 

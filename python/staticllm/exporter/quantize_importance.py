@@ -45,6 +45,6 @@ def input_importance(model: Any, ids: list[int]) -> dict[str, np.ndarray]:
     finally:
         for h in hooks:
             h.remove()
-    if model.cfg.tied_embeddings and "output.weight" in stats:
-        stats["tok_embeddings.weight"] = stats["output.weight"]
+    if model.cfg.tied_embeddings and model.lm_head_name in stats:
+        stats[model.embedding_name] = stats[model.lm_head_name]
     return stats

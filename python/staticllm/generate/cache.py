@@ -4,7 +4,8 @@ A token at position p lives in slot p % cache_len. The graphs only read the
 caches; after a call the runner copies the rows of k_out/v_out it keeps into
 their slots, in place, so a step moves a few rows and never a whole cache.
 `slot_pos` records which position each slot holds (-1: empty), which is what
-the mask is built from.
+the mask is built from. One KVCache serves one cache group (llm_section.CacheGroup):
+a sliding-window group's ring holds its window and wraps by design.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ class KVCache:
         """Forgets positions >= length (keeps a shared prompt prefix)."""
         self.slot_pos[self.slot_pos >= length] = -1
 
-    def holds_prefix(self, length: int) -> bool:
-        """True if positions 0..length-1 are all present."""
-        if length > self.cache_len:
+    def holds_window_before(self, length: int, window: int | None) -> bool:
+        """True if the positions a token at `length` may see (all of 0..length-1,
+        or the last `window` of them) are present."""
+        first = 0 if window is None else max(0, length - window)
+        if length - first > self.cache_len:
             return False
-        return bool(np.array_equal(self.slot_pos[:length], np.arange(length)))
+        wanted = np.arange(first, length)
+        return bool(np.array_equal(self.slot_pos[wanted % self.cache_len], wanted))
 
     def commit(
         self, outputs: Mapping[str, np.ndarray], rows: np.ndarray | slice, positions: np.ndarray
@@ -52,6 +56,10 @@ class KVCache:
         n = positions.shape[0]
         if n == 0:
             return
+        if n > self.cache_len:  # a ring shorter than the call keeps the last rows only
+            idx = np.arange(rows.start or 0, rows.stop) if isinstance(rows, slice) else np.asarray(rows)
+            rows = idx[n - self.cache_len :]
+            positions, n = positions[n - self.cache_len :], self.cache_len
         slots = positions % self.cache_len
         first = int(slots[0])
         contiguous = first + n <= self.cache_len and bool(np.all(np.diff(slots) == 1))

@@ -15,12 +15,20 @@ import numpy as np
 NEG_INF = float("-inf")
 
 
-def fill_mask(out: np.ndarray, slot_pos: np.ndarray, row_pos: np.ndarray, allowed: np.ndarray) -> None:
+def fill_mask(
+    out: np.ndarray,
+    slot_pos: np.ndarray,
+    row_pos: np.ndarray,
+    allowed: np.ndarray,
+    window: int | None = None,
+) -> None:
     """Writes the mask for one call into `out` in place.
 
     slot_pos[s]: position held by cache slot s, -1 for an empty slot.
     row_pos[j]: position of input row j.
     allowed[j, i]: row j attends to new token i.
+    window: a row at position p sees only positions above p - window (every
+    row of the call, cache slots and new tokens alike); None: no window.
     """
     cache_len = slot_pos.shape[0]
     n = row_pos.shape[0]
@@ -30,6 +38,10 @@ def fill_mask(out: np.ndarray, slot_pos: np.ndarray, row_pos: np.ndarray, allowe
             f"(allowed is {allowed.shape})"
         )
     visible = (slot_pos[None, :] >= 0) & (slot_pos[None, :] < row_pos[:, None])
+    if window is not None:
+        visible &= slot_pos[None, :] > row_pos[:, None] - window
+        # a padding row sees only itself, which is always inside the window
+        allowed = allowed & ((row_pos[None, :] > row_pos[:, None] - window) | np.eye(n, dtype=bool))
     np.copyto(out[0, :, :cache_len], np.where(visible, 0.0, NEG_INF), casting="unsafe")
     np.copyto(out[0, :, cache_len:], np.where(allowed, 0.0, NEG_INF), casting="unsafe")
 

@@ -1,9 +1,11 @@
 """Runs bundle methods over the KV cache the runner owns.
 
-Every method gets its input arrays once (tokens, input_pos, attn_mask,
-last_index) and shares the cache arrays with the other methods, so the
-prefill -> decode handover copies nothing. A call fills the small arrays in
-place, runs, and `KVCache.commit` copies only the kept k_out/v_out rows.
+Every method gets its input arrays once (tokens, input_pos, one attention
+mask per cache group, last_index) and shares the cache arrays with the other
+methods, so the prefill -> decode handover copies nothing. A call fills the
+small arrays in place, runs, and `KVCache.commit` copies only the kept
+k_out/v_out rows. Each cache group (llm_section.CacheGroup: full attention,
+or a sliding window kept as a ring of window slots) has its own KVCache.
 """
 
 from __future__ import annotations
@@ -16,25 +18,27 @@ import numpy as np
 from staticllm.errors import BundleError, ContextOverflowError, MetadataError
 from staticllm.generate.cache import KVCache
 from staticllm.generate.masks import causal_allowed, fill_mask
-from staticllm.llm_section import LLMSpec, MethodInfo
+from staticllm.llm_section import CacheGroup, LLMSpec, MethodInfo
 
 
 class MethodIO:
     """One method with its preallocated inputs."""
 
-    def __init__(self, method: Any, info: MethodInfo, spec: LLMSpec, cache: KVCache) -> None:
+    def __init__(
+        self, method: Any, info: MethodInfo, spec: LLMSpec, caches: Sequence[tuple[CacheGroup, KVCache]]
+    ) -> None:
         self.method = method
         self.info = info
         self.n_rows = info.input_len
         self.full_logits = info.logits == "full"
-        self.cache = cache
+        self.caches = caches
         self.max_pos = spec.max_context_len - 1
         specs = {s.name: s for s in method.input_specs}
-        n, c = self.n_rows, spec.cache_len
+        n = self.n_rows
         io = spec.io
         self.tokens = self._alloc(specs, io.tokens, (1, n))
         self.input_pos = self._alloc(specs, io.input_pos, (n,))
-        self.attn_mask = self._alloc(specs, io.attn_mask, (1, n, c + n))
+        self.masks = [self._alloc(specs, g.mask, (1, n, g.length + n)) for g, _ in caches]
         self.last_index: np.ndarray | None = None
         li_name = io.last_index
         if not self.full_logits and n > 1:
@@ -44,16 +48,14 @@ class MethodIO:
                     f"last_index input (llm.io.last_index = {li_name!r})"
                 )
             self.last_index = self._alloc(specs, li_name, (1,))
-        self.inputs: dict[str, np.ndarray] = {
-            io.tokens: self.tokens,
-            io.input_pos: self.input_pos,
-            io.attn_mask: self.attn_mask,
-        }
+        self.inputs: dict[str, np.ndarray] = {io.tokens: self.tokens, io.input_pos: self.input_pos}
+        self.inputs.update({g.mask: m for (g, _), m in zip(caches, self.masks)})
         if self.last_index is not None and li_name is not None:
             self.inputs[li_name] = self.last_index
-        for name in cache.inputs:
-            self._check(specs, name, cache.shape, cache.arrays[name].dtype)
-            self.inputs[name] = cache.arrays[name]  # shared, not copied
+        for _, cache in caches:
+            for name in cache.inputs:
+                self._check(specs, name, cache.shape, cache.arrays[name].dtype)
+                self.inputs[name] = cache.arrays[name]  # shared, not copied
         unknown = sorted(set(specs) - set(self.inputs))
         if unknown:
             raise MetadataError(
@@ -112,7 +114,8 @@ class MethodIO:
         self.input_pos[:n] = positions
         # Padding rows: any valid rotary row; they see only themselves.
         self.input_pos[n:] = min(int(positions[-1]), self.max_pos)
-        fill_mask(self.attn_mask, self.cache.slot_pos, self.input_pos, allowed)
+        for (group, cache), mask in zip(self.caches, self.masks):
+            fill_mask(mask, cache.slot_pos, self.input_pos, allowed, group.window)
         if self.last_index is not None:
             self.last_index[0] = logits_row
         return self.method.execute(self.inputs)
@@ -139,10 +142,12 @@ class Runner:
                 f"method {spec.decode_method!r} has no input {io.cache_inputs[0]!r} "
                 f"(llm.cache.inputs); its inputs: {sorted(first)}"
             )
-        cache_dtype = first[io.cache_inputs[0]].dtype
-        self.cache = KVCache(io.cache_inputs, io.cache_outputs, spec.cache_shape, np.dtype(cache_dtype))
+        cache_dtype = np.dtype(first[io.cache_inputs[0]].dtype)
+        self.caches = [
+            (g, KVCache(*spec.group_caches(g), spec.cache_shape(g), cache_dtype)) for g in spec.groups
+        ]
         self.io = {
-            name: MethodIO(runtime.method(name), spec.methods[name], spec, self.cache)
+            name: MethodIO(runtime.method(name), spec.methods[name], spec, self.caches)
             for name in sorted(methods)
         }
         self.prefill_io = self.io[spec.prefill_method]
@@ -157,19 +162,33 @@ class Runner:
         return len(self.history)
 
     def reset(self) -> None:
-        self.cache.reset()
+        for _, cache in self.caches:
+            cache.reset()
         self.history = []
         self.calls = 0
+
+    def _commit(
+        self, outputs: Mapping[str, np.ndarray], rows: np.ndarray | slice, positions: np.ndarray
+    ) -> None:
+        for _, cache in self.caches:
+            cache.commit(outputs, rows, positions)
 
     def reuse_prefix(self, tokens: Sequence[int]) -> int:
         """Keeps the cached KV of the longest common prefix of `tokens` and the
         cache's history (never all of `tokens`: the last one must run to give
-        logits), forgets the rest; returns the number of tokens kept."""
+        logits), forgets the rest; returns the number of tokens kept. A
+        sliding-window ring that has wrapped past the kept prefix no longer
+        holds the window before it: then nothing is kept."""
         limit = min(len(tokens) - 1, len(self.history))
         keep = 0
         while keep < limit and self.history[keep] == tokens[keep]:
             keep += 1
-        self.cache.truncate(keep)
+        for _, cache in self.caches:
+            cache.truncate(keep)
+        if not all(cache.holds_window_before(keep, g.window) for g, cache in self.caches):
+            keep = 0
+            for _, cache in self.caches:
+                cache.truncate(0)
         del self.history[keep:]
         self.calls = 0
         return keep
@@ -180,7 +199,7 @@ class Runner:
         if self.position + n > limit:
             raise ContextOverflowError(
                 f"{self.position} tokens in context + {n} more exceed the context limit of {limit} "
-                f"(max_context_len {self.spec.max_context_len}, cache_len {self.spec.cache_len})"
+                f"(max_context_len {self.spec.max_context_len})"
             )
 
     def _causal(self, n_rows: int, n_valid: int) -> np.ndarray:
@@ -206,7 +225,7 @@ class Runner:
             positions = np.arange(self.position, self.position + n, dtype=np.int64)
             out = io.run(chunk, positions, self._causal(io.n_rows, n), n - 1)
             self.calls += 1
-            self.cache.commit(out, slice(0, n), positions)
+            self._commit(out, slice(0, n), positions)
             self.history.extend(int(t) for t in chunk)
             logits = io.logits(out, n - 1)
             if rows is not None:
@@ -256,7 +275,7 @@ class Runner:
         self.check_room(n)
         positions = np.arange(self.position, self.position + n, dtype=np.int64)
         if list(rows) == list(range(rows[0], rows[0] + n)):
-            self.cache.commit(outputs, slice(rows[0], rows[0] + n), positions)
+            self._commit(outputs, slice(rows[0], rows[0] + n), positions)
         else:
-            self.cache.commit(outputs, np.asarray(rows, dtype=np.int64), positions)
+            self._commit(outputs, np.asarray(rows, dtype=np.int64), positions)
         self.history.extend(int(t) for t in tokens)

@@ -173,7 +173,7 @@ def test_sizes_that_do_not_tile_a_weight_fail_before_conversion():
 def test_tied_embeddings_cannot_be_quantized_two_ways(tmp_path):
     ckpt = make_hf_checkpoint(tmp_path / "hf", tiny_config(tied_embeddings=True), with_tokenizer=False)
     with pytest.raises(
-        ExportError, match=r"ties its LM head to its embeddings \(tok_embeddings.weight is one"
+        ExportError, match=r"ties its LM head to its embeddings \(model.embed_tokens.weight is one"
     ):
         staticllm.export(
             tmp_path / "o",

@@ -77,8 +77,8 @@ struct Spec {
   int bits;
   bool is_signed;
   int64_t rows, cols, row_block, col_block;
-  DType param_dtype;   // scale or table
-  int offset = 0;      // 0 none, 1 float, 2 integer
+  DType param_dtype;  // scale or table
+  int offset = 0;     // 0 none, 1 float, 2 integer
 };
 
 Case make_case(const Spec& s, std::mt19937& gen) {
@@ -154,10 +154,10 @@ std::vector<Spec> specs() {
     for (bool sign : {true, false}) {
       for (int offset : {0, 1, 2}) {
         DType dt = offset == 1 ? DType::kFloat32 : DType::kFloat16;
-        out.push_back({K::kScale, bits, sign, 13, 40, 1, 40, dt, offset});   // per channel, 40 = 2.5 AVX2 vectors
-        out.push_back({K::kScale, bits, sign, 7, 96, 1, 32, dt, offset});    // blocks of 32
-        out.push_back({K::kScale, bits, sign, 5, 72, 1, 24, dt, offset});    // blocks not a multiple of 16
-        out.push_back({K::kScale, bits, sign, 6, 36, 2, 12, dt, offset});    // row blocks too
+        out.push_back({K::kScale, bits, sign, 13, 40, 1, 40, dt, offset});  // per channel, 40 = 2.5 AVX2 vectors
+        out.push_back({K::kScale, bits, sign, 7, 96, 1, 32, dt, offset});   // blocks of 32
+        out.push_back({K::kScale, bits, sign, 5, 72, 1, 24, dt, offset});   // blocks not a multiple of 16
+        out.push_back({K::kScale, bits, sign, 6, 36, 2, 12, dt, offset});   // row blocks too
       }
     }
     out.push_back({K::kScale, bits, true, 9, 37, 1, 37, DType::kFloat16, 0});  // odd K: unaligned 4-bit rows

@@ -138,6 +138,18 @@ struct LutDecoder {
   float value(int32_t code) const { return table[code]; }
 };
 
+// out[r] = expand(r, code) for the len (< W) codes of row n + r from column
+// k, read one at a time (where whole-vector expansion cannot start or end).
+template <class Isa, int NR, class Expand>
+inline void partial_vectors(const CompressedWeight& w, int64_t n, int64_t k, int len, Expand&& expand,
+                            typename Isa::F* out) {
+  alignas(64) float buf[NR][Isa::W];
+  for (int r = 0; r < NR; ++r) {
+    for (int i = 0; i < len; ++i) buf[r][i] = expand(r, code_at(w, (n + r) * w.cols + k + i));
+    out[r] = Isa::load_part(buf[r], len);
+  }
+}
+
 // Walks rows n .. n + NR - 1 together over k in code order (decoders with
 // SPLIT 1): body(k, wv) for whole vectors, part(k, len, wv) for partial
 // ones, wv[r] holding row n + r's weights.
@@ -151,12 +163,9 @@ inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& bod
   // Whole-vector expansion needs byte-aligned codes at the same phase in every row.
   const bool aligned_rows = (K * B) % 8 == 0;
   auto scalar = [&](int64_t k, int len) {
-    alignas(64) float buf[NR][W];
     F wv[NR];
-    for (int r = 0; r < NR; ++r) {
-      for (int i = 0; i < len; ++i) buf[r][i] = dec[r].value(code_at(w, (n + r) * K + k + i));
-      wv[r] = Isa::load_part(buf[r], len);
-    }
+    partial_vectors<Isa, NR>(
+        w, n, k, len, [&](int r, int32_t code) { return dec[r].value(code); }, wv);
     part(k, len, wv);
   };
   for (int64_t k0 = 0; k0 < K;) {
@@ -209,12 +218,9 @@ void fused_block(const float* x, const float* xp, const CompressedWeight& w, int
     }
     // Elements one at a time (before the first byte-aligned code, after the last vector).
     auto scalar = [&](int64_t k, int len) {
-      alignas(64) float buf[NR][W];
       F raw[NR];
-      for (int r = 0; r < NR; ++r) {
-        for (int i = 0; i < len; ++i) buf[r][i] = dec[r].raw_scalar(code_at(w, (n + r) * K + k + i));
-        raw[r] = Isa::load_part(buf[r], len);
-      }
+      partial_vectors<Isa, NR>(
+          w, n, k, len, [&](int r, int32_t code) { return dec[r].raw_scalar(code); }, raw);
       for (int m = 0; m < MB; ++m) {
         F xv = Isa::load_part(x + m * K + k, len);
         sx[m] = Isa::add(sx[m], xv);

@@ -1,10 +1,6 @@
 // Read bandwidth, FMA peak and linear-kernel timings for the benchmarks.
 #include "mil/kernels/machine_limits.h"
 
-#if defined(STATICLLM_X86_SIMD)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -45,42 +41,32 @@ uint64_t sum_words(const uint64_t* p, int64_t n) {
 // 12 independent chains of `iters` FMAs per lane; returns the FLOP done.
 constexpr int kChains = 12;
 
-double fma_chains_portable(int64_t iters, float* sink) {
-  float acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = static_cast<float>(c);
+// Written once over GCC/Clang vector types: inlined into a function compiled
+// for AVX2 or AVX-512, a * b + c becomes one FMA instruction per vector.
+template <class V, int LANES>
+__attribute__((always_inline)) inline double fma_chains_of(int64_t iters, float* sink) {
+  V acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = V{} + static_cast<float>(c);
+  const V a = V{} + 0.999f, b = V{} + 0.001f;
   for (int64_t i = 0; i < iters; ++i)
-    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * 0.999f + 0.001f;
-  for (int c = 0; c < kChains; ++c) *sink += acc[c];
-  return 2.0 * kChains * static_cast<double>(iters);
+    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * a + b;
+  for (int c = 1; c < kChains; ++c) acc[0] += acc[c];
+  *sink += acc[0][0];
+  return 2.0 * LANES * kChains * static_cast<double>(iters);
 }
+
+typedef float Vec1 __attribute__((vector_size(4)));
+typedef float Vec8 __attribute__((vector_size(32)));
+typedef float Vec16 __attribute__((vector_size(64)));
+
+double fma_chains_portable(int64_t iters, float* sink) { return fma_chains_of<Vec1, 1>(iters, sink); }
 
 #if defined(STATICLLM_X86_SIMD)
 __attribute__((target("avx2,fma"))) double fma_chains_avx2(int64_t iters, float* sink) {
-  __m256 acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(static_cast<float>(c));
-  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(0.001f);
-  for (int64_t i = 0; i < iters; ++i)
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
-  __m256 s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm256_add_ps(s, acc[c]);
-  alignas(32) float out[8];
-  _mm256_store_ps(out, s);
-  *sink += out[0];
-  return 2.0 * 8 * kChains * static_cast<double>(iters);
+  return fma_chains_of<Vec8, 8>(iters, sink);
 }
-
 __attribute__((target("avx512f"))) double fma_chains_avx512(int64_t iters, float* sink) {
-  __m512 acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(static_cast<float>(c));
-  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
-  for (int64_t i = 0; i < iters; ++i)
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
-  __m512 s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
-  alignas(64) float out[16];
-  _mm512_store_ps(out, s);
-  *sink += out[0];
-  return 2.0 * 16 * kChains * static_cast<double>(iters);
+  return fma_chains_of<Vec16, 16>(iters, sink);
 }
 #endif
 

@@ -18,6 +18,8 @@
 namespace py = pybind11;
 using namespace staticllm;
 
+void bind_bench(py::module_& m);  // bindings_bench.cpp
+
 namespace {
 
 py::object error_class(const char* name) { return py::module_::import("staticllm.errors").attr(name); }
@@ -306,4 +308,5 @@ PYBIND11_MODULE(_core, m) {
       py::arg("data"));
   m.def("simd_level", [] { return std::string(mil::simd_level_name(mil::simd_level())); });
   m.def("supported_ops", [] { return mil::OpRegistry::instance().op_types(); });
+  bind_bench(m);
 }

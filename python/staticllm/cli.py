@@ -24,6 +24,7 @@ _COMMANDS = {
     "bench": ("staticllm.bench", "measure load time, time to first token and tokens/s"),
     "serve": ("staticllm.serving.cli", "serve a bundle over an OpenAI-compatible HTTP API"),
     "eval": ("staticllm.eval.cli", "perplexity of a bundle; SNR, top-1 and KL against a reference"),
+    "check": ("staticllm.check.cli", "report what would fall off (or break on) the Apple Neural Engine"),
 }
 
 

@@ -33,13 +33,20 @@ def load_spec(package: str | Path) -> Any:
         raise BundleError(f"{p}: cannot read the model spec ({exc})") from exc
 
 
-def _tensor_spec(feature: Any, where: str) -> dict[str, Any]:
+def feature_array(feature: Any) -> Any | None:
+    """The ArrayFeatureType of a multi-array or state feature; None for other kinds."""
     kind = feature.type.WhichOneof("Type")
     if kind == "stateType":
-        arr = feature.type.stateType.arrayType
-    elif kind == "multiArrayType":
-        arr = feature.type.multiArrayType
-    else:
+        return feature.type.stateType.arrayType
+    if kind == "multiArrayType":
+        return feature.type.multiArrayType
+    return None
+
+
+def _tensor_spec(feature: Any, where: str) -> dict[str, Any]:
+    arr = feature_array(feature)
+    if arr is None:
+        kind = feature.type.WhichOneof("Type")
         raise BundleError(
             f"{where}: feature '{feature.name}' is a {kind}; staticllm handles multi-arrays and states"
         )

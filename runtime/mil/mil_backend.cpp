@@ -86,7 +86,7 @@ class MilBackend : public Backend {
         throw BundleError("method '" + m.name + "': function '" + m.function_name + "' is not in " +
                           paths.program_json + " (it has: " + known + ")");
       }
-      executors_[m.name] = std::make_shared<mil::Executor>(mil::plan_function(it->second, m));
+      executors_[m.name] = std::make_shared<mil::Executor>(mil::plan_function(it->second, m, &constants_));
     }
   }
 
@@ -102,6 +102,8 @@ class MilBackend : public Backend {
   // Constants viewing weight.bin keep the mapping alive; this keeps it for
   // the backend's lifetime too.
   std::shared_ptr<mil::WeightStore> weights_;
+  // Folded and decompressed constants, shared by the methods' plans.
+  mil::ConstPool constants_;
   std::map<std::string, std::shared_ptr<mil::Executor>> executors_;
 };
 

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,8 @@
 namespace staticllm::mil {
 
 class ThreadPool;
+struct CompressedWeight;  // kernels/compressed.h
+struct PackedInts;        // weight_store.h
 
 struct ValueType {
   DType dtype = DType::kFloat32;
@@ -46,6 +49,10 @@ struct PlannedOp {
   // The kernel only copies its one input's bytes into a new shape
   // (reshape-like ops): the planner may let the output share those bytes.
   bool byte_copy = false;
+  // Decompression ops (constexpr_*) whose output the kernels can read as
+  // stored: the planner keeps this instead of folding the op, and makes the
+  // dense constant only for an op that asks for it (with `run`).
+  std::shared_ptr<const CompressedWeight> compressed;
 };
 
 // Plan-time view of one op. Parameter names are the MIL names ("x", "y", "axes").
@@ -60,6 +67,14 @@ class OpPlanContext {
   virtual const ValueType& type(const std::string& param, size_t i = 0) const = 0;
   // The constant bound to a parameter, or nullptr if it is computed at run time.
   virtual const Tensor* constant(const std::string& param, size_t i = 0) const = 0;
+  // A constant weight the compressed kernels can read as stored (the output
+  // of a decompression op), or nullptr. A builder that uses it must not also
+  // ask for constant() or input() of the parameter, which make it dense.
+  virtual std::shared_ptr<const CompressedWeight> compressed(const std::string& param, size_t i = 0) const {
+    return nullptr;
+  }
+  // A constant of sub-byte integers still packed as stored, or nullptr.
+  virtual const PackedInts* packed(const std::string& param, size_t i = 0) const { return nullptr; }
   // Declares that the kernel reads this parameter when it runs; returns its slot.
   virtual int input(const std::string& param, size_t i = 0) = 0;
   // The output types the program declares (for ops whose result type is only

@@ -32,7 +32,16 @@ class PlanContext : public OpPlanContext {
   const ValueType& type(const std::string& p, size_t i) const override { return values_[id(p, i)].type; }
   const Tensor* constant(const std::string& p, size_t i) const override {
     const PlanValue& v = values_[id(p, i)];
-    return v.is_const && !v.is_string ? &v.constant : nullptr;
+    if (!v.is_const || v.is_string) return nullptr;
+    return v.lazy ? &v.lazy->get(v.lazy_index) : &v.constant;
+  }
+  std::shared_ptr<const CompressedWeight> compressed(const std::string& p, size_t i) const override {
+    const PlanValue& v = values_[id(p, i)];
+    return v.lazy && v.lazy_index < v.lazy->compressed.size() ? v.lazy->compressed[v.lazy_index] : nullptr;
+  }
+  const PackedInts* packed(const std::string& p, size_t i) const override {
+    const PlanValue& v = values_[id(p, i)];
+    return v.lazy ? v.lazy->packed.get() : nullptr;
   }
   int input(const std::string& p, size_t i) override {
     // a string constant has no tensor for a kernel to read (found by fuzzing:

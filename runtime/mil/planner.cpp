@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <unordered_map>
@@ -83,7 +84,8 @@ class ArenaPlanner {
 
 class Planner {
  public:
-  Planner(const FunctionDecl& fn, const MethodMetadata& m) : fn_(fn), method_(m) {
+  Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool)
+      : fn_(fn), method_(m), pool_(pool != nullptr ? pool : &own_pool_) {
     plan_ = std::make_shared<Plan>();
     plan_->where = "method '" + m.name + "' (function '" + fn.name + "')";
   }
@@ -151,6 +153,7 @@ class Planner {
     PlanValue v;
     v.name = name;
     v.is_const = true;
+    if (c.packed) return packed_constant(std::move(v), c.packed);
     v.is_string = c.is_string;
     v.string_val = c.str;
     v.constant = c.tensor;
@@ -204,30 +207,112 @@ class Planner {
     }
   }
 
-  // All inputs known now: run once and keep the results as constants (this is
-  // where constexpr dequantization happens).
-  void fold(const PlannedOp& planned, const std::vector<int>& ins, const std::vector<int>& outs,
-            const std::string& where) {
-    size_t bytes = planned.scratch_bytes;
-    for (int id : outs) bytes += value_bytes(values()[id]);
-    reserve(bytes, where);
-    std::vector<const Tensor*> in_ptrs;
-    for (int id : ins) in_ptrs.push_back(&values()[id].constant);
-    std::vector<Tensor> results;
-    for (int id : outs) results.emplace_back(values()[id].type.dtype, values()[id].type.shape);
-    std::vector<Tensor*> out_ptrs;
-    for (auto& t : results) out_ptrs.push_back(&t);
-    Tensor scratch(DType::kUInt8, {static_cast<int64_t>(planned.scratch_bytes)});
-    KernelCall call{in_ptrs.data(), out_ptrs.data(), &default_thread_pool(), scratch.data()};
-    try {
-      planned.run(call);
-    } catch (const std::exception& e) {
-      throw BundleError(where + ": evaluating this op on its constant inputs failed: " + e.what());
+  // What identifies a constant across the functions of a bundle: big tensors
+  // by address (blobs of the shared weight mapping; every pool entry keeps
+  // its inputs alive, so an address is never reused), small ones by content.
+  std::string value_key(int id) const {
+    const PlanValue& v = plan_->values[id];
+    if (!v.is_const) return "v" + std::to_string(id) + "@" + plan_->where;
+    if (v.is_string) return "s" + std::to_string(v.string_val.size()) + ":" + v.string_val;
+    if (v.lazy)
+      return "l" + std::to_string(reinterpret_cast<uintptr_t>(v.lazy.get())) + "#" + std::to_string(v.lazy_index);
+    std::string key = std::string(dtype_name(v.type.dtype)) + shape_to_string(v.type.shape);
+    const Tensor& t = v.constant;
+    if (t.nbytes() > 256) return key + "@" + std::to_string(reinterpret_cast<uintptr_t>(t.data()));
+    return key + "=" + std::string(static_cast<const char*>(t.data()), t.nbytes());
+  }
+
+  // The dense tensor of a constant, made now if it is lazy. `reader` names
+  // the op that needs it: with STATICLLM_PROFILE set, expanding a weight the
+  // kernels could have read compressed is reported (it costs memory).
+  const Tensor& ensure_dense(int id, const std::string& reader) {
+    PlanValue& v = values()[id];
+    if (!v.lazy) return v.constant;
+    bool compressed = v.lazy_index < v.lazy->compressed.size() && v.lazy->compressed[v.lazy_index];
+    if (compressed && !v.lazy->made() && std::getenv("STATICLLM_PROFILE") != nullptr) {
+      std::fprintf(stderr, "staticllm: %s: compressed constant '%s' (%s) expanded for %s\n", plan_->where.c_str(),
+                   v.name.c_str(), type_string(v.type).c_str(), reader.c_str());
     }
+    if (!v.lazy->made()) reserve(value_bytes(v), plan_->where);
+    v.constant = v.lazy->get(v.lazy_index);
+    return v.constant;
+  }
+
+  int packed_constant(PlanValue v, const std::shared_ptr<const PackedInts>& packed) {
+    v.type = ValueType{packed->is_signed ? DType::kInt8 : DType::kUInt8, packed->shape};
+    std::string key = "packed" + std::to_string(packed->bits) + (packed->is_signed ? "s" : "u") +
+                      shape_to_string(packed->shape) + "@" +
+                      std::to_string(reinterpret_cast<uintptr_t>(packed->bytes.data()));
+    v.lazy = pool_->find_or_add(key, [&] {
+      auto lazy = std::make_shared<LazyConsts>([packed] { return std::vector<Tensor>{packed->unpack()}; });
+      lazy->packed = packed;
+      return lazy;
+    });
+    return add_value(std::move(v));
+  }
+
+  // All inputs known now: the op's results become constants, shared through
+  // the pool with every function that folds the same op over the same
+  // constants. A decompression the kernels read as stored stays compressed
+  // until some op needs it dense; everything else is evaluated at once.
+  void fold(const OpDecl& op, PlannedOp& planned, const std::map<std::string, std::vector<int>>& params,
+            const std::vector<int>& ins, const std::vector<int>& outs, const std::string& where) {
+    std::string key = op.type + "(";
+    std::vector<std::pair<Tensor, std::shared_ptr<LazyConsts>>> keep;  // keeps the keyed addresses alive
+    for (const auto& [param, ids] : params) {
+      key += param + "=";
+      for (int id : ids) {
+        key += value_key(id) + ";";
+        keep.push_back({values()[id].constant, values()[id].lazy});
+      }
+    }
+    key += ")";
+    std::vector<ValueType> out_types;
+    for (int id : outs) out_types.push_back(values()[id].type);
+    std::shared_ptr<const CompressedWeight> compressed = planned.compressed;
+    std::shared_ptr<LazyConsts> lazy = pool_->find_or_add(key, [&] {
+      std::vector<Tensor> args;  // a compressed result is made from the weight, not the op's inputs
+      if (!compressed) {
+        for (int id : ins) args.push_back(ensure_dense(id, where));
+      }
+      auto make = [run = planned.run, args, out_types, scratch_bytes = planned.scratch_bytes, where, compressed,
+                   keep]() {
+        try {
+          if (compressed) return std::vector<Tensor>{materialize_compressed(*compressed)};
+          std::vector<const Tensor*> in_ptrs;
+          for (const Tensor& t : args) in_ptrs.push_back(&t);
+          std::vector<Tensor> results;
+          for (const ValueType& t : out_types) results.emplace_back(t.dtype, t.shape);
+          std::vector<Tensor*> out_ptrs;
+          for (auto& t : results) out_ptrs.push_back(&t);
+          Tensor scratch(DType::kUInt8, {static_cast<int64_t>(scratch_bytes)});
+          KernelCall call{in_ptrs.data(), out_ptrs.data(), &default_thread_pool(), scratch.data()};
+          run(call);
+          return results;
+        } catch (const StaticLLMError&) {
+          throw;
+        } catch (const std::exception& e) {
+          throw BundleError(where + ": evaluating this op on its constant inputs failed: " + e.what());
+        }
+      };
+      auto entry = std::make_shared<LazyConsts>(std::move(make));
+      entry->compressed.assign(outs.size(), nullptr);
+      if (!entry->compressed.empty()) entry->compressed[0] = compressed;
+      return entry;
+    });
     for (size_t i = 0; i < outs.size(); ++i) {
-      values()[outs[i]].is_const = true;
-      values()[outs[i]].constant = results[i];
+      PlanValue& v = values()[outs[i]];
+      v.is_const = true;
+      v.lazy = lazy;
+      v.lazy_index = i;
     }
+    if (compressed) return;
+    if (!lazy->made()) {
+      size_t bytes = planned.scratch_bytes;
+      for (int id : outs) bytes += value_bytes(values()[id]);
+      reserve(bytes, where);
+    }
+    for (int id : outs) values()[id].constant = lazy->get(values()[id].lazy_index);
   }
 
   // Counts `bytes` more of working memory; BundleError past memory_limit().
@@ -258,7 +343,8 @@ class Planner {
     const OpBuilder& builder = find_builder(op, where);
     std::vector<ValueType> declared;
     for (const auto& o : op.outputs) declared.push_back(o.type);
-    PlanContext ctx(where, op, values(), bind_params(op, where), declared);
+    std::map<std::string, std::vector<int>> params = bind_params(op, where);
+    PlanContext ctx(where, op, values(), params, declared);
     PlannedOp planned;
     try {
       planned = builder(ctx);
@@ -278,9 +364,10 @@ class Planner {
     }
     const std::vector<int>& ins = ctx.inputs();
     if (std::all_of(ins.begin(), ins.end(), [&](int id) { return values()[id].is_const; })) {
-      fold(planned, ins, outs, where);
+      fold(op, planned, params, ins, outs, where);
       return;
     }
+    for (int id : ins) ensure_dense(id, where);
     int root = alias_root(planned, ins, outs);
     if (root >= 0) {
       values()[outs[0]].alias_of = root;
@@ -296,6 +383,7 @@ class Planner {
       if (std::find(fn_.outputs.begin(), fn_.outputs.end(), spec.name) == fn_.outputs.end() || it == by_name_.end()) {
         throw BundleError(plan_->where + ": metadata output '" + spec.name + "' is not an output of the program");
       }
+      if (values()[it->second].is_const) ensure_dense(it->second, "output '" + spec.name + "'");
       const PlanValue& v = values()[it->second];
       if (v.is_string) throw BundleError(plan_->where + ": output '" + spec.name + "' is a string");
       check_spec("output", spec, v.type);
@@ -342,13 +430,15 @@ class Planner {
   const MethodMetadata& method_;
   std::shared_ptr<Plan> plan_;
   std::unordered_map<std::string, int> by_name_;
-  size_t held_ = 0;  // bytes of folded constants (and, at the end, arena and scratch)
+  size_t held_ = 0;     // bytes of folded constants (and, at the end, arena and scratch)
+  ConstPool own_pool_;  // when the caller shares none
+  ConstPool* pool_;
 };
 
 }  // namespace
 
-std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method) {
-  return Planner(fn, method).run();
+std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method, ConstPool* pool) {
+  return Planner(fn, method, pool).run();
 }
 
 }  // namespace staticllm::mil

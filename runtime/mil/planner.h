@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "mil/const_pool.h"
 #include "mil/op.h"
 #include "mil/program.h"
 #include "staticllm/model_metadata.h"
@@ -18,7 +19,11 @@ struct PlanValue {
   std::string name;
   ValueType type;
   bool is_const = false;
-  Tensor constant;         // when is_const (and not a string)
+  Tensor constant;  // when is_const (and not a string); for a lazy constant, once an op needs it dense
+  // Constants made on demand and shared through the bundle's ConstPool:
+  // output lazy_index of `lazy`.
+  std::shared_ptr<LazyConsts> lazy;
+  size_t lazy_index = 0;
   std::string string_val;  // string constants
   bool is_string = false;
   int input_index = -1;  // function input: position in the caller's order
@@ -50,6 +55,8 @@ struct Plan {
 // Plans `fn` for `method`. Throws UnsupportedOpError for an op the
 // interpreter lacks (naming function, op and type, listing supported ops) and
 // BundleError when the program, the kernels or the metadata disagree.
-std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method);
+// Functions planned with the same `pool` share their folded constants.
+std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method,
+                                          ConstPool* pool = nullptr);
 
 }  // namespace staticllm::mil

@@ -288,8 +288,11 @@ std::shared_ptr<ConstValue> parse_value(const Ctx& c, const json& v, const std::
     if (file != "@model_path/weights/weight.bin") fail(c, where, "blob file '" + file + "' is not weights/weight.bin");
     if (c.weights == nullptr) fail(c, where, "the program references weight.bin, which the package lacks");
     auto cv = std::make_shared<ConstValue>();
-    cv->tensor =
-        c.weights->blob(static_cast<uint64_t>(as_int(c, get(c, b, "offset", where), where)), pt.type, pt.bits, where);
+    auto offset = static_cast<uint64_t>(as_int(c, get(c, b, "offset", where), where));
+    if (pt.bits > 0)
+      cv->packed = std::make_shared<PackedInts>(c.weights->packed_blob(offset, pt.type, pt.bits, where));
+    else
+      cv->tensor = c.weights->blob(offset, pt.type, pt.bits, where);
     return cv;
   }
   fail(c, where, "value has neither an immediate nor a blob");
@@ -322,6 +325,15 @@ void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl
   if (op.type == "const") {
     const json& attrs = get(c, j, "attributes", w);
     op.const_val = parse_value(c, get(c, attrs, "val", w), w);
+  } else if (op.type.rfind("constexpr_", 0) == 0 && j.contains("attributes")) {
+    // iOS16 decompression ops (constexpr_affine_dequantize, ...) hold their
+    // constant arguments as attributes: bind them like inline inputs.
+    for (auto it = j["attributes"].begin(); it != j["attributes"].end(); ++it) {
+      if (it.key() == "name" || op.inputs.count(it.key())) continue;
+      Binding b;
+      b.value = parse_value(c, it.value(), w + " attribute '" + it.key() + "'");
+      op.inputs[it.key()] = {std::move(b)};
+    }
   }
 }
 

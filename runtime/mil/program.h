@@ -13,10 +13,14 @@
 namespace staticllm::mil {
 
 // A constant: a tensor, or a string (MIL strings have no tensor form).
+// Sub-byte weight blobs stay packed as stored (`packed`, `tensor` empty):
+// kernels read them that way, and the planner unpacks them only for an op
+// that needs the values one per byte.
 struct ConstValue {
   bool is_string = false;
   std::string str;
   Tensor tensor;
+  std::shared_ptr<const PackedInts> packed;
 };
 
 struct ValueDecl {

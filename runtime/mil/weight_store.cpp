@@ -18,6 +18,7 @@ namespace {
 constexpr uint32_t kSentinel = 0xDEADBEEF;
 constexpr uint64_t kHeaderSize = 64;
 constexpr uint64_t kRecordSize = 64;
+constexpr uint64_t kDataAlignment = 64;
 
 struct BlobType {
   uint32_t code;
@@ -130,7 +131,15 @@ WeightStore::~WeightStore() {
     ::operator delete(const_cast<uint8_t*>(data_), std::align_val_t(64));
 }
 
-Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where) {
+struct WeightStore::Located {
+  const BlobType* type;
+  const uint8_t* src;
+  uint64_t nbytes;
+  int64_t n;
+};
+
+WeightStore::Located WeightStore::locate(uint64_t offset, const ValueType& declared, int declared_bits,
+                                         const std::string& where) const {
   std::string at = path_ + " offset " + std::to_string(offset) + " (" + where + ")";
   if (offset < kHeaderSize || offset > size_ || size_ - offset < kRecordSize) {
     throw BundleError(at + ": blob record lies outside the " + std::to_string(size_) + "-byte file");
@@ -150,6 +159,13 @@ Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declare
   if (data_offset < offset + kRecordSize) {
     throw BundleError(at + ": blob data offset " + std::to_string(data_offset) +
                       " overlaps its own record (expected >= " + std::to_string(offset + kRecordSize) + ")");
+  }
+  // Blob data sits at 64-byte offsets (MILBlob's storage format). A tensor
+  // views it in place, so an unaligned offset would make every kernel read
+  // misaligned elements (undefined behaviour; found by the fuzzer).
+  if (data_offset % kDataAlignment != 0) {
+    throw BundleError(at + ": blob data offset " + std::to_string(data_offset) + " is not a multiple of " +
+                      std::to_string(kDataAlignment) + " (weight.bin aligns blob data to 64 bytes)");
   }
   if (data_offset > size_ || nbytes > size_ - data_offset) {
     throw BundleError(at + ": blob data [" + std::to_string(data_offset) + ", +" + std::to_string(nbytes) +
@@ -178,15 +194,39 @@ Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declare
                       shape_to_string(declared.shape) + " of " + type->name + " leaves " +
                       std::to_string(nbytes * 8 - bits_needed));
   }
-  const uint8_t* src = data_ + data_offset;
-  if (type->bits < 8) return unpack_sub_byte(src, n, type->bits, type->is_signed, declared.shape);
-  if (type->code == 15) {  // uint32 held as int32 bit pattern
+  return {type, data_ + data_offset, nbytes, n};
+}
+
+Tensor WeightStore::blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where) {
+  Located b = locate(offset, declared, declared_bits, where);
+  if (b.type->bits < 8) return unpack_sub_byte(b.src, b.n, b.type->bits, b.type->is_signed, declared.shape);
+  if (b.type->code == 15) {  // uint32 held as int32 bit pattern
     Tensor t(DType::kInt32, declared.shape);
-    std::memcpy(t.data(), src, nbytes);
+    std::memcpy(t.data(), b.src, b.nbytes);
     return t;
   }
   std::shared_ptr<WeightStore> keep = self_.lock();
-  return Tensor::shared(type->dtype, declared.shape, const_cast<uint8_t*>(src), keep);
+  return Tensor::shared(b.type->dtype, declared.shape, const_cast<uint8_t*>(b.src), keep);
+}
+
+PackedInts WeightStore::packed_blob(uint64_t offset, const ValueType& declared, int declared_bits,
+                                    const std::string& where) {
+  Located b = locate(offset, declared, declared_bits, where);
+  if (b.type->bits >= 8) {
+    throw BundleError(path_ + " offset " + std::to_string(offset) + " (" + where + "): blob holds " + b.type->name +
+                      ", not a sub-byte type");
+  }
+  PackedInts p;
+  std::shared_ptr<WeightStore> keep = self_.lock();
+  p.bytes = Tensor::shared(DType::kUInt8, {static_cast<int64_t>(b.nbytes)}, const_cast<uint8_t*>(b.src), keep);
+  p.bits = b.type->bits;
+  p.is_signed = b.type->is_signed;
+  p.shape = declared.shape;
+  return p;
+}
+
+Tensor PackedInts::unpack() const {
+  return unpack_sub_byte(bytes.data_as<uint8_t>(), shape_numel(shape), bits, is_signed, shape);
 }
 
 }  // namespace staticllm::mil

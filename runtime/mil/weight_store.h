@@ -10,6 +10,17 @@
 
 namespace staticllm::mil {
 
+// Sub-byte integers as stored: `bits` (1..7) per element, least significant
+// bits first, so kernels can read them without unpacking.
+struct PackedInts {
+  Tensor bytes;  // uint8 [ceil(numel(shape) * bits / 8)], viewing the mapping
+  int bits = 0;
+  bool is_signed = false;
+  Shape shape;  // the declared shape
+  // The values as an int8 (signed) or uint8 tensor of `shape`.
+  Tensor unpack() const;
+};
+
 class WeightStore {
  public:
   // Opens `path` and checks the file header; BundleError on any problem.
@@ -28,6 +39,8 @@ class WeightStore {
   // that keeps the mapping alive. `declared_bits` is the element width the
   // program declares (4 for INT4/UINT4, etc.; 0 = the dtype's own width).
   Tensor blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where);
+  // The same checks for a sub-byte blob (declared_bits 1..7), left packed.
+  PackedInts packed_blob(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where);
 
   const std::string& path() const { return path_; }
   const uint8_t* data() const { return data_; }  // the file's bytes, mapped or read
@@ -36,6 +49,8 @@ class WeightStore {
 
  private:
   WeightStore() = default;
+  struct Located;
+  Located locate(uint64_t offset, const ValueType& declared, int declared_bits, const std::string& where) const;
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;

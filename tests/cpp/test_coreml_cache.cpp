@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "staticllm/coreml_cache.h"
@@ -149,6 +150,65 @@ TEST_CASE("a cached model that fails to load is recompiled once", "[coreml]") {
   auto failing = []() -> std::string { throw BundleError("Core ML cannot compile the package"); };
   REQUIRE_THROWS_AS(load_compiled_model(target, failing, load_ok, "bundle"), BundleError);
   REQUIRE(entries(cache).empty());
+  fs::remove_all(cache);
+  fs::remove_all(work);
+}
+
+TEST_CASE("a copy that fails half-way publishes nothing and leaves no temporary", "[coreml]") {
+  fs::path cache = fresh_dir(fs::temp_directory_path(), "halfway");
+  fs::path other = fs::is_directory("/dev/shm") ? fresh_dir("/dev/shm", "halfway_src") : fs::path();
+  struct stat a {
+  }, b{};
+  if (other.empty() || ::stat(cache.c_str(), &a) != 0 || ::stat(other.c_str(), &b) != 0 || a.st_dev == b.st_dev) {
+    WARN("no second file system here: the copy path of publish_compiled_model is not exercised");
+    fs::remove_all(cache);
+    if (!other.empty()) fs::remove_all(other);
+    return;
+  }
+  // Core ML's output on another volume, holding something fs::copy refuses
+  // (a FIFO) beside ordinary files: the copy fails after copying some of it.
+  std::string compiled = fake_compiled(other, "partial");
+  REQUIRE(::mkfifo((fs::path(compiled) / "weights/zz_fifo").c_str(), 0600) == 0);
+  fs::path target = cache / "k.mlmodelc";
+  REQUIRE_THROWS_WITH(publish_compiled_model(compiled, target.string()),
+                      Catch::StartsWith("cannot copy the compiled model into " + cache.string() + ": "));
+  // Nothing at the key (a reader must never find a partial model there), no staging directory, no source.
+  REQUIRE(entries(cache).empty());
+  REQUIRE_FALSE(fs::exists(compiled));
+  fs::remove_all(cache);
+  fs::remove_all(other);
+}
+
+TEST_CASE("a temporary directory that cannot be made is reported and the compile is cleaned up", "[coreml]") {
+  fs::path cache = fresh_dir(fs::temp_directory_path(), "mkdtemp");
+  fs::path work = fresh_dir(fs::temp_directory_path(), "mkdtemp_src");
+  std::string compiled = fake_compiled(work, "x");
+  // A key so long that the staging name beside it exceeds the file system's name limit.
+  fs::path target = cache / (std::string(240, 'k') + ".mlmodelc");
+  REQUIRE_THROWS_WITH(publish_compiled_model(compiled, target.string()),
+                      "cannot create a temporary directory in " + cache.string() + ": File name too long");
+  REQUIRE_FALSE(fs::exists(compiled));
+  REQUIRE(entries(cache).empty());
+  fs::remove_all(cache);
+  fs::remove_all(work);
+}
+
+TEST_CASE("a recompile that fails after dropping a bad cached model leaves the cache empty", "[coreml]") {
+  fs::path cache = fresh_dir(fs::temp_directory_path(), "recompile_fails");
+  fs::path work = fresh_dir(fs::temp_directory_path(), "recompile_fails_src");
+  const std::string target = (cache / "k.mlmodelc").string();
+  publish_compiled_model(fake_compiled(work, "stale"), target);  // left by an older Core ML
+  int loads = 0;
+  auto load_fails = [&](const std::string&) {
+    ++loads;
+    return std::string("cannot open model.mil");
+  };
+  auto failing = []() -> std::string { throw BundleError("Core ML cannot compile the package"); };
+  REQUIRE_THROWS_WITH(load_compiled_model(target, failing, load_fails, "bundle"), "Core ML cannot compile the package");
+  REQUIRE(loads == 1);
+  // the stale copy is gone (the next load compiles afresh) and no .drop- or .tmp- directory remains
+  REQUIRE(entries(cache).empty());
+  REQUIRE(entries(work).empty());
   fs::remove_all(cache);
   fs::remove_all(work);
 }

@@ -29,6 +29,17 @@ std::vector<std::pair<const char*, NtKernel>> nt_kernels() {
   return k;
 }
 
+using NnKernel = void (*)(const float*, int64_t, const void*, WeightType, int64_t, float*, int64_t, int64_t);
+
+std::vector<std::pair<const char*, NnKernel>> nn_kernels() {
+  std::vector<std::pair<const char*, NnKernel>> k = {{"portable", gemm_nn_portable}};
+#if defined(STATICLLM_X86_SIMD)
+  if (simd_level() >= SimdLevel::kAvx2) k.push_back({"avx2", gemm_nn_avx2});
+  if (simd_level() >= SimdLevel::kAvx512) k.push_back({"avx512", gemm_nn_avx512});
+#endif
+  return k;
+}
+
 }  // namespace
 
 TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD level", "[kernels]") {
@@ -52,6 +63,41 @@ TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD
             double ref = 0;
             for (int64_t k = 0; k < K; ++k) ref += static_cast<double>(x[m * K + k]) * w[n * K + k];
             INFO(name << " M=" << M << " K=" << K << " N=" << N);
+            REQUIRE(std::abs(y[m * N + n] - ref) <= 1e-5 * (1 + std::abs(ref)) * std::sqrt(static_cast<double>(K)));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm_nn matches the reference for fp32 and fp16 right-hand sides at every SIMD level", "[kernels]") {
+  std::mt19937 gen(8);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  // N = 300: more than one 256-column slice, the second one partial.
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13}, {5, 64, 300}, {3, 9, 7}}) {
+    std::vector<float> x(M * K), b(K * N);
+    std::vector<uint16_t> bh(K * N);
+    for (auto& v : x) v = dist(gen);
+    for (int64_t i = 0; i < K * N; ++i) {
+      bh[i] = float_to_half(dist(gen));
+      b[i] = half_to_float(bh[i]);
+    }
+    for (auto [name, kernel] : nn_kernels()) {
+      for (WeightType bt : {WeightType::kF32, WeightType::kF16}) {
+        const int64_t m0 = M > 1 ? 1 : 0;
+        std::vector<float> y(M * N, -1.f);
+        kernel(x.data(), K, bt == WeightType::kF32 ? static_cast<const void*>(b.data()) : bh.data(), bt, N, y.data(),
+               m0, M);
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = 0; n < N; ++n) {
+            INFO(name << " M=" << M << " K=" << K << " N=" << N << " y[" << m << "," << n << "]");
+            if (m < m0) {
+              REQUIRE(y[m * N + n] == -1.f);  // rows outside [m0, m1) untouched
+              continue;
+            }
+            double ref = 0;
+            for (int64_t k = 0; k < K; ++k) ref += static_cast<double>(x[m * K + k]) * b[k * N + n];
             REQUIRE(std::abs(y[m * N + n] - ref) <= 1e-5 * (1 + std::abs(ref)) * std::sqrt(static_cast<double>(K)));
           }
         }

@@ -378,3 +378,64 @@ TEST_CASE("one executor serves concurrent callers and survives kernel errors", "
   CHECK(ok == std::vector<int>(4, 200));
   CHECK(exec.context_count() <= 5);
 }
+
+namespace {
+
+// y = x W^T (and s = W + W) for W = constexpr_blockwise_shift_scale(d, sc):
+// int8 codes d [4, 8] = i - 16, scales 0.5 for rows 0-1 and 0.25 for rows 2-3.
+json compressed_program(bool with_sum) {
+  std::vector<int> codes;
+  for (int i = 0; i < 32; ++i) codes.push_back(i - 16);
+  json ops = {
+      const_op("d", immediate("INT8", {4, 8}, {{"ints", {{"values", codes}}}})),
+      const_op("sc", immediate("FLOAT32", {2, 1}, {{"floats", {{"values", {0.5, 0.25}}}}})),
+      op("constexpr_blockwise_shift_scale", {{"data", named("d")}, {"scale", named("sc")}}, "w",
+         tensor_type("FLOAT32", {4, 8})),
+      op("linear", {{"x", named("x")}, {"weight", named("w")}}, "y", tensor_type("FLOAT32", {1, 4})),
+  };
+  if (with_sum) ops.push_back(op("add", {{"x", named("w")}, {"y", named("w")}}, "s", tensor_type("FLOAT32", {4, 8})));
+  return program(json::array({input("x", "FLOAT32", {1, 8})}), ops, {"y"});
+}
+
+const PlanValue& value_named(const Plan& plan, const std::string& name) {
+  for (const PlanValue& v : plan.values) {
+    if (v.name == name) return v;
+  }
+  throw std::runtime_error("no value " + name);
+}
+
+}  // namespace
+
+TEST_CASE("a decompressed weight stays compressed for linear; functions planned together share constants",
+          "[program]") {
+  Program p = load_program(write_json(compressed_program(false)), nullptr);
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {1, 8})};
+  m.outputs = {spec("y", DType::kFloat32, {1, 4})};
+  ConstPool pool;
+  auto first = plan_function(p.functions.at("main"), m, &pool);
+  auto second = plan_function(p.functions.at("main"), m, &pool);
+  const PlanValue& w1 = value_named(*first, "w");
+  REQUIRE(w1.lazy != nullptr);
+  CHECK(w1.lazy == value_named(*second, "w").lazy);  // one constant for both functions
+  REQUIRE(w1.lazy->compressed.at(0) != nullptr);
+  CHECK_FALSE(w1.lazy->made());  // never expanded: linear reads the codes
+  Tensor x = f32({1, 8}, {1, 1, 1, 1, 1, 1, 1, 1});
+  std::vector<float> y = floats(Executor(first).execute({x})[0]);
+  // row n: sum over k of (8n + k - 16) * scale(n)
+  CHECK(y == std::vector<float>{-100.f * 0.5f, -36.f * 0.5f, 28.f * 0.25f, 92.f * 0.25f});
+  CHECK(floats(Executor(second).execute({x})[0]) == y);
+
+  // Another consumer expands W once; every function planned with the pool shares the result.
+  Program q = load_program(write_json(compressed_program(true)), nullptr);
+  ConstPool pool2;
+  auto third = plan_function(q.functions.at("main"), m, &pool2);
+  auto fourth = plan_function(q.functions.at("main"), m, &pool2);
+  CHECK(value_named(*third, "w").lazy->made());
+  const Tensor& s3 = value_named(*third, "s").constant;
+  CHECK(s3.data() == value_named(*fourth, "s").constant.data());
+  CHECK(s3.data_as<float>()[0] == -16.f);  // (0 - 16) * 0.5 * 2
+  CHECK(floats(Executor(third).execute({x})[0]) == y);
+}

@@ -99,6 +99,12 @@ TEST_CASE("corrupt files are BundleErrors that say what is wrong", "[weights]") 
   REQUIRE_THAT(blob_error(good_file(), 64, {DType::kFloat32, {5}}), Catch::Contains("needs 20"));
 
   f = good_file();
+  uint64_t unaligned = 130;  // fp32 data at an offset no float may be read from
+  std::memcpy(&f[80], &unaligned, 8);
+  f.resize(130 + 16);
+  REQUIRE_THAT(blob_error(f), Catch::Contains("blob data offset 130 is not a multiple of 64"));
+
+  f = good_file();
   f.resize(130);  // truncated data
   REQUIRE_THAT(blob_error(f), Catch::Contains("runs past the end"));
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ import numpy as np
 import staticllm
 
 
-def convert_program(prog: Any, path: Path, fp16: bool = False) -> Path:
+def convert_program(prog: Any, path: Path, fp16: bool = False, optimize: bool = True) -> Path:
+    """`optimize=False` keeps the program exactly as built (no pass folds or retypes an op)."""
     import coremltools as ct
 
+    passes = {} if optimize else {"pass_pipeline": ct.PassPipeline.EMPTY}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = ct.convert(
@@ -24,6 +27,7 @@ def convert_program(prog: Any, path: Path, fp16: bool = False) -> Path:
             minimum_deployment_target=ct.target.iOS18,
             compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
             skip_model_load=True,
+            **passes,
         )
     model.save(str(path))
     return path
@@ -64,24 +68,33 @@ def available_backends() -> list[str]:
 
 
 def two_function_package(
-    tmp: Path, weight: np.ndarray, names: tuple[str, str] = ("double", "negate"), default: str | None = None
+    tmp: Path,
+    weight: np.ndarray,
+    names: tuple[str, str] = ("double", "negate"),
+    default: str | None = None,
+    make_weight: Callable[[], Any] | None = None,
 ) -> Path:
     """A multifunction package whose two functions both read `weight`:
     names[0](x) = 2 * x @ weight.T and names[1](x) = -(x @ weight.T).
-    save_multifunction de-duplicates the equal constant, so weight.bin holds it once."""
+    save_multifunction de-duplicates the equal constant, so weight.bin holds it once.
+    `make_weight`, if given, builds the weight inside each program instead (e.g. a
+    constexpr decompression of fixed arrays); `weight` then only gives the shape."""
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
 
     k = weight.shape[1]
     specs = [mb.TensorSpec(shape=(1, k))]
 
+    def w() -> Any:
+        return make_weight() if make_weight is not None else weight
+
     @mb.program(input_specs=specs, opset_version=ct.target.iOS18)
     def double(x: Any) -> Any:
-        return mb.mul(x=mb.linear(x=x, weight=weight), y=np.float32(2.0), name="out")
+        return mb.mul(x=mb.linear(x=x, weight=w()), y=np.float32(2.0), name="out")
 
     @mb.program(input_specs=specs, opset_version=ct.target.iOS18)
     def negate(x: Any) -> Any:
-        return mb.mul(x=mb.linear(x=x, weight=weight), y=np.float32(-1.0), name="out")
+        return mb.mul(x=mb.linear(x=x, weight=w()), y=np.float32(-1.0), name="out")
 
     first, second = names
     paths = [

@@ -39,7 +39,10 @@ def test_gate_refuses_a_bad_setting_and_writes_nothing(ckpt, tmp_path):
     with pytest.raises(ExportError) as info:
         _export(ckpt, out, **BAD)
     message = str(info.value)
-    assert message.startswith("quality gate: the int4 (block_size 64) fp16 model's logits are ")
+    assert message.startswith(
+        "quality gate: the fp16 model quantized int4 (block_size 64), embeddings int8, lm_head int8: "
+        "its logits are "
+    )
     assert "below the minimum of 20 dB" in message
     assert "nothing was written" in message and "--force" in message
     assert not out.exists()
@@ -55,7 +58,7 @@ def test_gate_accepts_int8_and_records_the_figures(ckpt, tmp_path):
     q = _quality(_export(ckpt, tmp_path / "int8", quantize="int8"))
     assert q["snr_db"] > 25 and q["forced"] is False
     assert q["reference"] == "fp32 torch model"
-    assert q["calibration"] == "built-in text, first 64 tokens"  # capped by the 64-token context
+    assert q["calibration"] == "built-in text, last 64 tokens"  # capped by the 64-token context
     assert q["tokens_scored"] == 63
     assert q["ppl_ratio"] == pytest.approx(q["perplexity"] / q["reference_perplexity"], rel=1e-3)
     assert 0.8 < q["top1_agreement"] <= 1 and q["mean_kl"] >= 0
@@ -68,7 +71,7 @@ def test_min_snr_and_calibration_text(ckpt, tmp_path):
     with pytest.raises(ExportError, match=r"below the minimum of 60 dB"):
         _export(ckpt, tmp_path / "strict", quantize="int8", min_snr=60, calibration_text=text)
     q = _quality(_export(ckpt, tmp_path / "loose", quantize="int8", min_snr=0, calibration_text=text))
-    assert q["calibration"].startswith("calib.txt, first ") and q["min_snr_db"] == 0
+    assert q["calibration"].startswith("calib.txt, last ") and q["min_snr_db"] == 0
     with pytest.raises(ExportError, match=r"calibration text: text file not found"):
         _export(ckpt, tmp_path / "x", quantize="int8", calibration_text=tmp_path / "missing.txt")
 

@@ -1,5 +1,5 @@
 """Quantized exports: each mode writes the coremltools op Apple recommends
-(checked in the written program), the interpreter's decompression ops
+(checked in the written program), the interpreter's compressed weights
 reproduce what coremltools' own decompress_weights makes of the package,
 every mode keeps prefill/decode sharing one copy of the weights, and the
 per-layer config file applies per pattern and layer range."""
@@ -116,8 +116,8 @@ EXPECTED = {
     # mode -> (op, stored dtype, table/scale shape of layers_0_mlp_gate_proj [128, 64])
     "int8": ("constexpr_blockwise_shift_scale", "INT8", {"scale": [128, 1]}),
     "int4": ("constexpr_blockwise_shift_scale", "INT4", {"scale": [128, 2]}),  # blocks of 32 inputs
-    "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [8, 1, 16, 1]}),  # groups of 16 rows
-    "palettize6": ("constexpr_lut_to_dense", "UINT6", {"lut": [8, 1, 64, 1]}),
+    "palettize4": ("constexpr_lut_to_dense", "UINT4", {"lut": [128, 1, 16, 1]}),  # a table per row
+    "palettize6": ("constexpr_lut_to_dense", "UINT6", {"lut": [128, 1, 64, 1]}),
 }
 
 
@@ -131,11 +131,14 @@ def test_mode_writes_the_recommended_op_and_leaves_norms_alone(exported, mode):
             assert ops[f"model_layers_{layer}_{w}"]["dtype"] == dtype, (layer, w)
     for key, value in shapes.items():
         assert ops["model_layers_0_mlp_gate_proj"][key] == value
-    assert ops["model_embed_tokens"]["op"] == op and ops["lm_head"]["op"] == op
+    # a 4-bit body keeps the embeddings and LM head int8 unless they are chosen
+    ends = EXPECTED["int8"][:2] if mode in ("int4", "palettize4") else (op, dtype)
+    for end in ("model_embed_tokens", "lm_head"):
+        assert (ops[end]["op"], ops[end]["dtype"]) == ends, end
     for norm in ("model_layers_0_input_layernorm", "model_layers_1_post_attention_layernorm", "model_norm"):
         assert ops[norm] == {"op": "const", "dtype": "FLOAT16"}
     program = (exported(mode, False) / "program.json").read_text()
-    assert '"rope_cos_0_to_fp16"' in program and "rope_cos_0_to_fp16_palettized" not in program
+    assert "rope_cos_0" in program and "rope_cos_0_to_fp16_palettized" not in program
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -156,7 +159,10 @@ def test_decompression_matches_coremltools(exported, tmp_path, mode):
     feed = _feed(quantized, np.random.default_rng(0))
     got = quantized.execute(feed)["logits"]
     want = staticllm.Runtime.load(reference, backend="mil").method("main").execute(feed)["logits"]
-    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), atol=1e-3, rtol=0)
+    # The compressed kernels expand (code - offset) * scale in fp32 registers;
+    # the dense reference holds those weights rounded to fp16 (2^-11 relative),
+    # which moves these logits (|logit| < 3 after two layers) by a few 1e-3.
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), atol=1e-2, rtol=0)
     shutil.rmtree(tmp_path / "dense.mlpackage")
 
 

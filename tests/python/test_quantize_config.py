@@ -10,7 +10,7 @@ import pytest
 import staticllm
 from llama_fixtures import make_hf_checkpoint, tiny_config
 from staticllm.errors import ExportError
-from staticllm.exporter.quantize import QuantSpec, Weight, make_plan, resolve
+from staticllm.exporter.quantize import DEFAULT_GROUP_SIZE, QuantSpec, Weight, make_plan, resolve
 from staticllm.exporter.quantize_config import load_plan, parse_layers
 
 
@@ -54,13 +54,41 @@ def test_plan_precedence_default_then_roles_then_rules_in_order(tmp_path):
     body = _weight("layers.2.attention.wq.weight", layer=2)
     assert plan.spec_for(body) == QuantSpec("none")
     assert plan.spec_for(_weight("layers.2.attention.wk.weight", layer=2)) == QuantSpec(
-        "palettize6", group_size=16
+        "palettize6",
+        group_size=DEFAULT_GROUP_SIZE,  # a rule without its own size takes the default
     )
     assert plan.spec_for(_weight("layers.7.attention.wk.weight", layer=7)) == QuantSpec(
         "palettize4", group_size=8
     )
     assert plan.spec_for(_weight("output.weight", roles=("lm_head",))) == QuantSpec("int8")
-    assert plan.spec_for(_weight("tok_embeddings.weight", roles=("embeddings",))).mode == "palettize4"
+    # embeddings not chosen: int8 under a 4-bit default
+    assert plan.spec_for(_weight("tok_embeddings.weight", roles=("embeddings",))).mode == "int8"
+
+
+def test_a_4bit_body_keeps_int8_ends_unless_they_are_chosen(tmp_path):
+    tied = _weight("tok_embeddings.weight", (320, 64), roles=("embeddings", "lm_head"))
+    emb = _weight("tok_embeddings.weight", (320, 64), roles=("embeddings",))
+    head = _weight("output.weight", (320, 64), roles=("lm_head",))
+    body = _weight("layers.0.attention.wq.weight", layer=0)
+    for mode in ("palettize4", "int4"):
+        plan = make_plan(mode)
+        assert [plan.spec_for(w).mode for w in (tied, emb, head, body)] == ["int8", "int8", "int8", mode]
+    assert make_plan("palettize4").to_dict() == {
+        "default": {"mode": "palettize4", "group_size": DEFAULT_GROUP_SIZE},
+        "embeddings": {"mode": "int8"},
+        "lm_head": {"mode": "int8"},
+    }
+    for mode in ("palettize6", "int8", "none"):  # other bodies: the ends follow the body
+        plan = make_plan(mode)
+        assert {plan.spec_for(w).mode for w in (tied, emb, head)} == {mode}
+        assert set(plan.to_dict()) == {"default"}
+    chosen = make_plan("palettize4", embeddings="palettize4")
+    assert chosen.spec_for(tied).mode == chosen.spec_for(emb).mode == "palettize4"
+    assert chosen.spec_for(head).mode == "int8"  # an untied head not chosen stays int8
+    # a config file's 4-bit default brings the int8 ends with it
+    path = _write(tmp_path, "q.yaml", "default: int4\n")
+    assert load_plan(path, base=make_plan("int8")).spec_for(tied).mode == "int8"
+    assert load_plan(path, base=make_plan("palettize6")).spec_for(head).mode == "int8"
 
 
 def test_command_line_settings_are_the_base_the_file_refines(tmp_path):
@@ -145,7 +173,7 @@ def test_sizes_that_do_not_tile_a_weight_fail_before_conversion():
 def test_tied_embeddings_cannot_be_quantized_two_ways(tmp_path):
     ckpt = make_hf_checkpoint(tmp_path / "hf", tiny_config(tied_embeddings=True), with_tokenizer=False)
     with pytest.raises(
-        ExportError, match=r"ties its LM head to its embeddings \(tok_embeddings.weight is one"
+        ExportError, match=r"ties its LM head to its embeddings \(model.embed_tokens.weight is one"
     ):
         staticllm.export(
             tmp_path / "o",

@@ -105,7 +105,14 @@ def export(
     from staticllm.exporter.convert import FunctionSpec, quiet_coremltools
     from staticllm.exporter.models import fit_fp16
     from staticllm.exporter.parallel import convert_functions
-    from staticllm.exporter.quantize import make_plan, quantizable_weights, quantize_all, resolve
+    from staticllm.exporter.quantize import (
+        PALETTE_BITS,
+        make_plan,
+        quantizable_weights,
+        quantize_all,
+        resolve,
+    )
+    from staticllm.exporter.quantize_importance import input_importance
     from staticllm.staging import check_output_dir, fault_point, staged_bundle
 
     source = _validate(
@@ -156,9 +163,17 @@ def export(
         resolved = resolve(plan, quantizable_weights(model), dtype)
         done()
         with staged_bundle(out, overwrite) as staging, tempfile.TemporaryDirectory() as work:
+            tokenizer_files = _copy_tokenizer(staging, ckpt, tokenizer)
+            calibration = importance = None
+            if gate.active:  # the gate's text also weighs the palettes' k-means
+                calibration = gate.calibration(
+                    _open_tokenizer(staging, tokenizer_files), ckpt.config.vocab_size, max_context_len
+                )
+                if any(spec.mode in PALETTE_BITS for _, spec in resolved.values()):
+                    importance = input_importance(model, calibration.ids)
             with quiet_coremltools():
                 packages = convert_functions(model, functions, dtype, Path(work), on_done=done)
-                packages = quantize_all(packages, resolved, progress)
+                packages = quantize_all(packages, resolved, progress, importance)
                 done()
                 _write_package(packages, functions, bundle_paths(staging).mlpackage)
             done()
@@ -172,11 +187,12 @@ def export(
                 quantize=plan.default.mode,
                 quantization=plan.to_dict(),
                 source=source,
+                tokenizer_files=tokenizer_files,
                 residual_scale=residual_scale,
-                tokenizer=tokenizer,
             )
             done()
-            gate.run(staging, model, progress)
+            if calibration is not None:
+                gate.run(staging, model, calibration, progress)
             done()
     finally:
         bar.close()
@@ -221,6 +237,16 @@ def _copy_tokenizer(staging: Path, ckpt: Any, tokenizer: str | Path | None) -> t
     return tok_name, cfg_name
 
 
+def _open_tokenizer(staging: Path, files: tuple[str | None, str | None]) -> Any:
+    """The bundle's tokenizer from the files copied into staging, or None."""
+    from staticllm.tokenizers import load_tokenizer
+
+    tok_name, cfg_name = files
+    if tok_name is None:
+        return None
+    return load_tokenizer(staging / tok_name, None if cfg_name is None else staging / cfg_name)
+
+
 def _special_tokens(ckpt: Any) -> tuple[int | None, tuple[int, ...], int | None]:
     """(bos, eos ids, pad) from the checkpoint."""
     special = ckpt.special_tokens
@@ -240,7 +266,7 @@ def _write_bundle(
     quantize: str,
     quantization: dict[str, Any],
     source: str,
-    tokenizer: str | Path | None,
+    tokenizer_files: tuple[str | None, str | None],
     residual_scale: float = 1.0,
 ) -> None:
     from staticllm.bundle_io import write_bundle_metadata, write_program_json
@@ -255,7 +281,7 @@ def _write_bundle(
     if not multi:
         methods[0]["name"] = "forward"
         default = "forward"
-    tok_name, cfg_name = _copy_tokenizer(staging, ckpt, tokenizer)
+    tok_name, cfg_name = tokenizer_files
     cfg = ckpt.config
     bos, eos, pad = _special_tokens(ckpt)
     llm = LLMSpec(

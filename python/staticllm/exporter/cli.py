@@ -85,8 +85,10 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     q = p.add_argument_group(
         "quantization",
         "int8: per output channel; int4: symmetric, a scale per block of --block-size input channels; "
-        "palettize4/6: a k-means lookup table per group of --group-size output channels. Norm weights, "
-        "biases and rotary tables are never quantized.",
+        "palettize4/6: a k-means lookup table per group of --group-size output channels, each value's "
+        "error weighed by its input channel's activations on the calibration text. With a 4-bit body "
+        "the embeddings and LM head are int8 unless chosen. Norm weights, biases and rotary tables are "
+        "never quantized.",
     )
     q.add_argument("--quantize", choices=list(MODES), default="none", help="mode of the body's weights")
     q.add_argument(
@@ -94,12 +96,15 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     q.add_argument("--block-size", type=int, help=f"int4: input channels per scale ({DEFAULT_BLOCK_SIZE})")
     q.add_argument(
-        "--quantize-embeddings", choices=list(MODES), help="mode of the embeddings (default: the body's)"
+        "--quantize-embeddings",
+        choices=list(MODES),
+        help="mode of the embeddings (default: int8 under a 4-bit body, else the body's)",
     )
     q.add_argument(
         "--quantize-head",
         choices=list(MODES),
-        help="mode of the LM head (default: the body's; one tensor with the embeddings when tied)",
+        help="mode of the LM head (default: int8 under a 4-bit body, else the body's; one tensor with "
+        "the embeddings when tied)",
     )
     q.add_argument(
         "--quantize-config",
@@ -118,7 +123,10 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--min-snr",
         type=float,
         metavar="DB",
-        help=f"refuse to write a bundle whose logits SNR is below DB (default {DEFAULT_MIN_SNR_DB:g})",
+        default=DEFAULT_MIN_SNR_DB,
+        help="refuse to write a bundle whose logits SNR is below DB; the default is set from "
+        "SmolLM2-135M, where fp16, int8 and palettize4 measure 54, 32 and 17 dB (perplexity within 1.2x "
+        "of fp32) and int4 with one scale per row 9.3 dB (2.1x), a per-tensor uniform palette -2.6 dB",
     )
     g.add_argument("--force", action="store_true", help="write the bundle even if it misses --min-snr")
     p.add_argument("--tokenizer", help="tokenizer.json or tokenizer.model to ship in the bundle")

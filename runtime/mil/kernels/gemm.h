@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace staticllm::mil {
+
+class ThreadPool;
 
 enum class WeightType { kF32, kF16 };
 
@@ -15,8 +18,17 @@ enum class WeightType { kF32, kF16 };
 void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
              int64_t n1);
 
-// y[m * N + n] = sum_k x[m * K + k] * b[k * N + n]   for m in [m0, m1).
-void gemm_nn(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
+// y[m * N + n] = sum_k x[m * K + k] * b[k * N + n]   for m in [m0, m1), b in
+// its stored dtype (fp16 rows widened a slice at a time, never all of b).
+void gemm_nn(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0, int64_t m1);
+
+// Products of less work than this (in FLOP / 2) stay on the calling thread.
+constexpr int64_t kParallelFlops = 1 << 16;
+
+// Splits output features [0, n) over the pool for a product of `flops` work
+// (small ones stay on the calling thread) in chunks that are multiples of 12,
+// which keep the kernels' 3- and 4-row blocks whole: fn(n0, n1) per chunk.
+void parallel_output_rows(ThreadPool* pool, int64_t n, int64_t flops, const std::function<void(int64_t, int64_t)>& fn);
 
 // Per-ISA entry points (gemm_portable.cpp, gemm_avx2.cpp, gemm_avx512.cpp).
 void gemm_nt_portable(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
@@ -25,8 +37,10 @@ void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightTyp
                   int64_t n1);
 void gemm_nt_avx512(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
                     int64_t n0, int64_t n1);
-void gemm_nn_portable(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
-void gemm_nn_avx2(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
-void gemm_nn_avx512(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1);
+void gemm_nn_portable(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
+                      int64_t m1);
+void gemm_nn_avx2(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0, int64_t m1);
+void gemm_nn_avx512(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
+                    int64_t m1);
 
 }  // namespace staticllm::mil

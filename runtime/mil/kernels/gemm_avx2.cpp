@@ -76,8 +76,9 @@ void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightTyp
     nt(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
 }
 
-void gemm_nn_avx2(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1) {
-  detail::gemm_nn_body(x, K, b, N, y, m0, m1);
+void gemm_nn_avx2(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
+                  int64_t m1) {
+  detail::gemm_nn_body(x, K, b, bt, N, y, m0, m1);
 }
 
 }  // namespace staticllm::mil

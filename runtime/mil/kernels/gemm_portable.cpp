@@ -23,8 +23,9 @@ void gemm_nt_portable(const float* x, int64_t M, int64_t K, const void* w, Weigh
   }
 }
 
-void gemm_nn_portable(const float* x, int64_t K, const float* b, int64_t N, float* y, int64_t m0, int64_t m1) {
-  detail::gemm_nn_body(x, K, b, N, y, m0, m1);
+void gemm_nn_portable(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
+                      int64_t m1) {
+  detail::gemm_nn_body(x, K, b, bt, N, y, m0, m1);
 }
 
 }  // namespace staticllm::mil

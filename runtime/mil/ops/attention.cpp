@@ -60,7 +60,7 @@ void sdpa_batch(const SdpaPlan& p, const KernelCall& call, int qs, int ks, int v
     }
     for (int64_t s = 0; s < p.S; ++s) row[s] /= sum;
   }
-  gemm_nn(scores, p.S, v, p.Ev, out, 0, p.L);
+  gemm_nn(scores, p.S, v, WeightType::kF32, p.Ev, out, 0, p.L);
   store_run<float>(p.out_dtype, call.out(0).data(), b * p.L * p.Ev, p.L * p.Ev, out);
 }
 

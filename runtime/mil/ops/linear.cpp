@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mil/kernels/compressed.h"
 #include "mil/kernels/gemm.h"
 #include "mil/ops/elementwise_util.h"
 #include "mil/thread_pool.h"
@@ -13,29 +14,36 @@ namespace staticllm::mil {
 
 namespace {
 
-constexpr int64_t kParallelFlops = 1 << 16;  // below this a call stays on one thread
-
 bool is_gemm_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat32; }
 
 WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32; }
 
-// Rows of output features in multiples of 12 keep the kernels' 3- and 4-row blocks whole.
-void parallel_rows(ThreadPool* pool, int64_t n, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
-  if (pool == nullptr || work < kParallelFlops || n < 8) return fn(0, n);
-  int64_t blocks = (n + 11) / 12;
-  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 12, std::min(n, b1 * 12)); });
+// y[M, N] = x[M, K] W for W stored [K, N]: one row of W expanded at a time.
+void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, float* row) {
+  const int64_t K = w.rows, N = w.cols;
+  std::fill(y, y + M * N, 0.f);
+  for (int64_t k = 0; k < K; ++k) {
+    decode_compressed_rows(w, k, k + 1, row);
+    for (int64_t m = 0; m < M; ++m) {
+      const float a = x[m * K + k];
+      float* ym = y + m * N;
+      for (int64_t n = 0; n < N; ++n) ym[n] += a * row[n];
+    }
+  }
 }
 
-PlannedOp build_linear(OpPlanContext& ctx) {
+// y = x W^T (W stored [N, K]) or x W (W stored [K, N], compressed only),
+// for x [..., K] and a rank-2 weight, plus an optional bias.
+PlannedOp plan_weight_product(OpPlanContext& ctx, const std::string& w_param, bool nk, bool has_bias) {
   const ValueType& xt = ctx.type("x");
-  const ValueType& wt = ctx.type("weight");
-  if (!is_gemm_dtype(xt.dtype) || !is_gemm_dtype(wt.dtype)) ctx.fail("linear needs fp16 or fp32 x and weight");
-  if (xt.shape.empty() || wt.shape.size() != 2) ctx.fail("linear needs x of rank >= 1 and a rank-2 weight");
-  int64_t K = xt.shape.back(), N = wt.shape[0];
-  if (wt.shape[1] != K) {
+  const ValueType& wt = ctx.type(w_param);
+  const std::string what = ctx.op_type();
+  if (!is_gemm_dtype(xt.dtype) || !is_gemm_dtype(wt.dtype)) ctx.fail(what + " needs fp16 or fp32 x and weight");
+  if (xt.shape.empty() || wt.shape.size() != 2) ctx.fail(what + " needs x of rank >= 1 and a rank-2 weight");
+  int64_t K = xt.shape.back(), N = nk ? wt.shape[0] : wt.shape[1];
+  if ((nk ? wt.shape[1] : wt.shape[0]) != K) {
     ctx.fail("weight " + shape_to_string(wt.shape) + " does not match x " + shape_to_string(xt.shape));
   }
-  bool has_bias = ctx.has("bias");
   if (has_bias) {
     const ValueType& bt = ctx.type("bias");
     if (shape_numel(bt.shape) != N || !is_gemm_dtype(bt.dtype))
@@ -44,7 +52,9 @@ PlannedOp build_linear(OpPlanContext& ctx) {
   int64_t M = shape_numel(xt.shape) / std::max<int64_t>(K, 1);
   Shape out = xt.shape;
   out.back() = N;
-  int xs = ctx.input("x"), ws = ctx.input("weight"), bs = has_bias ? ctx.input("bias") : -1;
+  std::shared_ptr<const CompressedWeight> cw = ctx.compressed(w_param);  // read as stored, never expanded
+  if (!nk && !cw) ctx.fail("a [K, N] weight needs the compressed kernels");
+  int xs = ctx.input("x"), ws = cw ? -1 : ctx.input(w_param), bs = has_bias ? ctx.input("bias") : -1;
   bool x_f32 = xt.dtype == DType::kFloat32;
   bool out_f32 = xt.dtype == DType::kFloat32;
   WeightType wtype = weight_type(wt.dtype);
@@ -56,12 +66,20 @@ PlannedOp build_linear(OpPlanContext& ctx) {
     const float* x = x_f32 ? call.in(xs).data_as<float>() : scratch;
     if (!x_f32) half_to_float_n(call.in(xs).data_as<half_bits>(), scratch, M * K);
     float* y = out_f32 ? call.out(0).data_as<float>() : scratch + (x_f32 ? 0 : M * K);
-    const void* w = call.in(ws).data();
-    parallel_rows(call.pool, N, M * N * K, [&](int64_t n0, int64_t n1) { gemm_nt(x, M, K, w, wtype, y, N, n0, n1); });
+    float* spare = y + M * N;      // N floats
+    if (out_f32) spare = scratch;  // y lives in the output; scratch is free
+    if (!nk) {
+      gemm_nn_compressed(x, M, *cw, y, spare);
+    } else if (cw) {
+      parallel_output_rows(call.pool, N, M * N * K,
+                           [&](int64_t n0, int64_t n1) { gemm_nt_compressed(x, M, *cw, y, N, n0, n1); });
+    } else {
+      const void* w = call.in(ws).data();
+      parallel_output_rows(call.pool, N, M * N * K,
+                           [&](int64_t n0, int64_t n1) { gemm_nt(x, M, K, w, wtype, y, N, n0, n1); });
+    }
     if (bs >= 0) {
-      float* bias = y + M * N;
-      if (out_f32) bias = scratch;  // y lives in the output; scratch is free
-      const float* b = load_run<float>(call.in(bs).dtype(), call.in(bs).data(), 0, 1, N, bias);
+      const float* b = load_run<float>(call.in(bs).dtype(), call.in(bs).data(), 0, 1, N, spare);
       for (int64_t m = 0; m < M; ++m)
         for (int64_t n = 0; n < N; ++n) y[m * N + n] += b[n];
     }
@@ -70,8 +88,10 @@ PlannedOp build_linear(OpPlanContext& ctx) {
   return op;
 }
 
-// Batched matmul. Per batch: x as [M, K] fp32, y either [N, K] (transpose_y:
-// gemm_nt straight from the stored dtype) or [K, N] (widened, gemm_nn).
+PlannedOp build_linear(OpPlanContext& ctx) { return plan_weight_product(ctx, "weight", true, ctx.has("bias")); }
+
+// Batched matmul. Per batch: x as [M, K] fp32, y read in its stored dtype,
+// either [N, K] (transpose_y: gemm_nt) or [K, N] (gemm_nn).
 struct MatmulPlan {
   int64_t M = 0, K = 0, N = 0, batches = 1;
   bool tx = false, ty = false;
@@ -106,8 +126,7 @@ std::vector<int64_t> batch_offsets(const Shape& batch, const Shape& own, int64_t
 
 void matmul_batch(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor& out, int64_t b, float* scratch) {
   float* x = scratch;
-  float* ybuf = x + p.M * p.K;
-  float* o = ybuf + (p.ty ? 0 : p.K * p.N);
+  float* o = x + p.M * p.K;
   // x -> [M, K] fp32
   if (!p.tx) {
     const float* src = load_run<float>(p.x_dtype, xt.data(), p.x_batch[b], 1, p.M * p.K, x);
@@ -117,13 +136,12 @@ void matmul_batch(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tenso
   }
   bool out_f32 = p.out_dtype == DType::kFloat32;
   float* dst = out_f32 ? out.data_as<float>() + b * p.M * p.N : o;
+  const auto* base =
+      static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
   if (p.ty) {
-    const auto* base =
-        static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
     gemm_nt(x, p.M, p.K, base, weight_type(p.y_dtype), dst, p.N, 0, p.N);
   } else {
-    const float* y = load_run<float>(p.y_dtype, yt.data(), p.y_batch[b], 1, p.K * p.N, ybuf);
-    gemm_nn(x, p.K, y, p.N, dst, 0, p.M);
+    gemm_nn(x, p.K, base, weight_type(p.y_dtype), p.N, dst, 0, p.M);
   }
   if (!out_f32) store_run<float>(p.out_dtype, out.data(), b * p.M * p.N, p.M * p.N, dst);
 }
@@ -136,6 +154,8 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   MatmulPlan p;
   p.tx = ctx.const_bool_or("transpose_x", false);
   p.ty = ctx.const_bool_or("transpose_y", false);
+  // A compressed constant right-hand matrix is a weight: read as stored.
+  if (ctx.compressed("y") && yt.shape.size() == 2 && !p.tx) return plan_weight_product(ctx, "y", p.ty, false);
   size_t xr = xt.shape.size(), yr = yt.shape.size();
   p.M = p.tx ? xt.shape[xr - 1] : xt.shape[xr - 2];
   p.K = p.tx ? xt.shape[xr - 2] : xt.shape[xr - 1];
@@ -150,7 +170,7 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   p.x_dtype = xt.dtype;
   p.y_dtype = yt.dtype;
   p.out_dtype = xt.dtype;
-  p.per_slot = static_cast<size_t>(p.M * p.K + (p.ty ? 0 : p.K * p.N) + p.M * p.N) + 16;
+  p.per_slot = static_cast<size_t>(p.M * p.K + p.M * p.N) + 16;
   p.slots = std::max(1, default_thread_pool().size());
   Shape out = batch;
   out.push_back(p.M);

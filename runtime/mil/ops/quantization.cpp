@@ -1,8 +1,13 @@
 // Weight decompression ops. Their inputs are all constants, so the planner
-// folds them once when a method loads; the kernels favour clarity over speed.
+// folds them when a method loads. Where the result has the [rows, cols]
+// group structure the compressed kernels read (kernels/compressed.h), the
+// builder describes it and the planner keeps the weight as stored; the
+// dense kernels below serve every other case and favour clarity over speed.
 #include <algorithm>
 
+#include "mil/kernels/compressed.h"
 #include "mil/ops/elementwise_util.h"
+#include "mil/weight_store.h"
 #include "staticllm/errors.h"
 
 namespace staticllm::mil {
@@ -58,6 +63,94 @@ void store_floats(Tensor& out, const std::vector<float>& v) {
   store_run<float>(out.dtype(), out.data(), 0, static_cast<int64_t>(v.size()), v.data());
 }
 
+using WeightPtr = std::shared_ptr<CompressedWeight>;
+
+// Sets w's [rows, cols] view of `big` and the group grid of a per-group
+// parameter of shape `small`; false unless groups span whole trailing
+// dimensions (small[d] == 1 for d >= 2), as the kernels' grid needs.
+bool set_grid(const Shape& big, const Shape& small, CompressedWeight* w) {
+  if (big.size() < 2 || small.size() != big.size()) return false;
+  for (size_t d = 2; d < big.size(); ++d) {
+    if (small[d] != 1) return false;
+  }
+  for (size_t d = 0; d < 2; ++d) {
+    if (big[d] <= 0 || small[d] <= 0 || big[d] % small[d] != 0) return false;
+  }
+  w->rows = big[0];
+  w->cols = shape_numel(big) / big[0];
+  w->row_block = big[0] / small[0];
+  w->grid_cols = small[1];
+  w->col_block = w->cols / small[1];
+  return true;
+}
+
+// The integer codes of `param` as stored: packed sub-byte, or one per byte.
+bool set_codes(OpPlanContext& ctx, const std::string& param, CompressedWeight* w) {
+  if (const PackedInts* p = ctx.packed(param)) {
+    w->codes = p->bytes.data_as<uint8_t>();
+    w->bits = p->bits;
+    w->is_signed = p->is_signed;
+    w->keep.push_back(p->bytes);
+    return true;
+  }
+  if (ctx.compressed(param)) return false;  // itself a decompression: read dense
+  const Tensor* t = ctx.constant(param);
+  if (t == nullptr || (t->dtype() != DType::kInt8 && t->dtype() != DType::kUInt8)) return false;
+  w->codes = t->data_as<uint8_t>();
+  w->bits = 8;
+  w->is_signed = t->dtype() == DType::kInt8;
+  w->keep.push_back(*t);
+  return true;
+}
+
+// A small per-group constant (scale, offset, table), unpacked if sub-byte.
+const void* group_values(OpPlanContext& ctx, const std::string& param, CompressedWeight* w, DType* dtype) {
+  Tensor t;
+  if (const PackedInts* p = ctx.packed(param)) {
+    t = p->unpack();
+  } else if (const Tensor* c = ctx.constant(param)) {
+    t = *c;
+  } else {
+    return nullptr;
+  }
+  DType d = t.dtype();
+  if (d != DType::kFloat16 && d != DType::kFloat32 && d != DType::kInt8 && d != DType::kUInt8) return nullptr;
+  *dtype = d;
+  w->keep.push_back(t);
+  return t.data();
+}
+
+WeightPtr describe_shift_scale(OpPlanContext& ctx, const ValueType& out) {
+  auto w = std::make_shared<CompressedWeight>();
+  w->kind = CompressedWeight::Kind::kScale;
+  w->type = out;
+  const ValueType& st = ctx.type("scale");
+  if (!set_grid(ctx.type("data").shape, st.shape, w.get()) || !set_codes(ctx, "data", w.get())) return nullptr;
+  w->scale = group_values(ctx, "scale", w.get(), &w->scale_dtype);
+  if (w->scale == nullptr || !is_float_dtype(w->scale_dtype)) return nullptr;
+  if (ctx.has("offset")) {
+    if (ctx.type("offset").shape != st.shape) return nullptr;
+    w->offset = group_values(ctx, "offset", w.get(), &w->offset_dtype);
+    if (w->offset == nullptr) return nullptr;
+  }
+  return compressed_kernel_supports(*w) ? w : nullptr;
+}
+
+WeightPtr describe_lut(OpPlanContext& ctx, const ValueType& out) {
+  const ValueType& it = ctx.type("indices");
+  const ValueType& lt = ctx.type("lut");
+  const size_t rank = it.shape.size();
+  auto w = std::make_shared<CompressedWeight>();
+  w->kind = CompressedWeight::Kind::kLut;
+  w->type = out;
+  Shape groups(lt.shape.begin(), lt.shape.begin() + rank);
+  if (!set_grid(it.shape, groups, w.get()) || !set_codes(ctx, "indices", w.get()) || w->is_signed) return nullptr;
+  if (lt.shape[rank] != (int64_t{1} << w->bits)) return nullptr;  // every code indexes the table
+  w->lut = group_values(ctx, "lut", w.get(), &w->lut_dtype);
+  if (w->lut == nullptr || !is_float_dtype(w->lut_dtype)) return nullptr;
+  return compressed_kernel_supports(*w) ? w : nullptr;
+}
+
 PlannedOp build_blockwise_shift_scale(OpPlanContext& ctx) {
   const ValueType& dt = ctx.type("data");
   const ValueType& st = ctx.type("scale");
@@ -69,9 +162,10 @@ PlannedOp build_blockwise_shift_scale(OpPlanContext& ctx) {
   bool has_offset = ctx.has("offset");
   BlockIndex offset_index;
   if (has_offset && !offset_index.init(dt.shape, ctx.type("offset").shape)) ctx.fail("offset does not tile data");
-  int ds = ctx.input("data"), ss = ctx.input("scale"), os = has_offset ? ctx.input("offset") : -1;
   PlannedOp op;
   op.outputs.push_back({st.dtype, dt.shape});
+  op.compressed = describe_shift_scale(ctx, op.outputs[0]);
+  int ds = ctx.input("data"), ss = ctx.input("scale"), os = has_offset ? ctx.input("offset") : -1;
   op.run = [=](const KernelCall& call) {
     std::vector<float> data = as_floats(call.in(ds)), scale = as_floats(call.in(ss));
     std::vector<float> offset = os >= 0 ? as_floats(call.in(os)) : std::vector<float>();
@@ -98,10 +192,11 @@ PlannedOp build_lut_to_dense(OpPlanContext& ctx) {
   Shape groups(lt.shape.begin(), lt.shape.begin() + rank);
   BlockIndex group_index;
   if (!group_index.init(it.shape, groups)) ctx.fail("lut groups do not tile the indices");
-  int is = ctx.input("indices"), ls = ctx.input("lut");
-  std::string where = ctx.op_name();
   PlannedOp op;
   op.outputs.push_back({lt.dtype, it.shape});
+  op.compressed = describe_lut(ctx, op.outputs[0]);
+  int is = ctx.input("indices"), ls = ctx.input("lut");
+  std::string where = ctx.op_name();
   op.run = [=](const KernelCall& call) {
     std::vector<float> idx = as_floats(call.in(is)), lut = as_floats(call.in(ls));
     std::vector<float> out(idx.size());
@@ -113,6 +208,20 @@ PlannedOp build_lut_to_dense(OpPlanContext& ctx) {
     store_floats(call.out(0), out);
   };
   return op;
+}
+
+// (q - zero_point) * scale with both per tensor or both along the same axis.
+WeightPtr describe_affine(OpPlanContext& ctx, const ValueType& out, const Shape& tiles) {
+  auto w = std::make_shared<CompressedWeight>();
+  w->kind = CompressedWeight::Kind::kScale;
+  w->type = out;
+  if (!set_grid(ctx.type("quantized_data").shape, tiles, w.get()) || !set_codes(ctx, "quantized_data", w.get())) {
+    return nullptr;
+  }
+  w->scale = group_values(ctx, "scale", w.get(), &w->scale_dtype);
+  w->offset = group_values(ctx, "zero_point", w.get(), &w->offset_dtype);
+  if (w->scale == nullptr || !is_float_dtype(w->scale_dtype) || w->offset == nullptr) return nullptr;
+  return compressed_kernel_supports(*w) ? w : nullptr;
 }
 
 PlannedOp build_affine_dequantize(OpPlanContext& ctx) {
@@ -129,11 +238,13 @@ PlannedOp build_affine_dequantize(OpPlanContext& ctx) {
     return s;
   };
   BlockIndex si, zi;
-  si.init(qt.shape, tile_shape(st));
-  zi.init(qt.shape, tile_shape(ctx.type("zero_point")));
-  int qs = ctx.input("quantized_data"), ss = ctx.input("scale"), zs = ctx.input("zero_point");
+  Shape s_tiles = tile_shape(st), z_tiles = tile_shape(ctx.type("zero_point"));
+  si.init(qt.shape, s_tiles);
+  zi.init(qt.shape, z_tiles);
   PlannedOp op;
   op.outputs.push_back({st.dtype, qt.shape});
+  if (s_tiles == z_tiles) op.compressed = describe_affine(ctx, op.outputs[0], s_tiles);
+  int qs = ctx.input("quantized_data"), ss = ctx.input("scale"), zs = ctx.input("zero_point");
   op.run = [=](const KernelCall& call) {
     std::vector<float> q = as_floats(call.in(qs)), s = as_floats(call.in(ss)), z = as_floats(call.in(zs));
     std::vector<int64_t> zof(q.size());

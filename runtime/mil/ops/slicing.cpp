@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mil/kernels/compressed.h"
 #include "mil/ops/elementwise_util.h"
 #include "mil/ops/strided_copy.h"
 #include "staticllm/errors.h"
@@ -250,9 +251,24 @@ PlannedOp build_gather(OpPlanContext& ctx) {
   int64_t count = shape_numel(it.shape);
   int64_t chunk = inner * static_cast<int64_t>(dtype_size(xt.dtype));
   std::string where = "op '" + ctx.op_name() + "' (gather)";
-  int xs = ctx.input("x"), is = ctx.input("indices");
   PlannedOp op;
   op.outputs.push_back({xt.dtype, out});
+  if (auto cw = ctx.compressed("x"); cw && axis == 0) {  // embeddings: expand only the rows asked for
+    int is = ctx.input("indices");
+    op.scratch_bytes = static_cast<size_t>(inner) * sizeof(float);
+    op.run = [=](const KernelCall& call) {
+      const Tensor& idx = call.in(is);
+      for (int64_t j = 0; j < count; ++j) checked_index(read_index(idx, j), dim, where);
+      auto* row = static_cast<float*>(call.scratch);
+      for (int64_t j = 0; j < count; ++j) {
+        int64_t v = checked_index(read_index(idx, j), dim, where);
+        decode_compressed_rows(*cw, v, v + 1, row);
+        store_run<float>(xt.dtype, call.out(0).data(), j * inner, inner, row);
+      }
+    };
+    return op;
+  }
+  int xs = ctx.input("x"), is = ctx.input("indices");
   op.run = [=](const KernelCall& call) {
     const Tensor& idx = call.in(is);
     for (int64_t j = 0; j < count; ++j) checked_index(read_index(idx, j), dim, where);

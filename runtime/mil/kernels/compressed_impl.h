@@ -1,0 +1,452 @@
+// The compressed-weight kernels, written once against a vector interface
+// (Isa: IsaGeneric<N>, IsaAvx2, IsaAvx512) and instantiated per ISA file.
+//
+// A row of W(n, k) is walked in segments that share one group (one scale and
+// offset, or one lookup table). Inside a segment, whole vectors of codes are
+// expanded in registers; the few elements before the first byte-aligned code
+// and after the last whole vector go through the scalar decoder into a
+// partial vector. Small M (decode) multiplies the expanded vectors straight
+// into accumulators; larger M (prefill) expands a tile of rows into an
+// L1/L2-sized buffer once and runs the dense fp32 kernel over all of M.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "mil/half.h"
+#include "mil/kernels/compressed.h"
+#include "mil/kernels/gemm.h"
+
+namespace staticllm::mil::detail {
+
+inline float load_float(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::kFloat16: return half_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::kFloat32: return static_cast<const float*>(p)[i];
+    case DType::kInt8: return static_cast<const int8_t*>(p)[i];
+    case DType::kUInt8: return static_cast<const uint8_t*>(p)[i];
+    default: return 0.f;
+  }
+}
+
+// The code of element e (= n * cols + k), read bit by bit.
+inline int32_t code_at(const CompressedWeight& w, int64_t e) {
+  const uint64_t bit = static_cast<uint64_t>(e) * static_cast<uint64_t>(w.bits);
+  const uint32_t mask = w.bits >= 32 ? ~0u : (1u << w.bits) - 1u;
+  uint32_t word = w.codes[bit / 8];
+  if (bit % 8 + w.bits > 8) word |= static_cast<uint32_t>(w.codes[bit / 8 + 1]) << 8;
+  uint32_t v = (word >> (bit % 8)) & mask;
+  if (w.is_signed && (v >> (w.bits - 1)) != 0) v |= ~mask;
+  return static_cast<int32_t>(v);
+}
+
+// A per-group parameter (scale, offset, table entry) as float.
+template <class Isa>
+inline float param(const void* p, DType t, int64_t i) {
+  if (t == DType::kFloat16) return Isa::half(static_cast<const uint16_t*>(p)[i]);
+  return load_float(p, t, i);
+}
+
+// Decoders expand the codes of one group. The fused kernel asks for raw
+// values (raw(): SPLIT vectors for SPLIT * W codes) and turns a group's sum
+// of x * raw into its contribution once per group (finish()); the row walker
+// asks for final values in code order (vec(), value()).
+//
+// SPLIT 2 (4-bit codes): W bytes give the W even codes, then the W odd ones,
+// so the kernel reads x permuted the same way (see permute_pairs).
+
+// (code - offset) * scale = raw * s + b, raw = code + kBias: signed 4-bit
+// codes are read with their sign bit flipped (code + 8, no sign extension)
+// and the 8 moves into b.
+template <class Isa, int BITS, bool SIGNED, int SPLIT>
+struct ScaleDecoder {
+  using F = typename Isa::F;
+  static constexpr int kBits = BITS;
+  static constexpr int kSplit = SPLIT;
+  static constexpr int kBias = SPLIT == 2 && SIGNED ? 8 : 0;
+  float fs = 0.f, fb = 0.f;
+
+  void begin(const CompressedWeight& w, int64_t g) {
+    fs = param<Isa>(w.scale, w.scale_dtype, g);
+    const float off = w.offset != nullptr ? param<Isa>(w.offset, w.offset_dtype, g) : 0.f;
+    fb = -(off + kBias) * fs;
+  }
+  void raw(const uint8_t* p, F* out) const {
+    if constexpr (SPLIT == 2) {
+      typename Isa::I lo, hi;
+      Isa::template nibbles<SIGNED>(p, &lo, &hi);
+      out[0] = Isa::cvt(lo);
+      out[1] = Isa::cvt(hi);
+    } else {
+      out[0] = Isa::cvt(Isa::template codes<BITS, SIGNED>(p));
+    }
+  }
+  float raw_scalar(int32_t code) const { return static_cast<float>(code + kBias); }
+  // acc + s * sum(x * raw); the caller adds bias() * sum(x).
+  F scaled(F sum_xr, F acc) const { return Isa::fma(sum_xr, Isa::set1(fs), acc); }
+  float bias() const { return fb; }
+  // acc + s * sum(x * raw) + b * sum(x)
+  F finish(F sum_xr, F sum_x, F acc) const {
+    return Isa::fma(sum_xr, Isa::set1(fs), Isa::fma(sum_x, Isa::set1(fb), acc));
+  }
+  F vec(const uint8_t* p) const {
+    F r[SPLIT];
+    raw(p, r);
+    return Isa::fma(r[0], Isa::set1(fs), Isa::set1(fb));
+  }
+  float value(int32_t code) const { return raw_scalar(code) * fs + fb; }
+};
+
+// Table lookups: raw values are final.
+template <class Isa, int BITS, int SPLIT>
+struct LutDecoder {
+  using F = typename Isa::F;
+  static constexpr int kBits = BITS;
+  static constexpr int kSplit = SPLIT;
+  static constexpr int kEntries = 1 << BITS;
+  alignas(64) float table[std::max(kEntries, 64)];
+  typename Isa::template Lut<BITS> lut;
+  int64_t group = -1;
+
+  void begin(const CompressedWeight& w, int64_t g) {
+    if (g == group) return;
+    group = g;
+    for (int i = 0; i < kEntries; ++i) table[i] = param<Isa>(w.lut, w.lut_dtype, g * kEntries + i);
+    for (int i = kEntries; i < std::max(kEntries, 64); ++i) table[i] = 0.f;
+    lut = Isa::template make_lut<BITS>(table);
+  }
+  void raw(const uint8_t* p, F* out) const {
+    if constexpr (SPLIT == 2) {
+      typename Isa::I lo, hi;
+      Isa::template nibbles<false>(p, &lo, &hi);
+      out[0] = Isa::template lookup<BITS>(lut, lo);
+      out[1] = Isa::template lookup<BITS>(lut, hi);
+    } else {
+      out[0] = Isa::template lookup<BITS>(lut, Isa::template codes<BITS, false>(p));
+    }
+  }
+  float raw_scalar(int32_t code) const { return table[code]; }
+  F scaled(F sum_xr, F acc) const { return Isa::add(acc, sum_xr); }
+  float bias() const { return 0.f; }
+  F finish(F sum_xr, F /*sum_x*/, F acc) const { return Isa::add(acc, sum_xr); }
+  F vec(const uint8_t* p) const {
+    F r[SPLIT];
+    raw(p, r);
+    return r[0];
+  }
+  float value(int32_t code) const { return table[code]; }
+};
+
+// out[r] = expand(r, code) for the len (< W) codes of row n + r from column
+// k, read one at a time (where whole-vector expansion cannot start or end).
+template <class Isa, int NR, class Expand>
+inline void partial_vectors(const CompressedWeight& w, int64_t n, int64_t k, int len, Expand&& expand,
+                            typename Isa::F* out) {
+  alignas(64) float buf[NR][Isa::W];
+  for (int r = 0; r < NR; ++r) {
+    for (int i = 0; i < len; ++i) buf[r][i] = expand(r, code_at(w, (n + r) * w.cols + k + i));
+    out[r] = Isa::load_part(buf[r], len);
+  }
+}
+
+// Walks rows n .. n + NR - 1 together over k in code order (decoders with
+// SPLIT 1): body(k, wv) for whole vectors, part(k, len, wv) for partial
+// ones, wv[r] holding row n + r's weights.
+template <class Isa, class Dec, int NR, class Body, class Part>
+inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& body, Part&& part) {
+  using F = typename Isa::F;
+  constexpr int W = Isa::W;
+  constexpr int B = Dec::kBits;
+  static_assert(Dec::kSplit == 1, "the walker reads codes in order");
+  const int64_t K = w.cols;
+  // Whole-vector expansion needs byte-aligned codes at the same phase in every row.
+  const bool aligned_rows = (K * B) % 8 == 0;
+  auto scalar = [&](int64_t k, int len) {
+    F wv[NR];
+    partial_vectors<Isa, NR>(
+        w, n, k, len, [&](int r, int32_t code) { return dec[r].value(code); }, wv);
+    part(k, len, wv);
+  };
+  for (int64_t k0 = 0; k0 < K;) {
+    const int64_t gc = k0 / w.col_block;
+    const int64_t k1 = std::min(K, (gc + 1) * w.col_block);
+    for (int r = 0; r < NR; ++r) dec[r].begin(w, ((n + r) / w.row_block) * w.grid_cols + gc);
+    int64_t k = k0;
+    if (aligned_rows) {
+      int64_t head = 0;
+      while (k + head < k1 && ((k + head) * B) % 8 != 0) ++head;
+      if (head > 0) scalar(k, static_cast<int>(head));
+      k += head;
+      for (; k + W <= k1; k += W) {
+        F wv[NR];
+        for (int r = 0; r < NR; ++r) wv[r] = dec[r].vec(w.codes + ((n + r) * K + k) * B / 8);
+        body(k, wv);
+      }
+    }
+    for (; k < k1; k += W) scalar(k, static_cast<int>(std::min<int64_t>(W, k1 - k)));
+    k0 = k1;
+  }
+}
+
+// MB activation rows times NR weight rows, expanded in registers. Per group
+// (segment of a row sharing scale and offset, or table), sums of x * raw and
+// of x accumulate per vector lane; the group's scale and offset apply once
+// at its end. `xp` is x with each 2W-element chunk in the order of SPLIT 2.
+template <class Isa, class Dec, int MB, int NR>
+void fused_block(const float* x, const float* xp, const CompressedWeight& w, int64_t n, float* y, int64_t ldy) {
+  using F = typename Isa::F;
+  constexpr int W = Isa::W;
+  constexpr int B = Dec::kBits;
+  constexpr int S = Dec::kSplit;
+  const int64_t K = w.cols;
+  const bool aligned_rows = (K * B) % 8 == 0;
+  const uint8_t* rows[NR];
+  for (int r = 0; r < NR; ++r) rows[r] = w.codes + (n + r) * K * B / 8;  // used only when aligned
+  F acc[MB][NR];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = Isa::zero();
+  Dec dec[NR];
+  for (int64_t k0 = 0; k0 < K;) {
+    const int64_t gc = k0 / w.col_block;
+    const int64_t k1 = std::min(K, (gc + 1) * w.col_block);
+    for (int r = 0; r < NR; ++r) dec[r].begin(w, ((n + r) / w.row_block) * w.grid_cols + gc);
+    F sxr[MB][NR], sx[MB];
+    for (int m = 0; m < MB; ++m) {
+      sx[m] = Isa::zero();
+      for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::zero();
+    }
+    // Elements one at a time (before the first byte-aligned code, after the last vector).
+    auto scalar = [&](int64_t k, int len) {
+      F raw[NR];
+      partial_vectors<Isa, NR>(
+          w, n, k, len, [&](int r, int32_t code) { return dec[r].raw_scalar(code); }, raw);
+      for (int m = 0; m < MB; ++m) {
+        F xv = Isa::load_part(x + m * K + k, len);
+        sx[m] = Isa::add(sx[m], xv);
+        for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::fma(xv, raw[r], sxr[m][r]);
+      }
+    };
+    int64_t k = k0;
+    if (aligned_rows) {
+      int64_t head = 0;
+      while (k + head < k1 && ((k + head) * B) % 8 != 0) ++head;
+      if (head > 0) scalar(k, static_cast<int>(head));
+      k += head;
+      const float* xs = S == 2 ? xp : x;
+      for (; k + S * W <= k1; k += S * W) {
+        F raw[NR][S];
+        for (int r = 0; r < NR; ++r) dec[r].raw(rows[r] + k * B / 8, raw[r]);
+        for (int m = 0; m < MB; ++m) {
+          for (int j = 0; j < S; ++j) {
+            F xv = Isa::load(xs + m * K + k + j * W);
+            sx[m] = Isa::add(sx[m], xv);
+            for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::fma(xv, raw[r][j], sxr[m][r]);
+          }
+        }
+      }
+    }
+    for (; k < k1; k += W) scalar(k, static_cast<int>(std::min<int64_t>(W, k1 - k)));
+    for (int m = 0; m < MB; ++m)
+      for (int r = 0; r < NR; ++r) acc[m][r] = dec[r].finish(sxr[m][r], sx[m], acc[m][r]);
+    k0 = k1;
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) y[m * ldy + n + r] = Isa::hsum(acc[m][r]);
+}
+
+// Whether every group is a run of whole SPLIT * W-code vectors on
+// byte-aligned rows (the layouts the exporters write), for fused_block_whole.
+template <class Isa, int SPLIT>
+bool whole_groups(const CompressedWeight& w, int bits) {
+  return (w.cols * bits) % 8 == 0 && w.col_block % (SPLIT * Isa::W) == 0;
+}
+
+// fused_block for whole_groups() weights: no partial vectors, and no sums of
+// x in the inner loop: the offset term of group gc is bias() times
+// xsum[m * grid_cols + gc], the sum of x over the group, made once per call.
+template <class Isa, class Dec, int MB, int NR>
+void fused_block_whole(const float* xs, const float* xsum, const CompressedWeight& w, int64_t n, float* y,
+                       int64_t ldy) {
+  using F = typename Isa::F;
+  constexpr int W = Isa::W;
+  constexpr int B = Dec::kBits;
+  constexpr int S = Dec::kSplit;
+  const int64_t K = w.cols, G = w.grid_cols, cb = w.col_block;
+  const uint8_t* rows[NR];
+  int64_t group_row[NR];
+  for (int r = 0; r < NR; ++r) {
+    rows[r] = w.codes + (n + r) * K * B / 8;
+    group_row[r] = ((n + r) / w.row_block) * G;
+  }
+  F acc[MB][NR];
+  float bias[MB][NR] = {};
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = Isa::zero();
+  Dec dec[NR];
+  for (int64_t gc = 0; gc < G; ++gc) {
+    for (int r = 0; r < NR; ++r) dec[r].begin(w, group_row[r] + gc);
+    F sxr[MB][NR];
+    for (int m = 0; m < MB; ++m)
+      for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::zero();
+    for (int64_t k = gc * cb; k < (gc + 1) * cb; k += S * W) {
+      F raw[NR][S];
+      for (int r = 0; r < NR; ++r) dec[r].raw(rows[r] + k * B / 8, raw[r]);
+      for (int m = 0; m < MB; ++m) {
+        for (int j = 0; j < S; ++j) {
+          F xv = Isa::load(xs + m * K + k + j * W);
+          for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::fma(xv, raw[r][j], sxr[m][r]);
+        }
+      }
+    }
+    for (int m = 0; m < MB; ++m) {
+      for (int r = 0; r < NR; ++r) {
+        acc[m][r] = dec[r].scaled(sxr[m][r], acc[m][r]);
+        bias[m][r] += dec[r].bias() * xsum[m * G + gc];
+      }
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) y[m * ldy + n + r] = Isa::hsum(acc[m][r]) + bias[m][r];
+}
+
+template <class Isa, class Dec, int MB>
+void fused_rows(const float* x, const float* xp, const float* xsum, const CompressedWeight& w, float* y, int64_t ldy,
+                int64_t n0, int64_t n1) {
+  constexpr int NR = MB == 1 ? 4 : MB == 2 ? 2 : 1;  // MB * NR >= 3 independent accumulator chains
+  int64_t n = n0;
+  if (xsum != nullptr) {
+    const float* xs = Dec::kSplit == 2 ? xp : x;
+    for (; n + NR <= n1; n += NR) fused_block_whole<Isa, Dec, MB, NR>(xs, xsum, w, n, y, ldy);
+    for (; n < n1; ++n) fused_block_whole<Isa, Dec, MB, 1>(xs, xsum, w, n, y, ldy);
+    return;
+  }
+  for (; n + NR <= n1; n += NR) fused_block<Isa, Dec, MB, NR>(x, xp, w, n, y, ldy);
+  for (; n < n1; ++n) fused_block<Isa, Dec, MB, 1>(x, xp, w, n, y, ldy);
+}
+
+// x's rows with every whole 2W-element chunk reordered as its even
+// elements, then its odd ones (the order of 4-bit codes under SPLIT 2).
+template <int W>
+void permute_pairs(const float* x, int64_t M, int64_t K, float* out) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* src = x + m * K;
+    float* dst = out + m * K;
+    int64_t c = 0;
+    for (; c + 2 * W <= K; c += 2 * W) {
+      for (int j = 0; j < W; ++j) {
+        dst[c + j] = src[c + 2 * j];
+        dst[c + W + j] = src[c + 2 * j + 1];
+      }
+    }
+    for (; c < K; ++c) dst[c] = src[c];
+  }
+}
+
+template <class Isa, class Dec>
+void decode_rows(const CompressedWeight& w, int64_t n0, int64_t n1, float* out) {
+  using F = typename Isa::F;
+  for (int64_t n = n0; n < n1; ++n, out += w.cols) {
+    Dec dec[1];
+    walk_rows<Isa, Dec, 1>(
+        w, n, dec, [&](int64_t k, const F* wv) { Isa::store(out + k, wv[0]); },
+        [&](int64_t k, int len, const F* wv) { Isa::store_part(out + k, wv[0], len); });
+  }
+}
+
+using DenseNt = void (*)(const float*, int64_t, int64_t, const void*, WeightType, float*, int64_t, int64_t, int64_t);
+
+// Rows up to this many go through fused_rows; more share an expanded tile.
+constexpr int64_t kFusedMaxM = 4;
+
+// Fused products for small M (Dec may split codes).
+template <class Isa, class Dec>
+void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  const float* xp = x;
+  if constexpr (Dec::kSplit == 2) {
+    thread_local std::vector<float> permuted;
+    permuted.resize(static_cast<size_t>(M * w.cols));
+    permute_pairs<Isa::W>(x, M, w.cols, permuted.data());
+    xp = permuted.data();
+  }
+  const float* xsum = nullptr;
+  if (whole_groups<Isa, Dec::kSplit>(w, Dec::kBits)) {
+    thread_local std::vector<float> sums;
+    const int64_t G = w.grid_cols;
+    sums.assign(static_cast<size_t>(M * G), 0.f);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < w.cols; ++k) sums[m * G + k / w.col_block] += x[m * w.cols + k];
+    xsum = sums.data();
+  }
+  switch (M) {
+    case 1: return fused_rows<Isa, Dec, 1>(x, xp, xsum, w, y, ldy, n0, n1);
+    case 2: return fused_rows<Isa, Dec, 2>(x, xp, xsum, w, y, ldy, n0, n1);
+    case 3: return fused_rows<Isa, Dec, 3>(x, xp, xsum, w, y, ldy, n0, n1);
+    default: return fused_rows<Isa, Dec, 4>(x, xp, xsum, w, y, ldy, n0, n1);
+  }
+}
+
+// Larger M: a tile of 12 rows (the dense kernels' 3- and 4-row blocks) per
+// thread, expanded once and multiplied by all of x.
+template <class Isa, class Dec>
+void tiled_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0, int64_t n1,
+                DenseNt dense) {
+  constexpr int64_t kTileRows = 12;
+  thread_local std::vector<float> tile;
+  tile.resize(static_cast<size_t>(kTileRows * w.cols));
+  for (int64_t n = n0; n < n1; n += kTileRows) {
+    const int64_t nb = std::min(kTileRows, n1 - n);
+    decode_rows<Isa, Dec>(w, n, n + nb, tile.data());
+    dense(x, M, w.cols, tile.data(), WeightType::kF32, y + n, ldy, 0, nb);
+  }
+}
+
+template <class T>
+struct Tag {
+  using type = T;
+};
+
+// Calls fn(Tag<Dec>{}) with the decoder for w's kind and code width
+// (compressed_kernel_supports() lists the combinations). SPLIT 2 needs
+// 4-bit rows starting on a byte and groups of whole 2W-code chunks.
+template <class Isa, int SPLIT, class Fn>
+void with_decoder(const CompressedWeight& w, Fn&& fn) {
+  if (w.kind == CompressedWeight::Kind::kScale) {
+    if (w.bits == 8) {
+      return w.is_signed ? fn(Tag<ScaleDecoder<Isa, 8, true, 1>>{}) : fn(Tag<ScaleDecoder<Isa, 8, false, 1>>{});
+    }
+    return w.is_signed ? fn(Tag<ScaleDecoder<Isa, 4, true, SPLIT>>{}) : fn(Tag<ScaleDecoder<Isa, 4, false, SPLIT>>{});
+  }
+  switch (w.bits) {
+    case 1: return fn(Tag<LutDecoder<Isa, 1, 1>>{});
+    case 2: return fn(Tag<LutDecoder<Isa, 2, 1>>{});
+    case 3: return fn(Tag<LutDecoder<Isa, 3, 1>>{});
+    case 4: return fn(Tag<LutDecoder<Isa, 4, SPLIT>>{});
+    case 6: return fn(Tag<LutDecoder<Isa, 6, 1>>{});
+    default: return fn(Tag<LutDecoder<Isa, 8, 1>>{});
+  }
+}
+
+template <class Isa>
+bool can_split(const CompressedWeight& w) {
+  return w.bits == 4 && w.cols % 2 == 0 && w.col_block % (2 * Isa::W) == 0;
+}
+
+template <class Isa>
+void gemm_nt_compressed_impl(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0,
+                             int64_t n1, DenseNt dense) {
+  if (M > kFusedMaxM) {
+    return with_decoder<Isa, 1>(
+        w, [&](auto tag) { tiled_gemm<Isa, typename decltype(tag)::type>(x, M, w, y, ldy, n0, n1, dense); });
+  }
+  auto fused = [&](auto tag) { fused_gemm<Isa, typename decltype(tag)::type>(x, M, w, y, ldy, n0, n1); };
+  if (can_split<Isa>(w)) return with_decoder<Isa, 2>(w, fused);
+  with_decoder<Isa, 1>(w, fused);
+}
+
+template <class Isa>
+void decode_compressed_rows_impl(const CompressedWeight& w, int64_t n0, int64_t n1, float* out) {
+  with_decoder<Isa, 1>(w, [&](auto tag) { decode_rows<Isa, typename decltype(tag)::type>(w, n0, n1, out); });
+}
+
+}  // namespace staticllm::mil::detail

@@ -1,0 +1,16 @@
+// Compressed-weight kernels in plain C++ (8 lanes the compiler vectorises).
+#include "mil/kernels/compressed_impl.h"
+#include "mil/kernels/isa_generic.h"
+
+namespace staticllm::mil {
+
+void gemm_nt_compressed_portable(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy,
+                                 int64_t n0, int64_t n1) {
+  detail::gemm_nt_compressed_impl<IsaGeneric<8>>(x, M, w, y, ldy, n0, n1, gemm_nt_portable);
+}
+
+void decode_compressed_rows_portable(const CompressedWeight& w, int64_t n0, int64_t n1, float* out) {
+  detail::decode_compressed_rows_impl<IsaGeneric<8>>(w, n0, n1, out);
+}
+
+}  // namespace staticllm::mil

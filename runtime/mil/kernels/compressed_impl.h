@@ -153,6 +153,17 @@ inline void partial_vectors(const CompressedWeight& w, int64_t n, int64_t k, int
 // Walks rows n .. n + NR - 1 together over k in code order (decoders with
 // SPLIT 1): body(k, wv) for whole vectors, part(k, len, wv) for partial
 // ones, wv[r] holding row n + r's weights.
+// Hands `scalar` the elements from k up to the first whose code starts on a
+// byte (never past k1), so the vector loop that follows reads whole bytes;
+// returns where that loop starts.
+template <class Scalar>
+inline int64_t to_byte_boundary(int64_t k, int64_t k1, int bits, Scalar&& scalar) {
+  int64_t head = 0;
+  while (k + head < k1 && ((k + head) * bits) % 8 != 0) ++head;
+  if (head > 0) scalar(k, static_cast<int>(head));
+  return k + head;
+}
+
 template <class Isa, class Dec, int NR, class Body, class Part>
 inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& body, Part&& part) {
   using F = typename Isa::F;
@@ -174,10 +185,7 @@ inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& bod
     for (int r = 0; r < NR; ++r) dec[r].begin(w, ((n + r) / w.row_block) * w.grid_cols + gc);
     int64_t k = k0;
     if (aligned_rows) {
-      int64_t head = 0;
-      while (k + head < k1 && ((k + head) * B) % 8 != 0) ++head;
-      if (head > 0) scalar(k, static_cast<int>(head));
-      k += head;
+      k = to_byte_boundary(k, k1, B, scalar);
       for (; k + W <= k1; k += W) {
         F wv[NR];
         for (int r = 0; r < NR; ++r) wv[r] = dec[r].vec(w.codes + ((n + r) * K + k) * B / 8);
@@ -229,10 +237,7 @@ void fused_block(const float* x, const float* xp, const CompressedWeight& w, int
     };
     int64_t k = k0;
     if (aligned_rows) {
-      int64_t head = 0;
-      while (k + head < k1 && ((k + head) * B) % 8 != 0) ++head;
-      if (head > 0) scalar(k, static_cast<int>(head));
-      k += head;
+      k = to_byte_boundary(k, k1, B, scalar);
       const float* xs = S == 2 ? xp : x;
       for (; k + S * W <= k1; k += S * W) {
         F raw[NR][S];

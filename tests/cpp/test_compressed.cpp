@@ -129,7 +129,9 @@ Case make_case(const Spec& s, std::mt19937& gen) {
       w.offset = c.float_offsets.data();
       w.offset_dtype = DType::kFloat32;
     } else if (s.offset == 2) {
-      for (float o : offsets) c.int_offsets.push_back(static_cast<int8_t>(o));
+      // Unsigned codes reach 255: go through int32 so the byte keeps its bits
+      // (a float out of int8's range converted directly is undefined behaviour).
+      for (float o : offsets) c.int_offsets.push_back(static_cast<int8_t>(static_cast<int32_t>(o)));
       w.offset = c.int_offsets.data();
       w.offset_dtype = s.is_signed ? DType::kInt8 : DType::kUInt8;
     }

@@ -5,6 +5,7 @@ module."""
 from __future__ import annotations
 
 from staticllm._core import _testing
+
 from staticllm.bundle_layout import bundle_paths
 
 

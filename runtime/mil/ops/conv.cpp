@@ -372,8 +372,207 @@ PlannedOp build_conv(OpPlanContext& ctx) {
   return op;
 }
 
+// ---------------------------------------------------------------------------
+// conv_transpose
+
+struct TransposePlan {
+  Geometry g;                             // Axis::pad: output elements cropped before the first
+  int64_t cin_g = 1, cout_g = 1, nk = 1;  // channels per group; gemm width cout_g * kernel
+  int64_t tile = 1;                       // input positions per gemm
+  DType x_dtype = DType::kFloat32, w_dtype = DType::kFloat32;
+  int xs = -1, ws = -1, bs = -1;
+  int64_t xt_floats = 0, z_floats = 0, acc_floats = 0;  // scratch regions
+};
+
+// Output sizes and crops. Before output_shape or pad_type: the full result
+// of every input position is (in - 1) * stride + span long; custom crops
+// pad[2i] before and pad[2i + 1] after, valid nothing, same keeps in * stride
+// with the excess split as a same conv of that output would pad (the odd
+// element after). An output_shape longer than the cropped result is zero
+// (plus bias) at the end.
+void transpose_geometry(OpPlanContext& ctx, Common& c) {
+  const ValueType& wt = ctx.type("weight");
+  Geometry& g = c.g;
+  if (wt.shape[0] != g.c_in) {
+    ctx.fail("weight " + shape_to_string(wt.shape) + " must have the " + std::to_string(g.c_in) +
+             " input channels in dimension 0");
+  }
+  g.c_out = mul_size(ctx, wt.shape[1], g.groups);
+  const std::string pad_type = pad_type_of(ctx);
+  if (pad_type != "valid" && pad_type != "same" && pad_type != "custom") {
+    ctx.fail("pad_type '" + pad_type + "' is not supported for conv_transpose (valid, same, custom)");
+  }
+  const std::vector<int64_t> pad = pad_type == "custom" ? custom_pad(ctx, c.dims) : std::vector<int64_t>();
+  std::vector<int64_t> shape;
+  if (ctx.has("output_shape")) {
+    shape = ctx.const_ints("output_shape");
+    const size_t rank = c.dims + 2;
+    bool ok = shape.size() == rank && shape[0] == g.batch && shape[1] == g.c_out;
+    for (size_t i = 2; ok && i < shape.size(); ++i) ok = shape[i] >= 1 && shape[i] <= kSizeLimit;
+    if (!ok) {
+      ctx.fail("output_shape " + ints_to_string(shape) + " is not supported: it must be [" + std::to_string(g.batch) +
+               ", " + std::to_string(g.c_out) + ", " + std::to_string(c.dims) + " positive spatial sizes]");
+    }
+  }
+  const size_t skip = 3 - c.dims;
+  for (size_t i = 0; i < c.dims; ++i) {
+    Axis& a = g.ax[skip + i];
+    const int64_t full = add_size(ctx, mul_size(ctx, a.in - 1, a.stride), a.span());
+    if (pad_type == "custom") {
+      a.pad = pad[2 * i];
+      a.out = full - pad[2 * i] - pad[2 * i + 1];
+    } else if (pad_type == "same") {
+      a.out = mul_size(ctx, a.in, a.stride);
+    } else {
+      a.out = full;
+    }
+    if (!shape.empty()) a.out = shape[2 + i];
+    if (pad_type == "same") a.pad = std::max<int64_t>(0, full - a.out) / 2;
+    if (a.out < 1) {
+      ctx.fail("pad " + ints_to_string(pad) + " crops all of spatial dimension " + std::to_string(i) + " (" +
+               std::to_string(full) + " long)");
+    }
+  }
+}
+
+// The input positions [i0, i0 + t) of one batch as fp32 rows per group:
+// xt[(grp * tile + r) * cin_g + channel in group], for input channels [c0, c1).
+template <typename T>
+void gather_rows(const TransposePlan& p, const T* x, int64_t i0, int64_t t, float* xt, int64_t c0, int64_t c1) {
+  const int64_t in_size = p.g.in_size();
+  for (int64_t ci = c0; ci < c1; ++ci) {
+    const int64_t grp = ci / p.cin_g;
+    float* dst = xt + grp * p.tile * p.cin_g + (ci - grp * p.cin_g);
+    const T* src = x + ci * in_size + i0;
+    for (int64_t r = 0; r < t; ++r) dst[r * p.cin_g] = widen(src[r]);
+  }
+}
+
+// z[(grp * tile + r) * nk + co * kernel + k] = sum_c xt[grp, r, c] w[grp * cin_g + c, co, k]
+// for the flattened (group, row) items [j0, j1).
+void transpose_product(const TransposePlan& p, const float* xt, int64_t t, const void* w, float* z, int64_t j0,
+                       int64_t j1) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const WeightType wtype = p.w_dtype == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32;
+  for (int64_t j = j0; j < j1;) {
+    const int64_t grp = j / t, r0 = j % t, r1 = std::min(t, r0 + (j1 - j));
+    const void* wg = wb + grp * p.cin_g * p.nk * static_cast<int64_t>(dtype_size(p.w_dtype));
+    gemm_nn(xt + grp * p.tile * p.cin_g, p.cin_g, wg, wtype, p.nk, z + grp * p.tile * p.nk, r0, r1);
+    j += r1 - r0;
+  }
+}
+
+// acc[c, o] += z[grp, r, co * kernel + k] for every input position r of the
+// tile and kernel offset k that reach an output o, for channels [c0, c1).
+void col2im(const TransposePlan& p, const float* z, int64_t i0, int64_t t, float* acc, int64_t c0, int64_t c1) {
+  const auto& a = p.g.ax;
+  const int64_t kk = p.g.kernel_size(), P = p.g.out_size();
+  for (int64_t c = c0; c < c1; ++c) {
+    const int64_t grp = c / p.cout_g;
+    const float* zc = z + grp * p.tile * p.nk + (c - grp * p.cout_g) * kk;
+    float* out = acc + c * P;
+    int64_t id = i0 / (a[1].in * a[2].in), ih = (i0 / a[2].in) % a[1].in, iw = i0 % a[2].in;
+    for (int64_t r = 0; r < t; ++r) {
+      const float* zr = zc + r * p.nk;
+      for (int64_t kd = 0; kd < a[0].kernel; ++kd) {
+        const int64_t od = id * a[0].stride + kd * a[0].dilation - a[0].pad;
+        if (od < 0 || od >= a[0].out) continue;
+        for (int64_t kh = 0; kh < a[1].kernel; ++kh) {
+          const int64_t oh = ih * a[1].stride + kh * a[1].dilation - a[1].pad;
+          if (oh < 0 || oh >= a[1].out) continue;
+          float* row = out + (od * a[1].out + oh) * a[2].out;
+          const float* zk = zr + (kd * a[1].kernel + kh) * a[2].kernel;
+          int64_t ow = iw * a[2].stride - a[2].pad;
+          for (int64_t kw = 0; kw < a[2].kernel; ++kw, ow += a[2].dilation)
+            if (ow >= 0 && ow < a[2].out) row[ow] += zk[kw];
+        }
+      }
+      if (++iw == a[2].in) {
+        iw = 0;
+        if (++ih == a[1].in) {
+          ih = 0;
+          ++id;
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void run_transpose_typed(const TransposePlan& p, const KernelCall& call) {
+  auto* xt = static_cast<float*>(call.scratch);
+  float* z = xt + p.xt_floats;
+  float* acc_buf = z + p.z_floats;
+  const float* bias = load_bias(call, p.bs, p.g.c_out, acc_buf + p.acc_floats);
+  const T* x = call.in(p.xs).data_as<T>();
+  T* out = call.out(0).data_as<T>();
+  const void* w = call.in(p.ws).data();
+  const int64_t P = p.g.out_size(), Pin = p.g.in_size();
+  for (int64_t n = 0; n < p.g.batch; ++n) {
+    const T* xn = x + n * p.g.c_in * Pin;
+    T* on = out + n * p.g.c_out * P;
+    float* acc = std::is_same_v<T, float> ? reinterpret_cast<float*>(on) : acc_buf;
+    std::fill(acc, acc + p.g.c_out * P, 0.f);
+    for (int64_t i0 = 0; i0 < Pin; i0 += p.tile) {
+      const int64_t t = std::min(p.tile, Pin - i0);
+      split(call.pool, p.g.c_in, t * p.g.c_in, [&](int64_t c0, int64_t c1) { gather_rows(p, xn, i0, t, xt, c0, c1); });
+      split(call.pool, p.g.groups * t, t * p.g.c_in * p.nk,
+            [&](int64_t j0, int64_t j1) { transpose_product(p, xt, t, w, z, j0, j1); });
+      split(call.pool, p.g.c_out, t * p.g.c_out * p.g.kernel_size(),
+            [&](int64_t c0, int64_t c1) { col2im(p, z, i0, t, acc, c0, c1); });
+    }
+    split(call.pool, p.g.c_out, p.g.c_out * P, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        float* a = acc + c * P;
+        if (bias)
+          for (int64_t i = 0; i < P; ++i) a[i] += bias[c];
+        if constexpr (!std::is_same_v<T, float>) float_to_half_n(a, on + c * P, P);
+      }
+    });
+  }
+}
+
+PlannedOp build_conv_transpose(OpPlanContext& ctx) {
+  Common c = read_common(ctx);
+  transpose_geometry(ctx, c);
+  TransposePlan p;
+  p.g = c.g;
+  p.cin_g = p.g.c_in / p.g.groups;
+  p.cout_g = p.g.c_out / p.g.groups;
+  p.nk = mul_size(ctx, p.cout_g, p.g.kernel_size());
+  const int64_t P = mul_size(ctx, mul_size(ctx, p.g.ax[0].out, p.g.ax[1].out), p.g.ax[2].out);
+  mul_size(ctx, mul_size(ctx, p.g.batch, p.g.c_out), P);
+  // floats per input position: its row in every group and its gemm results
+  const int64_t per_row = add_size(ctx, p.g.c_in, mul_size(ctx, p.g.groups, p.nk));
+  p.tile = std::clamp<int64_t>(kTileFloats / per_row, 1, p.g.in_size());
+  p.xt_floats = lines(p.tile * p.g.c_in);
+  p.z_floats = lines(p.g.groups * p.tile * p.nk);
+  p.x_dtype = ctx.type("x").dtype;
+  p.w_dtype = ctx.type("weight").dtype;
+  p.acc_floats = p.x_dtype == DType::kFloat32 ? 0 : lines(mul_size(ctx, p.g.c_out, P));
+  p.xs = ctx.input("x");
+  p.ws = ctx.input("weight");
+  p.bs = plan_bias(ctx, p.g.c_out);
+  Shape out = {p.g.batch, p.g.c_out};
+  for (size_t i = 3 - c.dims; i < 3; ++i) out.push_back(p.g.ax[i].out);
+  PlannedOp op;
+  op.outputs.push_back({p.x_dtype, out});
+  op.scratch_bytes = static_cast<size_t>(p.xt_floats + p.z_floats + p.acc_floats + lines(p.g.c_out)) * sizeof(float);
+  op.run = [p](const KernelCall& call) {
+    if (p.x_dtype == DType::kFloat32) {
+      run_transpose_typed<float>(p, call);
+    } else {
+      run_transpose_typed<half_bits>(p, call);
+    }
+  };
+  return op;
+}
+
 }  // namespace
 
-void register_conv_ops(OpRegistry& r) { r.add("conv", build_conv); }
+void register_conv_ops(OpRegistry& r) {
+  r.add("conv", build_conv);
+  r.add("conv_transpose", build_conv_transpose);
+}
 
 }  // namespace staticllm::mil

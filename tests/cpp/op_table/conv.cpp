@@ -3,7 +3,7 @@
 // (depthwise included); every pad_type; with and without bias; the 1x1
 // (B, C, 1, S) layout of the Neural Engine export; a weight given at run time
 // and an fp16 weight under fp32 activations; sizes large enough to be split
-// over the thread pool.
+// over the thread pool. conv_transpose likewise, with output_shape.
 #include <algorithm>
 #include <array>
 
@@ -158,7 +158,102 @@ std::vector<Entry> convs() {
   };
 }
 
-[[maybe_unused]] const bool registered = add_entries(convs());
+// conv_transpose: out[n, g * C_out/g + o, p * stride + k * dilation - crop] +=
+// x[n, c, p] w[c, o, k] for the group's input channels c, with the crop and
+// output size coremltools defines for each pad_type (ops/defs/iOS15/conv.py)
+// and output_shape.
+Array conv_transpose_reference(const Inputs& in, const ConvArgs& a, const std::vector<double>& output_shape) {
+  const Array &x = in["x"], &w = in["weight"];
+  const size_t dims = x.shape.size() - 2, skip = 3 - dims;
+  const int64_t N = x.shape[0], C = x.shape[1], G = a.groups ? a.groups : 1, og = w.shape[1], O = og * G;
+  const int64_t cg = C / G;
+  std::array<RefAxis, 3> ax;
+  for (size_t i = 0; i < dims; ++i) {
+    RefAxis& r = ax[skip + i];
+    r.in = x.shape[2 + i];
+    r.kernel = w.shape[2 + i];
+    r.stride = a.strides.empty() ? 1 : static_cast<int64_t>(a.strides[i]);
+    r.dilation = a.dilations.empty() ? 1 : static_cast<int64_t>(a.dilations[i]);
+    const int64_t full = (r.in - 1) * r.stride + (r.kernel - 1) * r.dilation + 1;
+    if (a.pad_type == "custom") {
+      r.pad = static_cast<int64_t>(a.pad[2 * i]);
+      r.out = full - r.pad - static_cast<int64_t>(a.pad[2 * i + 1]);
+    } else {
+      r.out = a.pad_type == "same" ? r.in * r.stride : full;
+    }
+    if (!output_shape.empty()) r.out = static_cast<int64_t>(output_shape[2 + i]);
+    if (a.pad_type == "same") r.pad = std::max<int64_t>(0, full - r.out) / 2;
+  }
+  Shape out_shape = {N, O};
+  for (size_t i = skip; i < 3; ++i) out_shape.push_back(ax[i].out);
+  Array y{x.dtype, out_shape, std::vector<double>(static_cast<size_t>(shape_numel(out_shape)))};
+  const int64_t P = ax[0].out * ax[1].out * ax[2].out;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o) {
+      double* yo = y.v.data() + (n * O + o) * P;
+      if (in.has("bias")) std::fill(yo, yo + P, in["bias"].v[o]);
+      for (int64_t c = 0; c < cg; ++c) {
+        const int64_t ci = (o / og) * cg + c;
+        for (int64_t id = 0; id < ax[0].in; ++id)
+          for (int64_t ih = 0; ih < ax[1].in; ++ih)
+            for (int64_t iw = 0; iw < ax[2].in; ++iw)
+              for (int64_t kd = 0; kd < ax[0].kernel; ++kd)
+                for (int64_t kh = 0; kh < ax[1].kernel; ++kh)
+                  for (int64_t kw = 0; kw < ax[2].kernel; ++kw) {
+                    const int64_t od = id * ax[0].stride + kd * ax[0].dilation - ax[0].pad;
+                    const int64_t oh = ih * ax[1].stride + kh * ax[1].dilation - ax[1].pad;
+                    const int64_t ow = iw * ax[2].stride + kw * ax[2].dilation - ax[2].pad;
+                    if (od < 0 || od >= ax[0].out || oh < 0 || oh >= ax[1].out || ow < 0 || ow >= ax[2].out) continue;
+                    yo[(od * ax[1].out + oh) * ax[2].out + ow] +=
+                        x.v[(((n * C + ci) * ax[0].in + id) * ax[1].in + ih) * ax[2].in + iw] *
+                        w.v[(((ci * og + o % og) * ax[0].kernel + kd) * ax[1].kernel + kh) * ax[2].kernel + kw];
+                  }
+      }
+    }
+  return y;
+}
+
+Entry conv_transpose(const std::string& what, Shape x, Shape w, ConvArgs a, bool bias, uint32_t seed,
+                     std::vector<double> output_shape = {}) {
+  const int64_t c_out = w[1] * (a.groups ? a.groups : 1);
+  Entry e =
+      op("conv_transpose", what).in("x", values(std::move(x), seed)).konst("weight", values(std::move(w), seed + 1));
+  if (bias) e.konst("bias", values({c_out}, seed + 2));
+  if (!output_shape.empty()) e.ints("output_shape", output_shape);
+  with_args(e, a);
+  return e
+      .reference([a, output_shape](const Inputs& in) {
+        return std::vector<Array>{conv_transpose_reference(in, a, output_shape)};
+      })
+      .tol32(1e-5, 1e-5)
+      .tol16(1e-3, 2e-3);
+}
+
+std::vector<Entry> conv_transposes() {
+  return {
+      conv_transpose("1D valid, stride 2, bias", {2, 3, 5}, {3, 2, 3}, {{2}, {}, {}, "valid", 0}, true, 60),
+      conv_transpose("2D custom pad [1, 1, 0, 1], strides [2, 3], dilations [1, 2], groups 2", {1, 4, 4, 5},
+                     {4, 3, 2, 3}, {{2, 3}, {1, 2}, {1, 1, 0, 1}, "custom", 2}, true, 63),
+      conv_transpose("2D same, stride 2, even kernel: the odd crop element after", {1, 2, 3, 4}, {2, 3, 4, 3},
+                     {{2, 2}, {}, {}, "same", 0}, false, 66),
+      conv_transpose("2D same with a kernel shorter than the stride: zeros at the end", {1, 2, 3, 3}, {2, 2, 1, 2},
+                     {{3, 3}, {}, {}, "same", 0}, true, 69),
+      conv_transpose("valid with an output_shape one longer than the result", {1, 2, 4}, {2, 3, 3},
+                     {{2}, {}, {}, "valid", 0}, false, 72, {1, 3, 10}),
+      conv_transpose("same with an output_shape shorter than in * stride", {1, 2, 4, 3}, {2, 2, 3, 3},
+                     {{2, 2}, {}, {}, "same", 0}, false, 75, {1, 2, 7, 5}),
+      conv_transpose("custom pad with its own output_shape (as the torch frontend writes it)", {1, 2, 5}, {2, 2, 4},
+                     {{2}, {}, {1, 2}, "custom", 0}, true, 78, {1, 2, 9}),
+      conv_transpose("3D custom pad, strides [1, 2, 1], groups 2", {1, 2, 3, 4, 3}, {2, 2, 2, 2, 3},
+                     {{1, 2, 1}, {}, {0, 1, 1, 0, 0, 0}, "custom", 2}, true, 81),
+      conv_transpose("depthwise (groups = C), same, stride 2", {1, 3, 6, 5}, {3, 1, 3, 3}, {{2, 2}, {}, {}, "same", 3},
+                     true, 84),
+      conv_transpose("16 -> 8 channels, 4x4 stride 2 on 12 x 12: split over the thread pool", {1, 16, 12, 12},
+                     {16, 8, 4, 4}, {{2, 2}, {}, {1, 1, 1, 1}, "custom", 0}, true, 87),
+  };
+}
+
+[[maybe_unused]] const bool registered = add_entries(convs()) && add_entries(conv_transposes());
 
 }  // namespace
 }  // namespace staticllm::test::optable

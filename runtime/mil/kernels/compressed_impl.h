@@ -197,6 +197,15 @@ inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& bod
   }
 }
 
+// Fetches the codes of the next NR rows (contiguous after rows n .. n + NR - 1)
+// at the pace these are read: `done` bytes of each row read so far, `step`
+// more now. Decode reads every weight once, in rows too short for the
+// hardware prefetcher to lock on to.
+template <int NR>
+inline void prefetch_next_rows(const uint8_t* next, int64_t done, int step) {
+  for (int b = 0; b < NR * step; b += 64) __builtin_prefetch(next + done * NR + b);
+}
+
 // MB activation rows times NR weight rows, expanded in registers. Per group
 // (segment of a row sharing scale and offset, or table), sums of x * raw and
 // of x accumulate per vector lane; the group's scale and offset apply once
@@ -211,6 +220,7 @@ void fused_block(const float* x, const float* xp, const CompressedWeight& w, int
   const bool aligned_rows = (K * B) % 8 == 0;
   const uint8_t* rows[NR];
   for (int r = 0; r < NR; ++r) rows[r] = w.codes + (n + r) * K * B / 8;  // used only when aligned
+  const uint8_t* next = w.codes + (n + NR) * K * B / 8;
   F acc[MB][NR];
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < NR; ++r) acc[m][r] = Isa::zero();
@@ -240,6 +250,7 @@ void fused_block(const float* x, const float* xp, const CompressedWeight& w, int
       k = to_byte_boundary(k, k1, B, scalar);
       const float* xs = S == 2 ? xp : x;
       for (; k + S * W <= k1; k += S * W) {
+        prefetch_next_rows<NR>(next, k * B / 8, S * W * B / 8);
         F raw[NR][S];
         for (int r = 0; r < NR; ++r) dec[r].raw(rows[r] + k * B / 8, raw[r]);
         for (int m = 0; m < MB; ++m) {
@@ -284,6 +295,7 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     rows[r] = w.codes + (n + r) * K * B / 8;
     group_row[r] = ((n + r) / w.row_block) * G;
   }
+  const uint8_t* next = w.codes + (n + NR) * K * B / 8;
   F acc[MB][NR];
   float bias[MB][NR] = {};
   for (int m = 0; m < MB; ++m)
@@ -295,6 +307,7 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     for (int m = 0; m < MB; ++m)
       for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::zero();
     for (int64_t k = gc * cb; k < (gc + 1) * cb; k += S * W) {
+      prefetch_next_rows<NR>(next, k * B / 8, S * W * B / 8);
       F raw[NR][S];
       for (int r = 0; r < NR; ++r) dec[r].raw(rows[r] + k * B / 8, raw[r]);
       for (int m = 0; m < MB; ++m) {

@@ -211,7 +211,7 @@ TEST_CASE("compressed gemm matches the dense product at every SIMD level", "[com
   std::normal_distribution<float> normal(0.f, 1.f);
   for (const Spec& s : specs()) {
     Case c = make_case(s, gen);
-    for (int64_t M : {1, 2, 3, 4, 5, 9}) {  // the fused (M <= 4) and tiled paths
+    for (int64_t M : {1, 2, 3, 4, 5, 9, 17}) {  // the fused (M <= 4), tiled and tiled panel (M >= 16) paths
       std::vector<float> x(static_cast<size_t>(M * s.cols));
       for (auto& v : x) v = normal(gen);
       for (const Level& level : levels()) {

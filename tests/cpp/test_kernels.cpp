@@ -45,7 +45,10 @@ std::vector<std::pair<const char*, NnKernel>> nn_kernels() {
 TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD level", "[kernels]") {
   std::mt19937 gen(7);
   std::normal_distribution<float> dist(0.f, 1.f);
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13}, {5, 64, 9}, {3, 100, 33}, {9, 17, 4}}) {
+  // M >= 16: the panel path (weight rows transposed W x W, column panels of
+  // 2W with partial ones, row blocks with every tail length).
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{
+           {1, 37, 13}, {5, 64, 9}, {3, 100, 33}, {9, 17, 4}, {16, 5, 70}, {23, 37, 33}, {47, 64, 16}}) {
     std::vector<float> x(M * K), w(N * K);
     std::vector<uint16_t> wh(N * K);
     for (auto& v : x) v = dist(gen);
@@ -75,7 +78,8 @@ TEST_CASE("gemm_nn matches the reference for fp32 and fp16 right-hand sides at e
   std::mt19937 gen(8);
   std::normal_distribution<float> dist(0.f, 1.f);
   // N = 300: more than one 256-column slice, the second one partial.
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13}, {5, 64, 300}, {3, 9, 7}}) {
+  // Every row-block tail (up to 8 rows), and column panels whole and partial.
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13}, {5, 64, 300}, {3, 9, 7}, {18, 20, 41}}) {
     std::vector<float> x(M * K), b(K * N);
     std::vector<uint16_t> bh(K * N);
     for (auto& v : x) v = dist(gen);

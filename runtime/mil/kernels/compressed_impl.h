@@ -404,12 +404,12 @@ void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
   }
 }
 
-// Larger M: a tile of 12 rows (the dense kernels' 3- and 4-row blocks) per
-// thread, expanded once and multiplied by all of x.
+// Larger M: a tile of 32 rows (whole panels of the dense kernels at every
+// SIMD level) per thread, expanded once and multiplied by all of x.
 template <class Isa, class Dec>
 void tiled_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0, int64_t n1,
                 DenseNt dense) {
-  constexpr int64_t kTileRows = 12;
+  constexpr int64_t kTileRows = 32;
   thread_local std::vector<float> tile;
   tile.resize(static_cast<size_t>(kTileRows * w.cols));
   for (int64_t n = n0; n < n1; n += kTileRows) {

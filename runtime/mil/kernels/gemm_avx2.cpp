@@ -3,7 +3,8 @@
 
 #include "mil/half.h"
 #include "mil/kernels/gemm.h"
-#include "mil/kernels/gemm_nn_impl.h"
+#include "mil/kernels/gemm_panel_impl.h"
+#include "mil/kernels/isa_avx2.h"
 
 namespace staticllm::mil {
 
@@ -88,6 +89,11 @@ void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy,
 
 void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
                   int64_t n1) {
+  if (M >= detail::kPanelMinM) {
+    if (wt == WeightType::kF32)
+      return detail::gemm_nt_panels<IsaAvx2>(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
+    return detail::gemm_nt_panels<IsaAvx2>(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
+  }
   if (wt == WeightType::kF32)
     nt(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
   else
@@ -96,7 +102,8 @@ void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightTyp
 
 void gemm_nn_avx2(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
                   int64_t m1) {
-  detail::gemm_nn_body(x, K, b, bt, N, y, m0, m1);
+  if (bt == WeightType::kF32) return detail::gemm_nn_panels<IsaAvx2>(x, K, static_cast<const float*>(b), N, y, m0, m1);
+  detail::gemm_nn_panels<IsaAvx2>(x, K, static_cast<const uint16_t*>(b), N, y, m0, m1);
 }
 
 }  // namespace staticllm::mil

@@ -29,6 +29,35 @@ struct IsaAvx2 {
     return _mm_cvtss_f32(s);
   }
   static F cvt(I a) { return _mm256_cvtepi32_ps(a); }
+  static F load_half(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_half_part(const uint16_t* p, int n) {  // reads only n halves
+    alignas(16) uint16_t buf[8] = {};
+    std::memcpy(buf, p, static_cast<size_t>(n) * sizeof(uint16_t));
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(buf)));
+  }
+  // r[i][j] <- r[j][i]: 32-bit, then 64-bit interleaves within 128-bit lanes
+  // (u[4g + j] lane L holds column 4L + j of rows 4g .. 4g + 3), then one
+  // 128-bit lane exchange.
+  static void transpose(F (&r)[W]) {
+    F t[W], u[W];
+    for (int i = 0; i < W; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < W; g += 4) {
+      auto pd = [](F a) { return _mm256_castps_pd(a); };
+      u[g + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(pd(t[g + 1]), pd(t[g + 3])));
+      u[g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(pd(t[g + 1]), pd(t[g + 3])));
+    }
+    for (int j = 0; j < 4; ++j) {
+      r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+      r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+  }
 
   template <int BITS, bool SIGNED>
   static I codes(const uint8_t* p) {

@@ -24,6 +24,37 @@ struct IsaAvx512 {
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static float hsum(F v) { return _mm512_reduce_add_ps(v); }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
+  static F load_half(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static F load_half_part(const uint16_t* p, int n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(part_mask(n), p));
+  }
+  // r[i][j] <- r[j][i]: 32-bit, then 64-bit interleaves within 128-bit lanes
+  // (u[4g + j] lane L holds column 4L + j of rows 4g .. 4g + 3), then two
+  // rounds of 128-bit lane shuffles gather each column's four pieces.
+  static void transpose(F (&r)[W]) {
+    F t[W], u[W];
+    for (int i = 0; i < W; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < W; g += 4) {
+      auto pd = [](F a) { return _mm512_castps_pd(a); };
+      u[g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[g + 1]), pd(t[g + 3])));
+      u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[g + 1]), pd(t[g + 3])));
+    }
+    for (int j = 0; j < 4; ++j) {
+      F s0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), s1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+      F s2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), s3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+      r[j] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+      r[8 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+      r[4 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+      r[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+    }
+  }
 
   template <int BITS, bool SIGNED>
   static I codes(const uint8_t* p) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "mil/half.h"
 
@@ -61,6 +62,16 @@ struct IsaGeneric {
     F r;
     for (int i = 0; i < N; ++i) r.v[i] = static_cast<float>(a.v[i]);
     return r;
+  }
+  static F load_half(const uint16_t* p) { return load_half_part(p, N); }
+  static F load_half_part(const uint16_t* p, int n) {  // n (<= N) halves, the other lanes 0
+    F r = zero();
+    for (int i = 0; i < n; ++i) r.v[i] = half_to_float(p[i]);
+    return r;
+  }
+  static void transpose(F (&r)[N]) {  // r[i].v[j] <- r[j].v[i]
+    for (int i = 0; i < N; ++i)
+      for (int j = i + 1; j < N; ++j) std::swap(r[i].v[j], r[j].v[i]);
   }
 
   // N codes of BITS bits from the N * BITS / 8 bytes at p (least significant

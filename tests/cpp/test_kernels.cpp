@@ -3,8 +3,10 @@
 // thread pool under concurrent callers.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "mil/cpu_features.h"
 #include "mil/half.h"
 #include "mil/kernels/gemm.h"
+#include "mil/kernels/softmax.h"
 #include "mil/thread_pool.h"
 
 using namespace staticllm::mil;
@@ -167,4 +170,47 @@ TEST_CASE("SIMD level follows CPUID and what the OS saves (XCR0)", "[kernels]") 
   SimdLevel expected = avx512 ? SimdLevel::kAvx512 : avx2 ? SimdLevel::kAvx2 : SimdLevel::kPortable;
   REQUIRE(simd_level_from_cpuid(read_cpuid()) == expected);
 #endif
+}
+
+TEST_CASE("softmax rows match the double-precision reference at every SIMD level", "[kernels]") {
+  using RowKernel = void (*)(const float*, float*, int64_t);
+  std::vector<std::pair<const char*, RowKernel>> kernels = {{"portable", softmax_row_portable}};
+#if defined(STATICLLM_X86_SIMD)
+  if (simd_level() >= SimdLevel::kAvx2) kernels.push_back({"avx2", softmax_row_avx2});
+  if (simd_level() >= SimdLevel::kAvx512) kernels.push_back({"avx512", softmax_row_avx512});
+#endif
+  std::mt19937 gen(9);
+  std::normal_distribution<float> dist(0.f, 8.f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 33, 300}) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = dist(gen);
+    for (int64_t i = 1; i < n; i += 3) x[i] = -inf;  // masked scores: exactly 0
+    if (n > 4) x[4] = -95.f;                         // e^(x - max) below the smallest normal float
+    double mx = -inf, sum = 0;
+    for (float v : x) mx = std::max<double>(mx, v);
+    for (float v : x) sum += std::exp(static_cast<double>(v) - mx);
+    for (auto [name, kernel] : kernels) {
+      std::vector<float> out(n, -1.f);
+      kernel(x.data(), out.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double ref = std::exp(static_cast<double>(x[i]) - mx) / sum;
+        INFO(name << " n=" << n << " i=" << i << " x=" << x[i]);
+        if (x[i] == -inf) {
+          REQUIRE(out[i] == 0.f);
+        } else {
+          // a few ulp, plus the rounding of x - max in float (relative |x - max| * 2^-24)
+          const double tol = ref * (1e-6 + 1.2e-7 * std::abs(x[i] - mx)) + 1e-38;
+          REQUIRE(std::abs(out[i] - ref) <= tol);
+        }
+      }
+    }
+  }
+  for (auto [name, kernel] : kernels) {  // every score masked: NaN, as the naive formula gives
+    std::vector<float> x(20, -inf), out(20);
+    kernel(x.data(), out.data(), 20);
+    INFO(name);
+    REQUIRE(std::isnan(out[0]));
+    REQUIRE(std::isnan(out[19]));
+  }
 }

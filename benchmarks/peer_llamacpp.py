@@ -175,16 +175,24 @@ def run_llamacpp(model: Path, prompt: list[int], args: argparse.Namespace) -> di
     )
     load_s = time.perf_counter() - t0
     rss_load = peak_rss_mib()
+    n_vocab = llm.n_vocab()
+
+    def next_token() -> int:
+        # Llama.eval keeps no logits unless logits_all (which would make
+        # llama.cpp compute the LM head for every prompt row): read the last
+        # row from the context, as llama.cpp's own sampler does.
+        row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return int(np.argmax(np.ctypeslib.as_array(row, shape=(n_vocab,))))
 
     def generate() -> tuple[float, float]:
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(prompt)
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        token = next_token()
         t1 = time.perf_counter()
         for _ in range(args.gen_tokens - 1):
             llm.eval([token])
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            token = next_token()
         t2 = time.perf_counter()
         return len(prompt) / (t1 - t0), (args.gen_tokens - 1) / (t2 - t1)
 

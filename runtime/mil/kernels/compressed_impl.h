@@ -150,9 +150,9 @@ inline void partial_vectors(const CompressedWeight& w, int64_t n, int64_t k, int
   }
 }
 
-// Walks rows n .. n + NR - 1 together over k in code order (decoders with
-// SPLIT 1): body(k, wv) for whole vectors, part(k, len, wv) for partial
-// ones, wv[r] holding row n + r's weights.
+// Walks rows n .. n + NR - 1 together over columns k in [c0, c1) in code
+// order (decoders with SPLIT 1): body(k, wv) for whole vectors, part(k, len,
+// wv) for partial ones, wv[r] holding row n + r's weights.
 // Hands `scalar` the elements from k up to the first whose code starts on a
 // byte (never past k1), so the vector loop that follows reads whole bytes;
 // returns where that loop starts.
@@ -165,7 +165,8 @@ inline int64_t to_byte_boundary(int64_t k, int64_t k1, int bits, Scalar&& scalar
 }
 
 template <class Isa, class Dec, int NR, class Body, class Part>
-inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& body, Part&& part) {
+inline void walk_rows(const CompressedWeight& w, int64_t n, int64_t c0, int64_t c1, Dec* dec, Body&& body,
+                      Part&& part) {
   using F = typename Isa::F;
   constexpr int W = Isa::W;
   constexpr int B = Dec::kBits;
@@ -179,9 +180,9 @@ inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& bod
         w, n, k, len, [&](int r, int32_t code) { return dec[r].value(code); }, wv);
     part(k, len, wv);
   };
-  for (int64_t k0 = 0; k0 < K;) {
+  for (int64_t k0 = c0; k0 < c1;) {
     const int64_t gc = k0 / w.col_block;
-    const int64_t k1 = std::min(K, (gc + 1) * w.col_block);
+    const int64_t k1 = std::min(c1, (gc + 1) * w.col_block);
     for (int r = 0; r < NR; ++r) dec[r].begin(w, ((n + r) / w.row_block) * w.grid_cols + gc);
     int64_t k = k0;
     if (aligned_rows) {
@@ -361,14 +362,15 @@ void permute_pairs(const float* x, int64_t M, int64_t K, float* out) {
   }
 }
 
+// out[(n - n0) * (c1 - c0) + k - c0] = W(n, k) for n in [n0, n1), k in [c0, c1).
 template <class Isa, class Dec>
-void decode_rows(const CompressedWeight& w, int64_t n0, int64_t n1, float* out) {
+void decode_rows(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1, float* out) {
   using F = typename Isa::F;
-  for (int64_t n = n0; n < n1; ++n, out += w.cols) {
+  for (int64_t n = n0; n < n1; ++n, out += c1 - c0) {
     Dec dec[1];
     walk_rows<Isa, Dec, 1>(
-        w, n, dec, [&](int64_t k, const F* wv) { Isa::store(out + k, wv[0]); },
-        [&](int64_t k, int len, const F* wv) { Isa::store_part(out + k, wv[0], len); });
+        w, n, c0, c1, dec, [&](int64_t k, const F* wv) { Isa::store(out + (k - c0), wv[0]); },
+        [&](int64_t k, int len, const F* wv) { Isa::store_part(out + (k - c0), wv[0], len); });
   }
 }
 
@@ -414,7 +416,7 @@ void tiled_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
   tile.resize(static_cast<size_t>(kTileRows * w.cols));
   for (int64_t n = n0; n < n1; n += kTileRows) {
     const int64_t nb = std::min(kTileRows, n1 - n);
-    decode_rows<Isa, Dec>(w, n, n + nb, tile.data());
+    decode_rows<Isa, Dec>(w, n, n + nb, 0, w.cols, tile.data());
     dense(x, M, w.cols, tile.data(), WeightType::kF32, y + n, ldy, 0, nb);
   }
 }
@@ -463,8 +465,14 @@ void gemm_nt_compressed_impl(const float* x, int64_t M, const CompressedWeight& 
 }
 
 template <class Isa>
+void decode_compressed_block_impl(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
+                                  float* out) {
+  with_decoder<Isa, 1>(w, [&](auto tag) { decode_rows<Isa, typename decltype(tag)::type>(w, n0, n1, c0, c1, out); });
+}
+
+template <class Isa>
 void decode_compressed_rows_impl(const CompressedWeight& w, int64_t n0, int64_t n1, float* out) {
-  with_decoder<Isa, 1>(w, [&](auto tag) { decode_rows<Isa, typename decltype(tag)::type>(w, n0, n1, out); });
+  decode_compressed_block_impl<Isa>(w, n0, n1, 0, w.cols, out);
 }
 
 }  // namespace staticllm::mil::detail

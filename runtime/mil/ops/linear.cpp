@@ -4,6 +4,7 @@
 // over output features for linear, over batches for matmul.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "mil/kernels/compressed.h"
 #include "mil/kernels/gemm.h"
@@ -18,17 +19,20 @@ bool is_gemm_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat3
 
 WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32; }
 
-// y[M, N] = x[M, K] W for W stored [K, N]: one row of W expanded at a time.
-void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, float* row) {
+// Columns [c0, c1) of y[M, N] = x[M, K] W for W stored [K, N]: a block of
+// 64 columns of W at a time is expanded (K x 64 floats, cache-sized) and
+// multiplied by the panel kernel into a [M, 64] tile copied into y.
+void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t c0, int64_t c1) {
+  constexpr int64_t kCols = 64;
   const int64_t K = w.rows, N = w.cols;
-  std::fill(y, y + M * N, 0.f);
-  for (int64_t k = 0; k < K; ++k) {
-    decode_compressed_rows(w, k, k + 1, row);
-    for (int64_t m = 0; m < M; ++m) {
-      const float a = x[m * K + k];
-      float* ym = y + m * N;
-      for (int64_t n = 0; n < N; ++n) ym[n] += a * row[n];
-    }
+  thread_local std::vector<float> block, tile;
+  block.resize(static_cast<size_t>(K * kCols));
+  tile.resize(static_cast<size_t>(M * kCols));
+  for (int64_t c = c0; c < c1; c += kCols) {
+    const int64_t nc = std::min(kCols, c1 - c);
+    decode_compressed_block(w, 0, K, c, c + nc, block.data());
+    gemm_nn(x, K, block.data(), WeightType::kF32, nc, tile.data(), 0, M);
+    for (int64_t m = 0; m < M; ++m) std::copy(tile.data() + m * nc, tile.data() + (m + 1) * nc, y + m * N + c);
   }
 }
 
@@ -69,7 +73,8 @@ PlannedOp plan_weight_product(OpPlanContext& ctx, const std::string& w_param, bo
     float* spare = y + M * N;      // N floats
     if (out_f32) spare = scratch;  // y lives in the output; scratch is free
     if (!nk) {
-      gemm_nn_compressed(x, M, *cw, y, spare);
+      parallel_output_rows(call.pool, N, M * N * K,
+                           [&](int64_t n0, int64_t n1) { gemm_nn_compressed(x, M, *cw, y, n0, n1); });
     } else if (cw) {
       parallel_output_rows(call.pool, N, M * N * K,
                            [&](int64_t n0, int64_t n1) { gemm_nt_compressed(x, M, *cw, y, N, n0, n1); });

@@ -162,6 +162,14 @@ def prepare(args: argparse.Namespace) -> dict[str, tuple[Path, Path]]:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak RSS. Linux's VmHWM: ru_maxrss survives fork and
+    exec, so a child would report the parent's peak (the 1 GiB bandwidth buffer)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -14,6 +14,7 @@
 #include "mil/cpu_features.h"
 #include "mil/half.h"
 #include "mil/kernels/gemm.h"
+#include "mil/kernels/gemm_panel_impl.h"
 #include "mil/kernels/softmax.h"
 #include "mil/thread_pool.h"
 
@@ -50,8 +51,15 @@ TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD
   std::normal_distribution<float> dist(0.f, 1.f);
   // M >= 16: the panel path (weight rows transposed W x W, column panels of
   // 2W with partial ones, row blocks with every tail length).
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{
-           {1, 37, 13}, {5, 64, 9}, {3, 100, 33}, {9, 17, 4}, {16, 5, 70}, {23, 37, 33}, {47, 64, 16}}) {
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13},
+                                                            {5, 64, 9},
+                                                            {3, 100, 33},
+                                                            {9, 17, 4},
+                                                            {2, 130, 11},
+                                                            {12, 200, 9},
+                                                            {16, 5, 70},
+                                                            {23, 37, 33},
+                                                            {47, 64, 16}}) {
     std::vector<float> x(M * K), w(N * K);
     std::vector<uint16_t> wh(N * K);
     for (auto& v : x) v = dist(gen);
@@ -70,6 +78,36 @@ TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD
             for (int64_t k = 0; k < K; ++k) ref += static_cast<double>(x[m * K + k]) * w[n * K + k];
             INFO(name << " M=" << M << " K=" << K << " N=" << N);
             REQUIRE(std::abs(y[m * N + n] - ref) <= 1e-5 * (1 + std::abs(ref)) * std::sqrt(static_cast<double>(K)));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm_nt below the panel path gives a row the same bits whatever M is", "[kernels]") {
+  // Decode (M = 1) and a multi-row call must agree exactly on a shared row.
+  std::mt19937 gen(9);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  const int64_t K = 203, N = 7, kMaxM = detail::kPanelMinM - 1;
+  std::vector<float> x(kMaxM * K), w(N * K);
+  std::vector<uint16_t> wh(N * K);
+  for (auto& v : x) v = dist(gen);
+  for (int64_t i = 0; i < N * K; ++i) {
+    wh[i] = float_to_half(dist(gen));
+    w[i] = dist(gen);
+  }
+  for (auto [name, kernel] : nt_kernels()) {
+    for (WeightType wt : {WeightType::kF32, WeightType::kF16}) {
+      const void* wp = wt == WeightType::kF32 ? static_cast<const void*>(w.data()) : wh.data();
+      std::vector<float> all(kMaxM * N), one(N);
+      for (int64_t M = 1; M <= kMaxM; ++M) {
+        kernel(x.data(), M, K, wp, wt, all.data(), N, 0, N);
+        for (int64_t m = 0; m < M; ++m) {
+          kernel(x.data() + m * K, 1, K, wp, wt, one.data(), N, 0, N);
+          for (int64_t n = 0; n < N; ++n) {
+            INFO(name << " M=" << M << " row " << m << " n=" << n);
+            REQUIRE(all[m * N + n] == one[n]);
           }
         }
       }

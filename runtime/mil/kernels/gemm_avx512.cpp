@@ -17,67 +17,54 @@ inline __m512 load_w(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// MB activation rows x NB weight rows, accumulated over all of K. With
-// PREFETCH, the next NB rows (contiguous after these) are fetched at the pace
-// these are read: a GEMV reads each weight once, and short rows give the
-// hardware prefetcher too little to lock on to.
-template <int MB, int NB, bool PREFETCH, typename W>
-void block(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
-  __m512 acc[MB][NB];
+// One weight row times MB activation rows. Each row's products go to four
+// chains (16-lane step s of K to chain s % 4, the masked K tail included),
+// summed as (c0 + c1) + (c2 + c3) and then across lanes: the same order for
+// every MB, so a row's result does not depend on how many rows share the call.
+template <int MB, typename W>
+void dot_rows(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
+  __m512 acc[MB][4];
   for (int i = 0; i < MB; ++i)
-    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
-  const char* next = reinterpret_cast<const char*>(w + NB * K);
-  constexpr int kLines = NB * 16 * static_cast<int>(sizeof(W)) / 64;  // cache lines read per step
+    for (int c = 0; c < 4; ++c) acc[i][c] = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    if constexpr (PREFETCH) {
-      for (int l = 0; l < kLines; ++l) _mm_prefetch(next + (k * NB * sizeof(W)) + l * 64, _MM_HINT_T0);
-    }
-    __m512 wv[NB];
-    for (int j = 0; j < NB; ++j) wv[j] = load_w(w + j * K + k);
-    for (int i = 0; i < MB; ++i) {
-      __m512 xv = _mm512_loadu_ps(x + i * K + k);
-      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+  for (; k + 64 <= K; k += 64) {
+    for (int c = 0; c < 4; ++c) {
+      const __m512 wv = load_w(w + k + 16 * c);
+      for (int i = 0; i < MB; ++i) acc[i][c] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * K + k + 16 * c), wv, acc[i][c]);
     }
   }
-  if (k < K) {
-    __mmask16 mask = static_cast<__mmask16>((1u << (K - k)) - 1u);
-    __m512 wv[NB];
-    for (int j = 0; j < NB; ++j) wv[j] = load_w(w + j * K + k, mask);
-    for (int i = 0; i < MB; ++i) {
-      __m512 xv = _mm512_maskz_loadu_ps(mask, x + i * K + k);
-      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
-    }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    if (k >= K) break;
+    const __mmask16 mask = K - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (K - k)) - 1u);
+    const __m512 wv = load_w(w + k, mask);
+    for (int i = 0; i < MB; ++i) acc[i][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + i * K + k), wv, acc[i][c]);
+    k += 16;
   }
-  for (int i = 0; i < MB; ++i)
-    for (int j = 0; j < NB; ++j) y[i * ldy + j] = _mm512_reduce_add_ps(acc[i][j]);
-}
-
-// The first pass over these NB weight rows fetches the next ones; later
-// passes find them in cache.
-template <int NB, typename W>
-void rows(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy) {
-  int64_t m = 0;
-  if (M >= 4) {
-    block<4, NB, true>(x, K, w, y, ldy);
-    for (m = 4; m + 4 <= M; m += 4) block<4, NB, false>(x + m * K, K, w, y + m * ldy, ldy);
-  }
-  for (; m < M; ++m) {
-    if (m == 0)
-      block<1, NB, true>(x + m * K, K, w, y + m * ldy, ldy);
-    else
-      block<1, NB, false>(x + m * K, K, w, y + m * ldy, ldy);
+  for (int i = 0; i < MB; ++i) {
+    y[i * ldy] =
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3])));
   }
 }
 
+// Small M (decode, the attention of a decode step): the weight rows are read
+// once, in order and one at a time, a single stream the hardware prefetcher
+// follows (faster than interleaving several rows with software prefetches,
+// most of all when other processes compete for memory); each row meets all
+// M activation rows, four at a time, while it is in L1.
 template <typename W>
 void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  if (M < 4) {  // decode: more rows in flight
-    for (; n + 8 <= n1; n += 8) rows<8>(x, M, K, w + n * K, y + n, ldy);
+  for (int64_t n = n0; n < n1; ++n) {
+    const W* row = w + n * K;
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) dot_rows<4>(x + m * K, K, row, y + m * ldy + n, ldy);
+    switch (M - m) {
+      case 3: dot_rows<3>(x + m * K, K, row, y + m * ldy + n, ldy); break;
+      case 2: dot_rows<2>(x + m * K, K, row, y + m * ldy + n, ldy); break;
+      case 1: dot_rows<1>(x + m * K, K, row, y + m * ldy + n, ldy); break;
+      default: break;
+    }
   }
-  for (; n + 4 <= n1; n += 4) rows<4>(x, M, K, w + n * K, y + n, ldy);
-  for (; n < n1; ++n) rows<1>(x, M, K, w + n * K, y + n, ldy);
 }
 
 }  // namespace

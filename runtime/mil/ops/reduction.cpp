@@ -1,5 +1,6 @@
-// Reductions over a contiguous block of axes and softmax. The shape is viewed
-// as [outer, reduced, inner]; accumulation is in fp32 (double for integers).
+// Reductions over a contiguous block of axes, softmax, and topk (the k best
+// along one axis: argmax's generalisation). The shape is viewed as
+// [outer, reduced, inner]; accumulation is in fp32 (double for integers).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -199,6 +200,82 @@ PlannedOp build_softmax(OpPlanContext& ctx) {
   return op;
 }
 
+// topk: per line along `axis`, the k largest (or smallest, `ascending`) values
+// and their indices, best first; equal values keep the lower index first (as
+// a stable sort, and as reduce_argmax). `sort` = false allows any order, so
+// sorted output serves it too.
+struct TopkPlan {
+  int64_t outer = 1, n = 1, inner = 1, k = 1;
+  bool ascending = false, indices = true;
+};
+
+template <typename C>
+void run_topk(const TopkPlan& p, const Tensor& x, Tensor* values, Tensor* indices, C* row, int64_t* order) {
+  for (int64_t o = 0; o < p.outer; ++o) {
+    for (int64_t i = 0; i < p.inner; ++i) {
+      int64_t base = o * p.n * p.inner + i;
+      const C* v = load_run<C>(x.dtype(), x.data(), base, p.inner, p.n, row);
+      std::iota(order, order + p.n, int64_t{0});
+      auto better = [&](int64_t a, int64_t b) {
+        if (v[a] != v[b]) return p.ascending ? v[a] < v[b] : v[a] > v[b];
+        return a < b;
+      };
+      std::partial_sort(order, order + p.k, order + p.n, better);
+      int64_t out_base = o * p.k * p.inner + i;
+      for (int64_t j = 0; j < p.k; ++j) {
+        C best = v[order[j]];
+        store_run<C>(values->dtype(), values->data(), out_base + j * p.inner, 1, &best);
+        if (indices != nullptr) {
+          double at = static_cast<double>(order[j]);
+          store_run<double>(indices->dtype(), indices->data(), out_base + j * p.inner, 1, &at);
+        }
+      }
+    }
+  }
+}
+
+PlannedOp build_topk(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  int64_t rank = static_cast<int64_t>(xt.shape.size());
+  if (rank == 0) ctx.fail("topk needs a tensor of rank >= 1");
+  int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", -1), rank);
+  TopkPlan p;
+  p.n = xt.shape[axis];
+  for (int64_t d = 0; d < axis; ++d) p.outer *= xt.shape[d];
+  for (int64_t d = axis + 1; d < rank; ++d) p.inner *= xt.shape[d];
+  p.k = ctx.const_int_or("k", 1);
+  if (p.k == -1) p.k = p.n;
+  if (p.k < 1 || p.k > p.n)
+    ctx.fail("k = " + std::to_string(p.k) + " must be in 1.." + std::to_string(p.n) + " (the axis' size)");
+  p.ascending = ctx.const_bool_or("ascending", false);
+  p.indices = ctx.const_bool_or("return_indices", true);
+  DType index_type = DType::kInt32;
+  if (p.indices && ctx.has("output_indices_dtype")) {
+    std::string name = ctx.const_string("output_indices_dtype");
+    if (name == "uint16")
+      index_type = DType::kUInt16;
+    else if (name != "int32")
+      ctx.fail("output_indices_dtype must be int32 or uint16, got '" + name + "'");
+  }
+  Shape out = xt.shape;
+  out[axis] = p.k;
+  PlannedOp op;
+  op.outputs.push_back({xt.dtype, out});
+  if (p.indices) op.outputs.push_back({index_type, out});
+  bool use_float = is_float_dtype(xt.dtype);
+  op.scratch_bytes = static_cast<size_t>(p.n) * (8 + sizeof(int64_t));
+  int xs = ctx.input("x");
+  op.run = [p, xs, use_float](const KernelCall& call) {
+    Tensor* indices = p.indices ? &call.out(1) : nullptr;
+    auto* order = reinterpret_cast<int64_t*>(static_cast<char*>(call.scratch) + p.n * 8);
+    if (use_float)
+      run_topk<float>(p, call.in(xs), &call.out(0), indices, static_cast<float*>(call.scratch), order);
+    else
+      run_topk<double>(p, call.in(xs), &call.out(0), indices, static_cast<double*>(call.scratch), order);
+  };
+  return op;
+}
+
 }  // namespace
 
 void register_reduction_ops(OpRegistry& r) {
@@ -213,6 +290,7 @@ void register_reduction_ops(OpRegistry& r) {
   r.add("reduce_sum_square", reduce(Kind::kSumSquare));
   r.add("reduce_log_sum_exp", reduce(Kind::kLogSumExp));
   r.add("softmax", build_softmax);
+  r.add("topk", build_topk);
 }
 
 }  // namespace staticllm::mil

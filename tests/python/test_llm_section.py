@@ -152,7 +152,7 @@ def test_renamed_tensors_are_followed():
             lambda d: d["llm"]["special_tokens"].update(eos="x"),
             "llm.special_tokens.eos: expected a list of token ids",
         ),
-        (lambda d: d["llm"].update(format=4), r"llm.format: expected one of \[1, 2, 3\]"),
+        (lambda d: d["llm"].update(format=5), r"llm.format: expected one of \[1, 2, 3, 4\]"),
         (lambda d: d["methods"][1].update(inputs=[]), "method 'decode' has no input 'k_cache_0'"),
         (lambda d: d.pop("methods"), "methods has no method 'decode'"),
     ],

@@ -321,6 +321,9 @@ class _Reader:
     def get(self, key: str, optional: bool = False) -> Any:
         node: Any = self.root
         for part in key.split("."):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]  # a list item: io.rope.0.cos
+                continue
             if not isinstance(node, dict) or part not in node:
                 if optional:
                     return None

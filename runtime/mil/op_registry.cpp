@@ -18,6 +18,7 @@ OpRegistry& OpRegistry::instance() {
     register_slicing_ops(*r);
     register_select_ops(*r);
     register_linear_ops(*r);
+    register_conv_ops(*r);
     register_attention_ops(*r);
     register_quantization_ops(*r);
     register_state_ops(*r);

@@ -1,0 +1,578 @@
+// conv and conv_transpose over 1, 2 or 3 spatial dimensions, as coremltools
+// defines them (ops/defs/iOS15/conv.py, iOS17/conv.py), on the gemm kernels.
+//
+// conv: per batch and tile of output positions, the input patches are gathered
+// into fp32 rows (im2col: [positions, C_in/groups * kernel] per group) and
+// multiplied by the weight as stored (fp16, fp32 or compressed) with gemm_nt,
+// split over output channels exactly as linear splits its product; the
+// [positions, C_out] result goes back channel-major with the bias. A 1x1 conv
+// with stride 1 on (B, C, 1, S) data is thus linear on the transposed
+// activations, at linear's speed.
+//
+// conv_transpose: each input position's products with the weight
+// ([C_in/groups] x [C_out/groups * kernel] per group, gemm_nn) are added into
+// the output positions they reach (col2im), accumulated in fp32.
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+#include "mil/kernels/compressed.h"
+#include "mil/kernels/gemm.h"
+#include "mil/ops/elementwise_util.h"
+#include "mil/thread_pool.h"
+
+namespace staticllm::mil {
+
+namespace {
+
+// Sizes past this are refused (the bound program.cpp puts on a tensor), so a
+// hostile constant cannot overflow the arithmetic below.
+constexpr int64_t kSizeLimit = int64_t{1} << 40;
+// strides, dilations and pads are int32 in MIL.
+constexpr int64_t kAttrLimit = (int64_t{1} << 31) - 1;
+// fp32 floats of the im2col rows and gemm results of one tile (16 MB).
+constexpr int64_t kTileFloats = int64_t{1} << 22;
+
+bool is_float_io(DType t) { return t == DType::kFloat16 || t == DType::kFloat32; }
+
+std::string ints_to_string(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+int64_t mul_size(const OpPlanContext& ctx, int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r) || r > kSizeLimit) ctx.fail("sizes beyond 2^40 elements are not supported");
+  return r;
+}
+
+int64_t add_size(const OpPlanContext& ctx, int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r) || r > kSizeLimit) ctx.fail("sizes beyond 2^40 elements are not supported");
+  return r;
+}
+
+// One spatial axis. Absent leading axes (1D and 2D) are all 1 and pad 0, so
+// every loop runs over three.
+struct Axis {
+  int64_t in = 1, out = 1, kernel = 1, stride = 1, dilation = 1;
+  int64_t pad = 0;  // elements before the first input (conv) or cropped before the first output (conv_transpose)
+  int64_t span() const { return (kernel - 1) * dilation + 1; }
+};
+
+struct Geometry {
+  int64_t batch = 1, c_in = 1, c_out = 1, groups = 1;
+  std::array<Axis, 3> ax;  // depth, height, width
+  int64_t in_size() const { return ax[0].in * ax[1].in * ax[2].in; }
+  int64_t out_size() const { return ax[0].out * ax[1].out * ax[2].out; }
+  int64_t kernel_size() const { return ax[0].kernel * ax[1].kernel * ax[2].kernel; }
+};
+
+// strides or dilations: one value per spatial axis, each in [1, 2^31).
+std::vector<int64_t> per_axis(const OpPlanContext& ctx, const std::string& name, size_t dims) {
+  if (!ctx.has(name)) return std::vector<int64_t>(dims, 1);
+  std::vector<int64_t> v = ctx.const_ints(name);
+  if (v.size() != dims) {
+    ctx.fail(name + " " + ints_to_string(v) + " must have one value per spatial dimension (" + std::to_string(dims) +
+             ")");
+  }
+  for (int64_t e : v)
+    if (e < 1 || e > kAttrLimit) ctx.fail(name + " " + ints_to_string(v) + " is not supported: values must be >= 1");
+  return v;
+}
+
+// `pad` of pad_type custom: before and after each spatial axis, each >= 0.
+std::vector<int64_t> custom_pad(const OpPlanContext& ctx, size_t dims) {
+  if (!ctx.has("pad")) return std::vector<int64_t>(2 * dims, 0);
+  std::vector<int64_t> v = ctx.const_ints("pad");
+  if (v.size() != 2 * dims) {
+    ctx.fail("pad " + ints_to_string(v) + " must have two values per spatial dimension (" + std::to_string(2 * dims) +
+             ")");
+  }
+  for (int64_t e : v)
+    if (e < 0 || e > kAttrLimit) ctx.fail("pad " + ints_to_string(v) + " is not supported: values must be >= 0");
+  return v;
+}
+
+std::string pad_type_of(const OpPlanContext& ctx) {
+  return ctx.has("pad_type") ? ctx.const_string("pad_type") : std::string("valid");
+}
+
+// What conv and conv_transpose share: x and weight of rank 3 to 5 in fp16 or
+// fp32, groups, strides, dilations, kernel sizes, the bias.
+struct Common {
+  size_t dims = 0;
+  Geometry g;
+  std::vector<int64_t> strides, dilations;
+};
+
+Common read_common(const OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const ValueType& wt = ctx.type("weight");
+  const std::string what = ctx.op_type();
+  if (!is_float_io(xt.dtype)) ctx.fail(what + " needs fp16 or fp32 x, got " + dtype_name(xt.dtype));
+  if (!is_float_io(wt.dtype)) ctx.fail(what + " needs an fp16 or fp32 weight, got " + dtype_name(wt.dtype));
+  const size_t rank = xt.shape.size();
+  if (rank < 3 || rank > 5) {
+    ctx.fail(what + " x " + shape_to_string(xt.shape) + " is not supported: rank 3, 4 or 5 ([N, C, 1 to 3 spatial])");
+  }
+  if (wt.shape.size() != rank) {
+    ctx.fail("weight " + shape_to_string(wt.shape) + " must have the rank of x " + shape_to_string(xt.shape));
+  }
+  for (int64_t d : xt.shape)
+    if (d < 1) ctx.fail("x " + shape_to_string(xt.shape) + " has an empty dimension");
+  for (int64_t d : wt.shape)
+    if (d < 1) ctx.fail("weight " + shape_to_string(wt.shape) + " has an empty dimension");
+  Common c;
+  c.dims = rank - 2;
+  c.g.batch = xt.shape[0];
+  c.g.c_in = xt.shape[1];
+  c.g.groups = ctx.const_int_or("groups", 1);
+  if (c.g.groups < 1 || c.g.groups > c.g.c_in || c.g.c_in % c.g.groups != 0) {
+    ctx.fail("groups " + std::to_string(c.g.groups) + " is not supported: it must divide the " +
+             std::to_string(c.g.c_in) + " input channels");
+  }
+  c.strides = per_axis(ctx, "strides", c.dims);
+  c.dilations = per_axis(ctx, "dilations", c.dims);
+  const size_t skip = 3 - c.dims;
+  for (size_t i = 0; i < c.dims; ++i) {
+    Axis& a = c.g.ax[skip + i];
+    a.in = xt.shape[2 + i];
+    a.kernel = wt.shape[2 + i];
+    if (a.kernel > kAttrLimit) ctx.fail("weight " + shape_to_string(wt.shape) + ": kernel too large");
+    a.stride = c.strides[i];
+    a.dilation = c.dilations[i];
+  }
+  return c;
+}
+
+// The optional bias: C_out values of fp16 or fp32 (a constant, or from iOS17 on any tensor).
+int plan_bias(OpPlanContext& ctx, int64_t c_out) {
+  if (!ctx.has("bias")) return -1;
+  const ValueType& bt = ctx.type("bias");
+  if (!is_float_io(bt.dtype) || shape_numel(bt.shape) != c_out || bt.shape.size() > 1) {
+    ctx.fail("bias " + shape_to_string(bt.shape) + " (" + dtype_name(bt.dtype) + ") must hold the " +
+             std::to_string(c_out) + " output channels in fp16 or fp32");
+  }
+  return ctx.input("bias");
+}
+
+const float* load_bias(const KernelCall& call, int slot, int64_t n, float* buf) {
+  if (slot < 0) return nullptr;
+  const Tensor& b = call.in(slot);
+  const float* p = load_run<float>(b.dtype(), b.data(), 0, 1, n, buf);
+  if (p != buf) std::memcpy(buf, p, sizeof(float) * n);
+  return buf;
+}
+
+// Runs fn(begin, end) over [0, n) on the pool when the work is worth it.
+template <typename F>
+void split(ThreadPool* pool, int64_t n, int64_t work, F&& fn) {
+  if (pool == nullptr || work < kParallelFlops || n < 2) return fn(int64_t{0}, n);
+  pool->parallel_for(n, 1, fn);
+}
+
+float widen(float v) { return v; }
+float widen(half_bits v) { return half_to_float(v); }
+
+// Floats of a scratch region rounded up to whole cache lines.
+int64_t lines(int64_t floats) { return (floats + 15) / 16 * 16; }
+
+// ---------------------------------------------------------------------------
+// conv
+
+struct ConvPlan {
+  Geometry g;
+  int64_t cin_g = 1, cout_g = 1, kg = 1;  // channels per group; gemm depth cin_g * kernel
+  int64_t tile = 1;                       // output positions per gemm
+  DType x_dtype = DType::kFloat32;
+  WeightType wtype = WeightType::kF32;
+  std::shared_ptr<const CompressedWeight> cw;
+  int xs = -1, ws = -1, bs = -1;
+  int64_t col_floats = 0, y_floats = 0;  // scratch regions
+};
+
+// Padding of pad_type same / same_lower: output ceil(in / stride), the
+// total padding split evenly, the odd element after (same) or before (same_lower).
+void same_padding(Axis& a, bool lower) {
+  a.out = (a.in + a.stride - 1) / a.stride;
+  const int64_t total = std::max<int64_t>(0, (a.out - 1) * a.stride + a.span() - a.in);
+  a.pad = lower ? total - total / 2 : total / 2;
+}
+
+void conv_geometry(OpPlanContext& ctx, Common& c) {
+  const ValueType& wt = ctx.type("weight");
+  Geometry& g = c.g;
+  g.c_out = wt.shape[0];
+  if (wt.shape[1] * g.groups != g.c_in) {
+    ctx.fail("weight " + shape_to_string(wt.shape) + " must have C_in / groups = " + std::to_string(g.c_in / g.groups) +
+             " in dimension 1");
+  }
+  if (g.c_out % g.groups != 0) {
+    ctx.fail("groups " + std::to_string(g.groups) + " does not divide the " + std::to_string(g.c_out) +
+             " output channels");
+  }
+  const std::string pad_type = pad_type_of(ctx);
+  std::vector<int64_t> pad;
+  if (pad_type == "custom") {
+    pad = custom_pad(ctx, c.dims);
+  } else if (pad_type != "valid" && pad_type != "same" && pad_type != "same_lower") {
+    ctx.fail("pad_type '" + pad_type + "' is not supported (valid, same, same_lower, custom)");
+  }
+  const size_t skip = 3 - c.dims;
+  for (size_t i = 0; i < c.dims; ++i) {
+    Axis& a = g.ax[skip + i];
+    if (pad_type == "same" || pad_type == "same_lower") {
+      same_padding(a, pad_type == "same_lower");
+      continue;
+    }
+    const int64_t before = pad.empty() ? 0 : pad[2 * i], after = pad.empty() ? 0 : pad[2 * i + 1];
+    const int64_t padded = add_size(ctx, add_size(ctx, a.in, before), after);
+    if (a.span() > padded) {
+      ctx.fail("the dilated kernel (" + std::to_string(a.span()) + ") is larger than the padded input (" +
+               std::to_string(padded) + ") along spatial dimension " + std::to_string(i));
+    }
+    a.pad = before;
+    a.out = (padded - a.span()) / a.stride + 1;
+  }
+}
+
+// im2col of output positions [p0, p0 + t) of one batch, for the columns
+// [c0, c1) of all groups (column c = input channel * kernel + kernel offset):
+// row r of group grp is at col + (grp * tile + r) * kg.
+template <typename T>
+void im2col(const ConvPlan& p, const T* x, int64_t p0, int64_t t, float* col, int64_t c0, int64_t c1) {
+  const auto& a = p.g.ax;
+  const int64_t kk = p.g.kernel_size(), in_size = p.g.in_size();
+  for (int64_t c = c0; c < c1; ++c) {
+    const int64_t ci = c / kk, koff = c % kk, grp = ci / p.cin_g;
+    const int64_t kd = koff / (a[1].kernel * a[2].kernel), kh = (koff / a[2].kernel) % a[1].kernel,
+                  kw = koff % a[2].kernel;
+    float* dst = col + grp * p.tile * p.kg + (ci - grp * p.cin_g) * kk + koff;
+    const T* xc = x + ci * in_size;
+    int64_t od = p0 / (a[1].out * a[2].out), oh = (p0 / a[2].out) % a[1].out, ow = p0 % a[2].out;
+    for (int64_t r = 0; r < t;) {
+      const int64_t run = std::min(a[2].out - ow, t - r);
+      const int64_t id = od * a[0].stride + kd * a[0].dilation - a[0].pad;
+      const int64_t ih = oh * a[1].stride + kh * a[1].dilation - a[1].pad;
+      float* d = dst + r * p.kg;
+      if (id < 0 || id >= a[0].in || ih < 0 || ih >= a[1].in) {
+        for (int64_t j = 0; j < run; ++j) d[j * p.kg] = 0.f;
+      } else {
+        const T* src = xc + (id * a[1].in + ih) * a[2].in;
+        int64_t iw = ow * a[2].stride + kw * a[2].dilation - a[2].pad;
+        for (int64_t j = 0; j < run; ++j, iw += a[2].stride)
+          d[j * p.kg] = iw >= 0 && iw < a[2].in ? widen(src[iw]) : 0.f;
+      }
+      r += run;
+      ow = 0;
+      if (++oh == a[1].out) {
+        oh = 0;
+        ++od;
+      }
+    }
+  }
+}
+
+// y[r * c_out + n] for output channels [n0, n1) of rows [0, t).
+void conv_product(const ConvPlan& p, const float* col, int64_t t, const void* w, float* y, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1;) {
+    const int64_t grp = n / p.cout_g, end = std::min(n1, (grp + 1) * p.cout_g);
+    const float* xg = col + grp * p.tile * p.kg;
+    if (p.cw) {
+      gemm_nt_compressed(xg, t, *p.cw, y, p.g.c_out, n, end);
+    } else {
+      gemm_nt(xg, t, p.kg, w, p.wtype, y, p.g.c_out, n, end);
+    }
+    n = end;
+  }
+}
+
+// out[c, p0 + r] = y[r, c] + bias[c] for channels [c0, c1), in the output dtype.
+template <typename T>
+void write_channels(const ConvPlan& p, const float* y, int64_t t, const float* bias, T* out, int64_t c0, int64_t c1) {
+  constexpr int64_t kRun = 256;
+  float buf[kRun];
+  const int64_t P = p.g.out_size();
+  for (int64_t c = c0; c < c1; ++c) {
+    const float b = bias ? bias[c] : 0.f;
+    T* dst = out + c * P;
+    for (int64_t r0 = 0; r0 < t; r0 += kRun) {
+      const int64_t len = std::min(kRun, t - r0);
+      for (int64_t j = 0; j < len; ++j) buf[j] = y[(r0 + j) * p.g.c_out + c] + b;
+      if constexpr (std::is_same_v<T, float>) {
+        std::memcpy(dst + r0, buf, sizeof(float) * len);
+      } else {
+        float_to_half_n(buf, dst + r0, len);
+      }
+    }
+  }
+}
+
+template <typename T>
+void run_conv_typed(const ConvPlan& p, const KernelCall& call) {
+  auto* col = static_cast<float*>(call.scratch);
+  float* y = col + p.col_floats;
+  const float* bias = load_bias(call, p.bs, p.g.c_out, y + p.y_floats);
+  const T* x = call.in(p.xs).data_as<T>();
+  T* out = call.out(0).data_as<T>();
+  const void* w = p.ws >= 0 ? call.in(p.ws).data() : nullptr;
+  const int64_t P = p.g.out_size(), cols = p.g.c_in * p.g.kernel_size();
+  for (int64_t n = 0; n < p.g.batch; ++n) {
+    const T* xn = x + n * p.g.c_in * p.g.in_size();
+    T* on = out + n * p.g.c_out * P;
+    for (int64_t p0 = 0; p0 < P; p0 += p.tile) {
+      const int64_t t = std::min(p.tile, P - p0);
+      split(call.pool, cols, t * cols, [&](int64_t c0, int64_t c1) { im2col(p, xn, p0, t, col, c0, c1); });
+      parallel_output_rows(call.pool, p.g.c_out, t * p.g.c_out * p.kg,
+                           [&](int64_t n0, int64_t n1) { conv_product(p, col, t, w, y, n0, n1); });
+      split(call.pool, p.g.c_out, t * p.g.c_out,
+            [&](int64_t c0, int64_t c1) { write_channels(p, y, t, bias, on + p0, c0, c1); });
+    }
+  }
+}
+
+PlannedOp build_conv(OpPlanContext& ctx) {
+  Common c = read_common(ctx);
+  conv_geometry(ctx, c);
+  ConvPlan p;
+  p.g = c.g;
+  p.cin_g = p.g.c_in / p.g.groups;
+  p.cout_g = p.g.c_out / p.g.groups;
+  p.kg = mul_size(ctx, p.cin_g, p.g.kernel_size());
+  const int64_t P = mul_size(ctx, mul_size(ctx, p.g.ax[0].out, p.g.ax[1].out), p.g.ax[2].out);
+  // floats per output position: its im2col rows in every group and its gemm results
+  const int64_t per_row = add_size(ctx, mul_size(ctx, p.g.groups, p.kg), p.g.c_out);
+  p.tile = std::clamp<int64_t>(kTileFloats / per_row, 1, P);
+  p.col_floats = lines(p.g.groups * p.tile * p.kg);
+  p.y_floats = lines(p.tile * p.g.c_out);
+  p.x_dtype = ctx.type("x").dtype;
+  p.wtype = ctx.type("weight").dtype == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32;
+  p.cw = ctx.compressed("weight");  // read as stored, never expanded
+  if (p.cw && (p.cw->rows != p.g.c_out || p.cw->cols != p.kg)) p.cw = nullptr;
+  p.xs = ctx.input("x");
+  if (!p.cw) p.ws = ctx.input("weight");
+  p.bs = plan_bias(ctx, p.g.c_out);
+  Shape out = {p.g.batch, p.g.c_out};
+  for (size_t i = 3 - c.dims; i < 3; ++i) out.push_back(p.g.ax[i].out);
+  mul_size(ctx, shape_numel({p.g.batch, p.g.c_out}), P);
+  PlannedOp op;
+  op.outputs.push_back({p.x_dtype, out});
+  op.scratch_bytes = static_cast<size_t>(p.col_floats + p.y_floats + lines(p.g.c_out)) * sizeof(float);
+  op.run = [p](const KernelCall& call) {
+    if (p.x_dtype == DType::kFloat32) {
+      run_conv_typed<float>(p, call);
+    } else {
+      run_conv_typed<half_bits>(p, call);
+    }
+  };
+  return op;
+}
+
+// ---------------------------------------------------------------------------
+// conv_transpose
+
+struct TransposePlan {
+  Geometry g;                             // Axis::pad: output elements cropped before the first
+  int64_t cin_g = 1, cout_g = 1, nk = 1;  // channels per group; gemm width cout_g * kernel
+  int64_t tile = 1;                       // input positions per gemm
+  DType x_dtype = DType::kFloat32, w_dtype = DType::kFloat32;
+  int xs = -1, ws = -1, bs = -1;
+  int64_t xt_floats = 0, z_floats = 0, acc_floats = 0;  // scratch regions
+};
+
+// Output sizes and crops. Before output_shape or pad_type: the full result
+// of every input position is (in - 1) * stride + span long; custom crops
+// pad[2i] before and pad[2i + 1] after, valid nothing, same keeps in * stride
+// with the excess split as a same conv of that output would pad (the odd
+// element after). An output_shape longer than the cropped result is zero
+// (plus bias) at the end.
+void transpose_geometry(OpPlanContext& ctx, Common& c) {
+  const ValueType& wt = ctx.type("weight");
+  Geometry& g = c.g;
+  if (wt.shape[0] != g.c_in) {
+    ctx.fail("weight " + shape_to_string(wt.shape) + " must have the " + std::to_string(g.c_in) +
+             " input channels in dimension 0");
+  }
+  g.c_out = mul_size(ctx, wt.shape[1], g.groups);
+  const std::string pad_type = pad_type_of(ctx);
+  if (pad_type != "valid" && pad_type != "same" && pad_type != "custom") {
+    ctx.fail("pad_type '" + pad_type + "' is not supported for conv_transpose (valid, same, custom)");
+  }
+  const std::vector<int64_t> pad = pad_type == "custom" ? custom_pad(ctx, c.dims) : std::vector<int64_t>();
+  std::vector<int64_t> shape;
+  if (ctx.has("output_shape")) {
+    shape = ctx.const_ints("output_shape");
+    const size_t rank = c.dims + 2;
+    bool ok = shape.size() == rank && shape[0] == g.batch && shape[1] == g.c_out;
+    for (size_t i = 2; ok && i < shape.size(); ++i) ok = shape[i] >= 1 && shape[i] <= kSizeLimit;
+    if (!ok) {
+      ctx.fail("output_shape " + ints_to_string(shape) + " is not supported: it must be [" + std::to_string(g.batch) +
+               ", " + std::to_string(g.c_out) + ", " + std::to_string(c.dims) + " positive spatial sizes]");
+    }
+  }
+  const size_t skip = 3 - c.dims;
+  for (size_t i = 0; i < c.dims; ++i) {
+    Axis& a = g.ax[skip + i];
+    const int64_t full = add_size(ctx, mul_size(ctx, a.in - 1, a.stride), a.span());
+    if (pad_type == "custom") {
+      a.pad = pad[2 * i];
+      a.out = full - pad[2 * i] - pad[2 * i + 1];
+    } else if (pad_type == "same") {
+      a.out = mul_size(ctx, a.in, a.stride);
+    } else {
+      a.out = full;
+    }
+    if (!shape.empty()) a.out = shape[2 + i];
+    if (pad_type == "same") a.pad = std::max<int64_t>(0, full - a.out) / 2;
+    if (a.out < 1) {
+      ctx.fail("pad " + ints_to_string(pad) + " crops all of spatial dimension " + std::to_string(i) + " (" +
+               std::to_string(full) + " long)");
+    }
+  }
+}
+
+// The input positions [i0, i0 + t) of one batch as fp32 rows per group:
+// xt[(grp * tile + r) * cin_g + channel in group], for input channels [c0, c1).
+template <typename T>
+void gather_rows(const TransposePlan& p, const T* x, int64_t i0, int64_t t, float* xt, int64_t c0, int64_t c1) {
+  const int64_t in_size = p.g.in_size();
+  for (int64_t ci = c0; ci < c1; ++ci) {
+    const int64_t grp = ci / p.cin_g;
+    float* dst = xt + grp * p.tile * p.cin_g + (ci - grp * p.cin_g);
+    const T* src = x + ci * in_size + i0;
+    for (int64_t r = 0; r < t; ++r) dst[r * p.cin_g] = widen(src[r]);
+  }
+}
+
+// z[(grp * tile + r) * nk + co * kernel + k] = sum_c xt[grp, r, c] w[grp * cin_g + c, co, k]
+// for the flattened (group, row) items [j0, j1).
+void transpose_product(const TransposePlan& p, const float* xt, int64_t t, const void* w, float* z, int64_t j0,
+                       int64_t j1) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const WeightType wtype = p.w_dtype == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32;
+  for (int64_t j = j0; j < j1;) {
+    const int64_t grp = j / t, r0 = j % t, r1 = std::min(t, r0 + (j1 - j));
+    const void* wg = wb + grp * p.cin_g * p.nk * static_cast<int64_t>(dtype_size(p.w_dtype));
+    gemm_nn(xt + grp * p.tile * p.cin_g, p.cin_g, wg, wtype, p.nk, z + grp * p.tile * p.nk, r0, r1);
+    j += r1 - r0;
+  }
+}
+
+// acc[c, o] += z[grp, r, co * kernel + k] for every input position r of the
+// tile and kernel offset k that reach an output o, for channels [c0, c1).
+void col2im(const TransposePlan& p, const float* z, int64_t i0, int64_t t, float* acc, int64_t c0, int64_t c1) {
+  const auto& a = p.g.ax;
+  const int64_t kk = p.g.kernel_size(), P = p.g.out_size();
+  for (int64_t c = c0; c < c1; ++c) {
+    const int64_t grp = c / p.cout_g;
+    const float* zc = z + grp * p.tile * p.nk + (c - grp * p.cout_g) * kk;
+    float* out = acc + c * P;
+    int64_t id = i0 / (a[1].in * a[2].in), ih = (i0 / a[2].in) % a[1].in, iw = i0 % a[2].in;
+    for (int64_t r = 0; r < t; ++r) {
+      const float* zr = zc + r * p.nk;
+      for (int64_t kd = 0; kd < a[0].kernel; ++kd) {
+        const int64_t od = id * a[0].stride + kd * a[0].dilation - a[0].pad;
+        if (od < 0 || od >= a[0].out) continue;
+        for (int64_t kh = 0; kh < a[1].kernel; ++kh) {
+          const int64_t oh = ih * a[1].stride + kh * a[1].dilation - a[1].pad;
+          if (oh < 0 || oh >= a[1].out) continue;
+          float* row = out + (od * a[1].out + oh) * a[2].out;
+          const float* zk = zr + (kd * a[1].kernel + kh) * a[2].kernel;
+          int64_t ow = iw * a[2].stride - a[2].pad;
+          for (int64_t kw = 0; kw < a[2].kernel; ++kw, ow += a[2].dilation)
+            if (ow >= 0 && ow < a[2].out) row[ow] += zk[kw];
+        }
+      }
+      if (++iw == a[2].in) {
+        iw = 0;
+        if (++ih == a[1].in) {
+          ih = 0;
+          ++id;
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void run_transpose_typed(const TransposePlan& p, const KernelCall& call) {
+  auto* xt = static_cast<float*>(call.scratch);
+  float* z = xt + p.xt_floats;
+  float* acc_buf = z + p.z_floats;
+  const float* bias = load_bias(call, p.bs, p.g.c_out, acc_buf + p.acc_floats);
+  const T* x = call.in(p.xs).data_as<T>();
+  T* out = call.out(0).data_as<T>();
+  const void* w = call.in(p.ws).data();
+  const int64_t P = p.g.out_size(), Pin = p.g.in_size();
+  for (int64_t n = 0; n < p.g.batch; ++n) {
+    const T* xn = x + n * p.g.c_in * Pin;
+    T* on = out + n * p.g.c_out * P;
+    float* acc = std::is_same_v<T, float> ? reinterpret_cast<float*>(on) : acc_buf;
+    std::fill(acc, acc + p.g.c_out * P, 0.f);
+    for (int64_t i0 = 0; i0 < Pin; i0 += p.tile) {
+      const int64_t t = std::min(p.tile, Pin - i0);
+      split(call.pool, p.g.c_in, t * p.g.c_in, [&](int64_t c0, int64_t c1) { gather_rows(p, xn, i0, t, xt, c0, c1); });
+      split(call.pool, p.g.groups * t, t * p.g.c_in * p.nk,
+            [&](int64_t j0, int64_t j1) { transpose_product(p, xt, t, w, z, j0, j1); });
+      split(call.pool, p.g.c_out, t * p.g.c_out * p.g.kernel_size(),
+            [&](int64_t c0, int64_t c1) { col2im(p, z, i0, t, acc, c0, c1); });
+    }
+    split(call.pool, p.g.c_out, p.g.c_out * P, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        float* a = acc + c * P;
+        if (bias)
+          for (int64_t i = 0; i < P; ++i) a[i] += bias[c];
+        if constexpr (!std::is_same_v<T, float>) float_to_half_n(a, on + c * P, P);
+      }
+    });
+  }
+}
+
+PlannedOp build_conv_transpose(OpPlanContext& ctx) {
+  Common c = read_common(ctx);
+  transpose_geometry(ctx, c);
+  TransposePlan p;
+  p.g = c.g;
+  p.cin_g = p.g.c_in / p.g.groups;
+  p.cout_g = p.g.c_out / p.g.groups;
+  p.nk = mul_size(ctx, p.cout_g, p.g.kernel_size());
+  const int64_t P = mul_size(ctx, mul_size(ctx, p.g.ax[0].out, p.g.ax[1].out), p.g.ax[2].out);
+  mul_size(ctx, mul_size(ctx, p.g.batch, p.g.c_out), P);
+  // floats per input position: its row in every group and its gemm results
+  const int64_t per_row = add_size(ctx, p.g.c_in, mul_size(ctx, p.g.groups, p.nk));
+  p.tile = std::clamp<int64_t>(kTileFloats / per_row, 1, p.g.in_size());
+  p.xt_floats = lines(p.tile * p.g.c_in);
+  p.z_floats = lines(p.g.groups * p.tile * p.nk);
+  p.x_dtype = ctx.type("x").dtype;
+  p.w_dtype = ctx.type("weight").dtype;
+  p.acc_floats = p.x_dtype == DType::kFloat32 ? 0 : lines(mul_size(ctx, p.g.c_out, P));
+  p.xs = ctx.input("x");
+  p.ws = ctx.input("weight");
+  p.bs = plan_bias(ctx, p.g.c_out);
+  Shape out = {p.g.batch, p.g.c_out};
+  for (size_t i = 3 - c.dims; i < 3; ++i) out.push_back(p.g.ax[i].out);
+  PlannedOp op;
+  op.outputs.push_back({p.x_dtype, out});
+  op.scratch_bytes = static_cast<size_t>(p.xt_floats + p.z_floats + p.acc_floats + lines(p.g.c_out)) * sizeof(float);
+  op.run = [p](const KernelCall& call) {
+    if (p.x_dtype == DType::kFloat32) {
+      run_transpose_typed<float>(p, call);
+    } else {
+      run_transpose_typed<half_bits>(p, call);
+    }
+  };
+  return op;
+}
+
+}  // namespace
+
+void register_conv_ops(OpRegistry& r) {
+  r.add("conv", build_conv);
+  r.add("conv_transpose", build_conv_transpose);
+}
+
+}  // namespace staticllm::mil

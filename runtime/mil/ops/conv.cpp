@@ -193,6 +193,7 @@ struct ConvPlan {
   std::shared_ptr<const CompressedWeight> cw;
   int xs = -1, ws = -1, bs = -1;
   int64_t col_floats = 0, y_floats = 0;  // scratch regions
+  bool pointwise = false;                // kernel 1, stride 1, no padding on every axis: im2col is a transpose
 };
 
 // Padding of pad_type same / same_lower: output ceil(in / stride), the
@@ -291,23 +292,64 @@ void conv_product(const ConvPlan& p, const float* col, int64_t t, const void* w,
   }
 }
 
-// out[c, p0 + r] = y[r, c] + bias[c] for channels [c0, c1), in the output dtype.
+// Square blocks of the transposes between channel-major tensors and the
+// position-major rows of the gemm: both sides touch whole cache lines.
+constexpr int64_t kBlk = 16;
+
+// Row r, channel c of the gemm input when the conv is pointwise (every
+// kernel 1, stride 1, no padding): im2col is a transpose of x.
+template <typename T>
+void pointwise_rows(const ConvPlan& p, const T* x, int64_t p0, int64_t t, float* col, int64_t c0, int64_t c1) {
+  const int64_t P = p.g.in_size();
+  float tmp[kBlk][kBlk];
+  for (int64_t cb = c0; cb < c1;) {
+    const int64_t grp = cb / p.cin_g, nc = std::min({kBlk, c1 - cb, (grp + 1) * p.cin_g - cb});
+    float* dst = col + grp * p.tile * p.kg + (cb - grp * p.cin_g);
+    if (t == 1) {  // one position: a strided gather
+      for (int64_t i = 0; i < nc; ++i) dst[i] = widen(x[(cb + i) * P + p0]);
+    }
+    for (int64_t rb = 0; t > 1 && rb < t; rb += kBlk) {
+      const int64_t nr = std::min(kBlk, t - rb);
+      for (int64_t i = 0; i < nc; ++i) {
+        const T* src = x + (cb + i) * P + p0 + rb;
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(tmp[i], src, sizeof(float) * nr);
+        } else {
+          half_to_float_n(src, tmp[i], nr);
+        }
+      }
+      for (int64_t j = 0; j < nr; ++j)
+        for (int64_t i = 0; i < nc; ++i) dst[(rb + j) * p.kg + i] = tmp[i][j];
+    }
+    cb += nc;
+  }
+}
+
+// out[c, r] = y[r, c] + bias[c] for rows [0, t) and channels [c0, c1) in
+// the output dtype; out advances by the output's P positions per channel.
 template <typename T>
 void write_channels(const ConvPlan& p, const float* y, int64_t t, const float* bias, T* out, int64_t c0, int64_t c1) {
-  constexpr int64_t kRun = 256;
-  float buf[kRun];
-  const int64_t P = p.g.out_size();
-  for (int64_t c = c0; c < c1; ++c) {
-    const float b = bias ? bias[c] : 0.f;
-    T* dst = out + c * P;
-    for (int64_t r0 = 0; r0 < t; r0 += kRun) {
-      const int64_t len = std::min(kRun, t - r0);
-      for (int64_t j = 0; j < len; ++j) buf[j] = y[(r0 + j) * p.g.c_out + c] + b;
-      if constexpr (std::is_same_v<T, float>) {
-        std::memcpy(dst + r0, buf, sizeof(float) * len);
-      } else {
-        float_to_half_n(buf, dst + r0, len);
-      }
+  const int64_t P = p.g.out_size(), ldy = p.g.c_out;
+  auto store = [](const float* src, T* dst, int64_t n) {
+    if constexpr (std::is_same_v<T, float>) {
+      std::memcpy(dst, src, sizeof(float) * n);
+    } else {
+      float_to_half_n(src, dst, n);
+    }
+  };
+  float tmp[kBlk][kBlk];
+  for (int64_t cb = c0; cb < c1; cb += kBlk) {
+    const int64_t nc = std::min(kBlk, c1 - cb);
+    if (t == 1 && P == 1) {  // one position per batch: channels are contiguous
+      for (int64_t i = 0; i < nc; ++i) tmp[0][i] = y[cb + i] + (bias ? bias[cb + i] : 0.f);
+      store(tmp[0], out + cb, nc);
+      continue;
+    }
+    for (int64_t rb = 0; rb < t; rb += kBlk) {
+      const int64_t nr = std::min(kBlk, t - rb);
+      for (int64_t j = 0; j < nr; ++j)
+        for (int64_t i = 0; i < nc; ++i) tmp[i][j] = y[(rb + j) * ldy + cb + i] + (bias ? bias[cb + i] : 0.f);
+      for (int64_t i = 0; i < nc; ++i) store(tmp[i], out + (cb + i) * P + rb, nr);
     }
   }
 }
@@ -326,7 +368,13 @@ void run_conv_typed(const ConvPlan& p, const KernelCall& call) {
     T* on = out + n * p.g.c_out * P;
     for (int64_t p0 = 0; p0 < P; p0 += p.tile) {
       const int64_t t = std::min(p.tile, P - p0);
-      split(call.pool, cols, t * cols, [&](int64_t c0, int64_t c1) { im2col(p, xn, p0, t, col, c0, c1); });
+      split(call.pool, cols, t * cols, [&](int64_t c0, int64_t c1) {
+        if (p.pointwise) {
+          pointwise_rows(p, xn, p0, t, col, c0, c1);
+        } else {
+          im2col(p, xn, p0, t, col, c0, c1);
+        }
+      });
       parallel_output_rows(call.pool, p.g.c_out, t * p.g.c_out * p.kg,
                            [&](int64_t n0, int64_t n1) { conv_product(p, col, t, w, y, n0, n1); });
       split(call.pool, p.g.c_out, t * p.g.c_out,
@@ -349,6 +397,9 @@ PlannedOp build_conv(OpPlanContext& ctx) {
   p.tile = std::clamp<int64_t>(kTileFloats / per_row, 1, P);
   p.col_floats = lines(p.g.groups * p.tile * p.kg);
   p.y_floats = lines(p.tile * p.g.c_out);
+  p.pointwise = std::all_of(p.g.ax.begin(), p.g.ax.end(), [](const Axis& a) {
+    return a.kernel == 1 && a.stride == 1 && a.pad == 0 && a.out == a.in;
+  });
   p.x_dtype = ctx.type("x").dtype;
   p.wtype = ctx.type("weight").dtype == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32;
   p.cw = ctx.compressed("weight");  // read as stored, never expanded

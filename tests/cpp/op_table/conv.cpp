@@ -134,6 +134,11 @@ std::vector<Entry> convs() {
   return {
       conv("1D, stride 2, valid, bias", {2, 4, 11}, {6, 4, 3}, {{2}, {}, {}, "valid", 0}, true, 1),
       conv("1x1 on (B, C, 1, S) data: linear's product", {2, 19, 1, 7}, {13, 19, 1, 1}, {}, true, 4),
+      conv("1x1 on (B, C, 1, 1) data: one position", {3, 21, 1, 1}, {18, 21, 1, 1}, {}, true, 37),
+      conv("1x1 with padding after: zero columns, not a transpose", {1, 5, 3, 4}, {3, 5, 1, 1},
+           {{}, {}, {0, 1, 0, 2}, "custom", 0}, true, 38),
+      conv("1x1 groups 3 on 35 positions: transpose blocks within each group", {2, 18, 5, 7}, {9, 6, 1, 1},
+           {{}, {}, {}, "valid", 3}, true, 39),
       conv("2D same, strides [2, 1], dilations [1, 2]", {1, 3, 9, 10}, {4, 3, 3, 2}, {{2, 1}, {1, 2}, {}, "same", 0},
            false, 7),
       conv("2D same with an even kernel: the odd pad element after", {1, 2, 6, 7}, {3, 2, 2, 4},

@@ -144,6 +144,9 @@ OpBuilder reduce(Kind kind) {
 // pool costs more than it saves).
 constexpr int64_t kParallelMinElements = 1 << 15;
 
+// Below this, expf rounds to 0 (its smallest subnormal is e^-103.28).
+constexpr float kExpZero = -104.f;
+
 // softmax over one axis for rows [r0, r1) of the outer x inner rows; the
 // common last-axis case reads contiguous rows. `row` holds n floats.
 void softmax_rows(const Tensor& x, Tensor& out, int64_t n, int64_t inner, int64_t r0, int64_t r1, float* row) {
@@ -155,7 +158,10 @@ void softmax_rows(const Tensor& x, Tensor& out, int64_t n, int64_t inner, int64_
     for (int64_t k = 0; k < n; ++k) m = std::max(m, row[k]);
     float sum = 0.f;
     for (int64_t k = 0; k < n; ++k) {
-      row[k] = std::exp(row[k] - m);
+      // exp of a float below kExpZero is 0; a finite mask value (-40000 in
+      // Neural Engine bundles) would otherwise take libm's slow underflow path
+      const float d = row[k] - m;
+      row[k] = d < kExpZero ? 0.f : std::exp(d);
       sum += row[k];
     }
     float inv = 1.0f / sum;

@@ -296,3 +296,18 @@ def test_export_fails_when_the_check_finds_an_error(tmp_path):
             tmp_path / "b", hf_dir=hf, input_len=4, max_context_len=16_400, target="ane", progress=False
         )
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_export_takes_the_target_and_head(tmp_path, capsys):
+    from staticllm.cli import main
+
+    hf = make_hf_checkpoint(tmp_path / "hf", tiny_config(dim=32, hidden_dim=64, n_heads=2, n_kv_heads=1))
+    base = ["export", "--hf-dir", str(hf), "--input-len", "8", "--max-context-len", "32", "--quiet"]
+    with pytest.raises(SystemExit, match="--head topk takes K"):
+        main([*base, "--output", str(tmp_path / "x"), "--target", "ane", "--head", "topk"])
+    args = ["--output", str(tmp_path / "b"), "--target", "ane", "--ane-max-dim", "64", "--head", "topk", "2"]
+    assert main([*base, *args]) == 0
+    out = capsys.readouterr().out
+    assert "target ane (head topk 2, chunks of 64 rows, passes check ane-a14)" in out, out
+    llm = json.loads((tmp_path / "b" / "metadata.json").read_text())["llm"]
+    assert llm["head"]["k"] == 2 and llm["export_options"]["target"] == "ane"

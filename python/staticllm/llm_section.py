@@ -556,3 +556,64 @@ def _eos(r: _Reader) -> tuple[int, ...]:
     ):
         raise r.fail("special_tokens.eos", "a list of token ids", value)
     return tuple(value)
+
+
+# ------------------------------------------------------------ export records
+#
+# `llm.export_options` and `llm.quality` are records for people and for the
+# export's summary line; the generation loop never reads them. They are
+# written and read here too, so their keys are spelled once.
+
+
+def export_options_record(
+    quantize: str,
+    quantization: Mapping[str, Any],
+    source: str,
+    fp16_residual_scale: float = 1.0,
+    target: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`llm.export_options`: how the bundle was made (docs/llm_section.md);
+    `target` is a target_record (none for the generic target)."""
+    record: dict[str, Any] = {"quantize": quantize, "quantization": dict(quantization), "source": source}
+    if fp16_residual_scale != 1.0:
+        record["fp16_residual_scale"] = fp16_residual_scale
+    record.update(target or {})
+    return record
+
+
+def target_record(name: str, max_dim: int, head: str, k: int, check: str) -> dict[str, Any]:
+    """The export_options keys of a Neural Engine export: its target, chunk
+    rows, head (with topk's k) and the `staticllm check` target it passed."""
+    record: dict[str, Any] = {"target": name, "ane_max_dim": max_dim, "head": head, "check": check}
+    if head == "topk":
+        record["topk"] = k
+    return record
+
+
+def describe_target(metadata: Mapping[str, Any]) -> str:
+    """The recorded export target in words: "generic" or "ane (head ..., ...)"."""
+    options = metadata.get("llm", {}).get("export_options", {})
+    name = options.get("target", "generic")
+    if "head" not in options:
+        return name
+    head = f"{options['head']} {options.get('topk', '')}".strip()
+    return f"{name} (head {head}, chunks of {options['ane_max_dim']} rows, passes check {options['check']})"
+
+
+def quantization_record(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The quantization plan recorded at export (`llm.export_options.quantization`), or {}."""
+    options = metadata.get("llm", {}).get("export_options", {})
+    return dict(options.get("quantization", {}))
+
+
+def quality_record(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The quality gate's figures (`llm.quality`), or None if no gate ran."""
+    quality = metadata.get("llm", {}).get("quality")
+    return dict(quality) if quality else None
+
+
+def with_quality(metadata: Mapping[str, Any], quality: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `metadata` whose llm section records the quality gate's figures."""
+    out = dict(metadata)
+    out["llm"] = {**metadata["llm"], "quality": dict(quality)}
+    return out

@@ -84,11 +84,6 @@ double element_as_double(const Tensor& t, int64_t i) {
 
 }  // namespace
 
-// Declared in half.h; defined in half.cpp.
-}  // namespace staticllm::mil
-#include "mil/half.h"
-namespace staticllm::mil {
-
 static const Tensor& require_const(const OpPlanContext& ctx, const std::string& param) {
   if (!ctx.has(param)) ctx.fail("missing parameter '" + param + "'");
   const Tensor* t = ctx.constant(param);

@@ -7,7 +7,7 @@ file runs in seconds): 1D/2D/3D, odd sizes, strides 1-3, dilations 1-2,
 groups 1, 2 and C (depthwise), every pad_type, with and without bias; the
 1x1 (B, C, 1, S) projection of the Neural Engine export; a weight given at run
 time; fp16 weights under fp32 activations; conv_transpose with output_shape;
-compressed weights (int8 per channel, int4 per block, a 4-bit lookup table)
+compressed weights (int8 per channel, int4 per block, a 4-bit lookup table, int8 depthwise)
 that the kernels must read as stored. Padding of same / same_lower is
 coremltools' own (ops/defs/_utils.aggregated_pad, the odd element after /
 before); conv_transpose crops like TensorFlow's conv2d_transpose, which
@@ -308,60 +308,70 @@ def test_conv_and_conv_transpose_match_torch(tmp_path, fp16):
         check(got[form.name], want[form.name], out_fp16, f"{op_type} {form}")
 
 
-def _compressed_program(rng: np.random.Generator) -> tuple[Any, dict[str, np.ndarray]]:
-    """Convs on constexpr-compressed weights; returns the program and the dense weights."""
+def _compressed_program(rng: np.random.Generator) -> tuple[Any, dict[str, np.ndarray], dict[str, Form]]:
+    """Convs on constexpr-compressed weights: the program, the dense weights
+    and the forms (the 3x3 has more positions than one tile of rows)."""
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import types
 
-    c_in, c_out = 32, 24
+    c_in, c_out = 64, 24
     int8 = rng.integers(-128, 128, (c_out, c_in, 3, 3)).astype(np.int8)
     s8 = (rng.random((c_out, 1, 1, 1)) * 0.01).astype(np.float32)
     int4 = rng.integers(-8, 8, (c_out, c_in, 1, 1)).astype(types.np_int4_dtype)
     s4 = (rng.random((c_out, c_in // 16, 1, 1)) * 0.05).astype(np.float32)
-    idx = rng.integers(0, 16, (c_out, c_in, 1, 3)).astype(types.np_uint4_dtype)
+    idx = rng.integers(0, 16, (c_out, c_in // 2, 1, 3)).astype(types.np_uint4_dtype)
     lut = rng.uniform(-0.3, 0.3, (c_out // 8, 1, 1, 1, 16, 1)).astype(np.float32)
+    dw = rng.integers(-128, 128, (c_in, 1, 3, 3)).astype(np.int8)
+    sdw = (rng.random((c_in, 1, 1, 1)) * 0.01).astype(np.float32)
     dense = {
         "int8_channel_3x3": int8.astype(np.float32) * s8,
         "int4_block16_1x1": int4.astype(np.float32) * np.repeat(s4, 16, axis=1),
-        "lut4_grouped_1x3": lut[np.arange(c_out)[:, None, None, None] // 8, 0, 0, 0, idx.astype(np.int64), 0],
+        "lut4_grouped_1x3_groups2": lut[
+            np.arange(c_out)[:, None, None, None] // 8, 0, 0, 0, idx.astype(np.int64), 0
+        ],
+        "int8_depthwise_3x3": dw.astype(np.float32) * sdw,
+    }
+    img = (12, 13)
+    forms = {
+        "int8_channel_3x3": Form(2, c_in, c_out, pad_type="same", spatial=img, kernel=(3, 3)),
+        "int4_block16_1x1": Form(2, c_in, c_out, spatial=(1, 9), kernel=(1, 1)),
+        "lut4_grouped_1x3_groups2": Form(2, c_in, c_out, groups=2, stride=2, spatial=img, kernel=(1, 3)),
+        "int8_depthwise_3x3": Form(2, c_in, c_in, groups=c_in, pad_type="same", spatial=img, kernel=(3, 3)),
     }
 
     @mb.program(
-        input_specs=[mb.TensorSpec(shape=(2, c_in, 5, 7)), mb.TensorSpec(shape=(1, c_in, 1, 9))],
+        input_specs=[mb.TensorSpec(shape=(2, c_in, *img)), mb.TensorSpec(shape=(1, c_in, 1, 9))],
         opset_version=ct.target.iOS18,
     )
     def prog(img: Any, seq: Any) -> Any:
         w8 = mb.constexpr_blockwise_shift_scale(data=int8, scale=s8)
         w4 = mb.constexpr_blockwise_shift_scale(data=int4, scale=s4)
         wl = mb.constexpr_lut_to_dense(indices=idx, lut=lut)
+        wdw = mb.constexpr_blockwise_shift_scale(data=dw, scale=sdw)
         return (
             mb.conv(x=img, weight=w8, pad_type="same", name="int8_channel_3x3"),
             mb.conv(x=seq, weight=w4, name="int4_block16_1x1"),
-            mb.conv(x=img, weight=wl, strides=[2, 2], name="lut4_grouped_1x3"),
+            mb.conv(x=img, weight=wl, strides=[2, 2], groups=2, name="lut4_grouped_1x3_groups2"),
+            mb.conv(x=img, weight=wdw, pad_type="same", groups=c_in, name="int8_depthwise_3x3"),
         )
 
-    return prog, dense
+    return prog, dense, forms
 
 
 def test_compressed_weights_are_read_as_stored(tmp_path, monkeypatch, capfd):
     rng = np.random.default_rng(5)
-    prog, dense = _compressed_program(rng)
+    prog, dense, forms = _compressed_program(rng)
     bundle = staticllm.import_mlpackage(convert_program(prog, tmp_path / "c.mlpackage"), tmp_path / "c")
     ops = (bundle / "program.json").read_text()
     assert "constexpr_blockwise_shift_scale" in ops and "constexpr_lut_to_dense" in ops
     monkeypatch.setenv("STATICLLM_PROFILE", "1")  # the planner reports every compressed weight it expands
     method = staticllm.Runtime.load(bundle, backend="mil").method()
-    feed = {"img": unit(rng, (2, 32, 5, 7), np.float32), "seq": unit(rng, (1, 32, 1, 9), np.float32)}
+    feed = {"img": unit(rng, (2, 64, 12, 13), np.float32), "seq": unit(rng, (1, 64, 1, 9), np.float32)}
     got = method.execute(feed)
     assert "expanded for" not in capfd.readouterr().err
-    forms = {
-        "int8_channel_3x3": (Form(2, 32, 24, pad_type="same", spatial=(5, 7), kernel=(3, 3)), "img"),
-        "int4_block16_1x1": (Form(2, 32, 24, spatial=(1, 9), kernel=(1, 1)), "seq"),
-        "lut4_grouped_1x3": (Form(2, 32, 24, stride=2, spatial=(5, 7), kernel=(1, 3)), "img"),
-    }
-    for name, (form, x) in forms.items():
-        want = torch_conv(form, feed[x], dense[name], None)
+    for name, form in forms.items():
+        want = torch_conv(form, feed["seq" if form.spatial == (1, 9) else "img"], dense[name], None)
         check(got[name], want, False, name)
 
 

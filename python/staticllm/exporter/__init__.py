@@ -301,14 +301,13 @@ def _special_tokens(ckpt: Any) -> tuple[int | None, tuple[int, ...], int | None]
     return special.get("bos"), eos_ids, special.get("pad")
 
 
-def _target_record(tgt: Any) -> dict[str, Any]:
-    """export_options keys naming the target (nothing for the generic one)."""
+def _target_record(tgt: Any) -> dict[str, Any] | None:
+    """export_options keys naming the target (none for the generic one)."""
+    from staticllm.llm_section import target_record
+
     if tgt.name == "generic":
-        return {}
-    record = {"target": tgt.name, "ane_max_dim": tgt.max_dim, "head": tgt.head, "check": tgt.check_target}
-    if tgt.head == "topk":
-        record["topk"] = tgt.head_k
-    return record
+        return None
+    return target_record(tgt.name, tgt.max_dim, tgt.head, tgt.head_k, tgt.check_target)
 
 
 def _write_bundle(
@@ -327,7 +326,7 @@ def _write_bundle(
 ) -> None:
     from staticllm.bundle_io import write_bundle_metadata, write_program_json
     from staticllm.bundle_layout import MLPACKAGE, bundle_paths
-    from staticllm.llm_section import LLMSpec, MethodInfo
+    from staticllm.llm_section import LLMSpec, MethodInfo, export_options_record
     from staticllm.package_spec import function_descriptions, load_spec
 
     paths = bundle_paths(staging)
@@ -368,13 +367,9 @@ def _write_bundle(
         "methods": methods,
         "llm": llm.to_section(
             model=cfg.to_dict(),
-            export_options={
-                "quantize": quantize,
-                "quantization": quantization,
-                "source": source,
-                **({"fp16_residual_scale": residual_scale} if residual_scale != 1.0 else {}),
-                **_target_record(model.target),
-            },
+            export_options=export_options_record(
+                quantize, quantization, source, residual_scale, _target_record(model.target)
+            ),
         ),
     }
     write_bundle_metadata(metadata, staging)

@@ -11,6 +11,7 @@ from typing import Any
 from staticllm.bundle_layout import bundle_paths
 from staticllm.exporter.quality_gate import DEFAULT_MIN_SNR_DB
 from staticllm.exporter.quantize import DEFAULT_BLOCK_SIZE, DEFAULT_GROUP_SIZE, MODES, describe_plan
+from staticllm.llm_section import describe_target, quality_record, quantization_record
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -53,18 +54,13 @@ def _run(args: argparse.Namespace) -> int:
         topk=topk,
     )
     kind = "prefill + decode (multifunction)" if args.multifunction else "forward (single method)"
-    llm = json.loads(bundle_paths(out).metadata.read_text())["llm"]
-    quant = describe_plan(llm["export_options"].get("quantization", {}))
-    options = llm["export_options"]
-    target = options.get("target", "generic")
-    if target != "generic":
-        head = f"{options['head']} {options.get('topk', '')}".strip()
-        target += f" (head {head}, chunks of {options['ane_max_dim']} rows, passes check {options['check']})"
+    metadata = json.loads(bundle_paths(out).metadata.read_text())
+    quant = describe_plan(quantization_record(metadata))
     print(
-        f"wrote {out}: {kind}, {args.dtype}, target {target}, quantize={quant}, "
+        f"wrote {out}: {kind}, {args.dtype}, target {describe_target(metadata)}, quantize={quant}, "
         f"{time.perf_counter() - start:.1f} s"
     )
-    q = llm.get("quality")
+    q = quality_record(metadata)
     if q:
         forced = " (below the minimum, written because of --force)" if q["forced"] else ""
         print(

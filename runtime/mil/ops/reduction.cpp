@@ -1,5 +1,6 @@
-// Reductions over a contiguous block of axes and softmax. The shape is viewed
-// as [outer, reduced, inner]; accumulation is in fp32 (double for integers).
+// Reductions over a contiguous block of axes, softmax, and topk (the k best
+// along one axis: argmax's generalisation). The shape is viewed as
+// [outer, reduced, inner]; accumulation is in fp32 (double for integers).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -83,9 +84,45 @@ C reduce_row(Kind kind, const C* v, int64_t n, int64_t* arg) {
   }
 }
 
+// Sums, means, maxima, minima and sums of squares of an axis that is not the
+// last (inner > 1, as over the channels of [1, C, 1, S] data) combine whole
+// contiguous runs of `inner` elements instead of gathering each strided row;
+// every output element still sees its values in the same order.
+bool runs_combine(Kind kind) {
+  return kind == Kind::kSum || kind == Kind::kMean || kind == Kind::kMax || kind == Kind::kMin ||
+         kind == Kind::kSumSquare || kind == Kind::kL2;
+}
+
+template <typename C>
+void run_reduce_runs(Kind kind, const ReducePlan& p, const Tensor& x, Tensor& out, C* acc, C* run) {
+  for (int64_t o = 0; o < p.outer; ++o) {
+    for (int64_t r = 0; r < p.reduced; ++r) {
+      const C* v = load_run<C>(x.dtype(), x.data(), (o * p.reduced + r) * p.inner, 1, p.inner, run);
+      for (int64_t i = 0; i < p.inner; ++i) {
+        C e = v[i];
+        if (kind == Kind::kSumSquare || kind == Kind::kL2) e *= e;
+        if (r == 0)
+          acc[i] = e;
+        else if (kind == Kind::kMax)
+          acc[i] = e > acc[i] ? e : acc[i];
+        else if (kind == Kind::kMin)
+          acc[i] = e < acc[i] ? e : acc[i];
+        else
+          acc[i] += e;
+      }
+    }
+    for (int64_t i = 0; i < p.inner; ++i) {
+      if (kind == Kind::kMean) acc[i] /= static_cast<C>(p.reduced);
+      if (kind == Kind::kL2) acc[i] = std::sqrt(acc[i]);
+    }
+    store_run<C>(out.dtype(), out.data(), o * p.inner, p.inner, acc);
+  }
+}
+
 // Gathers one reduced row (stride `inner`) into `row`, reduces it, stores one value.
 template <typename C>
 void run_reduce(Kind kind, const ReducePlan& p, const Tensor& x, Tensor& out, C* row) {
+  if (p.inner > 1 && runs_combine(kind)) return run_reduce_runs<C>(kind, p, x, out, row, row + p.inner);
   bool arg = kind == Kind::kArgMax || kind == Kind::kArgMin;
   for (int64_t o = 0; o < p.outer; ++o) {
     for (int64_t i = 0; i < p.inner; ++i) {
@@ -128,7 +165,7 @@ OpBuilder reduce(Kind kind) {
     PlannedOp op;
     op.outputs.push_back({arg ? DType::kInt32 : xt.dtype, out_shape});
     bool use_float = is_float_dtype(xt.dtype);
-    op.scratch_bytes = static_cast<size_t>(p.reduced) * 8;
+    op.scratch_bytes = static_cast<size_t>(std::max(p.reduced, 2 * p.inner)) * 8;
     int xs = ctx.input("x");
     op.run = [kind, p, xs, use_float](const KernelCall& call) {
       if (use_float)
@@ -191,6 +228,82 @@ PlannedOp build_softmax(OpPlanContext& ctx) {
   return op;
 }
 
+// topk: per line along `axis`, the k largest (or smallest, `ascending`) values
+// and their indices, best first; equal values keep the lower index first (as
+// a stable sort, and as reduce_argmax). `sort` = false allows any order, so
+// sorted output serves it too.
+struct TopkPlan {
+  int64_t outer = 1, n = 1, inner = 1, k = 1;
+  bool ascending = false, indices = true;
+};
+
+template <typename C>
+void run_topk(const TopkPlan& p, const Tensor& x, Tensor* values, Tensor* indices, C* row, int64_t* order) {
+  for (int64_t o = 0; o < p.outer; ++o) {
+    for (int64_t i = 0; i < p.inner; ++i) {
+      int64_t base = o * p.n * p.inner + i;
+      const C* v = load_run<C>(x.dtype(), x.data(), base, p.inner, p.n, row);
+      std::iota(order, order + p.n, int64_t{0});
+      auto better = [&](int64_t a, int64_t b) {
+        if (v[a] != v[b]) return p.ascending ? v[a] < v[b] : v[a] > v[b];
+        return a < b;
+      };
+      std::partial_sort(order, order + p.k, order + p.n, better);
+      int64_t out_base = o * p.k * p.inner + i;
+      for (int64_t j = 0; j < p.k; ++j) {
+        C best = v[order[j]];
+        store_run<C>(values->dtype(), values->data(), out_base + j * p.inner, 1, &best);
+        if (indices != nullptr) {
+          double at = static_cast<double>(order[j]);
+          store_run<double>(indices->dtype(), indices->data(), out_base + j * p.inner, 1, &at);
+        }
+      }
+    }
+  }
+}
+
+PlannedOp build_topk(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  int64_t rank = static_cast<int64_t>(xt.shape.size());
+  if (rank == 0) ctx.fail("topk needs a tensor of rank >= 1");
+  int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", -1), rank);
+  TopkPlan p;
+  p.n = xt.shape[axis];
+  for (int64_t d = 0; d < axis; ++d) p.outer *= xt.shape[d];
+  for (int64_t d = axis + 1; d < rank; ++d) p.inner *= xt.shape[d];
+  p.k = ctx.const_int_or("k", 1);
+  if (p.k == -1) p.k = p.n;
+  if (p.k < 1 || p.k > p.n)
+    ctx.fail("k = " + std::to_string(p.k) + " must be in 1.." + std::to_string(p.n) + " (the axis' size)");
+  p.ascending = ctx.const_bool_or("ascending", false);
+  p.indices = ctx.const_bool_or("return_indices", true);
+  DType index_type = DType::kInt32;
+  if (p.indices && ctx.has("output_indices_dtype")) {
+    std::string name = ctx.const_string("output_indices_dtype");
+    if (name == "uint16")
+      index_type = DType::kUInt16;
+    else if (name != "int32")
+      ctx.fail("output_indices_dtype must be int32 or uint16, got '" + name + "'");
+  }
+  Shape out = xt.shape;
+  out[axis] = p.k;
+  PlannedOp op;
+  op.outputs.push_back({xt.dtype, out});
+  if (p.indices) op.outputs.push_back({index_type, out});
+  bool use_float = is_float_dtype(xt.dtype);
+  op.scratch_bytes = static_cast<size_t>(p.n) * (8 + sizeof(int64_t));
+  int xs = ctx.input("x");
+  op.run = [p, xs, use_float](const KernelCall& call) {
+    Tensor* indices = p.indices ? &call.out(1) : nullptr;
+    auto* order = reinterpret_cast<int64_t*>(static_cast<char*>(call.scratch) + p.n * 8);
+    if (use_float)
+      run_topk<float>(p, call.in(xs), &call.out(0), indices, static_cast<float*>(call.scratch), order);
+    else
+      run_topk<double>(p, call.in(xs), &call.out(0), indices, static_cast<double*>(call.scratch), order);
+  };
+  return op;
+}
+
 }  // namespace
 
 void register_reduction_ops(OpRegistry& r) {
@@ -205,6 +318,7 @@ void register_reduction_ops(OpRegistry& r) {
   r.add("reduce_sum_square", reduce(Kind::kSumSquare));
   r.add("reduce_log_sum_exp", reduce(Kind::kLogSumExp));
   r.add("softmax", build_softmax);
+  r.add("topk", build_topk);
 }
 
 }  // namespace staticllm::mil

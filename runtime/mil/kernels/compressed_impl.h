@@ -393,9 +393,17 @@ void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
   if (whole_groups<Isa, Dec::kSplit>(w, Dec::kBits)) {
     thread_local std::vector<float> sums;
     const int64_t G = w.grid_cols;
-    sums.assign(static_cast<size_t>(M * G), 0.f);
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t k = 0; k < w.cols; ++k) sums[m * G + k / w.col_block] += x[m * w.cols + k];
+    sums.resize(static_cast<size_t>(M * G));
+    // Group by group, k in order (no division per element: this runs for
+    // every chunk of every decode linear).
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t g = 0; g < G; ++g) {
+        const float* xm = x + m * w.cols;
+        float s = 0.f;
+        for (int64_t k = g * w.col_block; k < std::min(w.cols, (g + 1) * w.col_block); ++k) s += xm[k];
+        sums[m * G + g] = s;
+      }
+    }
     xsum = sums.data();
   }
   switch (M) {

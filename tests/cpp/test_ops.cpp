@@ -2,6 +2,7 @@
 // negative axes and the errors builders raise.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "op_harness.h"
@@ -17,6 +18,23 @@ TEST_CASE("add broadcasts like numpy", "[ops]") {
   REQUIRE(values(out[0]) == std::vector<float>{11, 22, 33, 14, 25, 36});
   out = run_op("mul", {{"x", {input(f32({2, 1}, {2, 3}))}}, {"y", {input(f32({1, 3}, {1, 2, 3}))}}});
   REQUIRE(values(out[0]) == std::vector<float>{2, 4, 6, 3, 6, 9});
+}
+
+TEST_CASE("big elementwise ops split over the pool give every element its value", "[ops]") {
+  // [3, 5, 2500] + [5, 1]: 37,500 elements (past the pool threshold), runs of
+  // the 2500-long inner dimension cut into blocks with a partial last one, and
+  // a broadcast operand whose offset follows the outer index.
+  const int64_t A = 3, B = 5, C = 2500;
+  std::vector<float> x(A * B * C), y(B);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.001f * static_cast<float>(i % 977) - 0.3f;
+  for (int64_t b = 0; b < B; ++b) y[b] = 1.5f * static_cast<float>(b) + 0.25f;
+  auto sum = values(run_op("add", {{"x", {input(f32({A, B, C}, x))}}, {"y", {input(f32({B, 1}, y))}}})[0]);
+  auto relu = values(run_op("relu", {{"x", {input(f32({A, B, C}, x))}}})[0]);
+  for (int64_t i = 0; i < A * B * C; ++i) {
+    INFO("element " << i);
+    REQUIRE(sum[i] == x[i] + y[(i / C) % B]);
+    REQUIRE(relu[i] == std::max(x[i], 0.f));
+  }
 }
 
 TEST_CASE("fp16 stays fp16 and rounds once", "[ops]") {

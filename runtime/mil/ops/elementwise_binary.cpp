@@ -12,13 +12,15 @@ namespace {
 enum class Result { kSame, kBool };
 
 template <typename C, typename F>
-void run_binary(const BroadcastPlan& plan, const Tensor& x, const Tensor& y, Tensor& out, F f) {
-  C xb[kBlock], yb[kBlock], ob[kBlock];
-  plan.for_each_run([&](const int64_t* offs, const int64_t* steps, int64_t out_off, int64_t len) {
-    const C* xs = load_run<C>(x.dtype(), x.data(), offs[0], steps[0], len, xb);
-    const C* ys = load_run<C>(y.dtype(), y.data(), offs[1], steps[1], len, yb);
-    for (int64_t i = 0; i < len; ++i) ob[i] = f(xs[i], ys[i]);
-    store_run<C>(out.dtype(), out.data(), out_off, len, ob);
+void run_binary(const BroadcastPlan& plan, const Tensor& x, const Tensor& y, Tensor& out, ThreadPool* pool, F f) {
+  for_blocks(pool, out.numel(), plan.runs(), [&](int64_t r0, int64_t r1) {
+    C xb[kBlock], yb[kBlock], ob[kBlock];
+    plan.for_runs(r0, r1, [&](const int64_t* offs, const int64_t* steps, int64_t out_off, int64_t len) {
+      const C* xs = load_run<C>(x.dtype(), x.data(), offs[0], steps[0], len, xb);
+      const C* ys = load_run<C>(y.dtype(), y.data(), offs[1], steps[1], len, yb);
+      for (int64_t i = 0; i < len; ++i) ob[i] = f(xs[i], ys[i]);
+      store_run<C>(out.dtype(), out.data(), out_off, len, ob);
+    });
   });
 }
 
@@ -45,10 +47,10 @@ OpBuilder binary(Result result, bool float_only, bool bool_only, F f) {
     bool use_float = is_float_dtype(xt.dtype);
     op.run = [plan, xs, ys, use_float, f](const KernelCall& call) {
       if (use_float) {
-        run_binary<float>(plan, call.in(xs), call.in(ys), call.out(0),
+        run_binary<float>(plan, call.in(xs), call.in(ys), call.out(0), call.pool,
                           [&](float a, float b) { return static_cast<float>(f(a, b)); });
       } else {
-        run_binary<double>(plan, call.in(xs), call.in(ys), call.out(0),
+        run_binary<double>(plan, call.in(xs), call.in(ys), call.out(0), call.pool,
                            [&](double a, double b) { return static_cast<double>(f(a, b)); });
       }
     };

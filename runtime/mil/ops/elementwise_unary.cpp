@@ -13,15 +13,17 @@ namespace {
 using ParamReader = std::vector<double> (*)(const OpPlanContext&);
 
 template <typename C, typename F>
-void run_unary(const Tensor& x, Tensor& out, F f) {
-  C xb[kBlock], ob[kBlock];
-  int64_t n = x.numel();
-  for (int64_t start = 0; start < n; start += kBlock) {
-    int64_t len = std::min(kBlock, n - start);
-    const C* xs = load_run<C>(x.dtype(), x.data(), start, 1, len, xb);
-    for (int64_t i = 0; i < len; ++i) ob[i] = f(xs[i]);
-    store_run<C>(out.dtype(), out.data(), start, len, ob);
-  }
+void run_unary(const Tensor& x, Tensor& out, ThreadPool* pool, F f) {
+  const int64_t n = x.numel();
+  for_blocks(pool, n, (n + kBlock - 1) / kBlock, [&](int64_t b0, int64_t b1) {
+    C xb[kBlock], ob[kBlock];
+    for (int64_t start = b0 * kBlock; start < std::min(n, b1 * kBlock); start += kBlock) {
+      int64_t len = std::min(kBlock, n - start);
+      const C* xs = load_run<C>(x.dtype(), x.data(), start, 1, len, xb);
+      for (int64_t i = 0; i < len; ++i) ob[i] = f(xs[i]);
+      store_run<C>(out.dtype(), out.data(), start, len, ob);
+    }
+  });
 }
 
 // `make(params)` returns the elementwise function given plan-time parameters.
@@ -44,9 +46,9 @@ OpBuilder unary(bool float_only, bool bool_only, std::vector<const char*> param_
     bool use_float = is_float_dtype(xt.dtype);
     op.run = [xs, use_float, f](const KernelCall& call) {
       if (use_float) {
-        run_unary<float>(call.in(xs), call.out(0), [&](float v) { return static_cast<float>(f(v)); });
+        run_unary<float>(call.in(xs), call.out(0), call.pool, [&](float v) { return static_cast<float>(f(v)); });
       } else {
-        run_unary<double>(call.in(xs), call.out(0), [&](double v) { return static_cast<double>(f(v)); });
+        run_unary<double>(call.in(xs), call.out(0), call.pool, [&](double v) { return static_cast<double>(f(v)); });
       }
     };
     return op;

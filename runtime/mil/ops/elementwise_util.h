@@ -12,6 +12,7 @@
 
 #include "mil/half.h"
 #include "mil/op.h"
+#include "mil/thread_pool.h"
 
 namespace staticllm::mil {
 
@@ -102,6 +103,39 @@ struct BroadcastPlan {
   static constexpr size_t kMaxOperands = 4;
   static constexpr size_t kMaxRank = 8;
 
+  int64_t inner() const { return dims.empty() ? 1 : dims.back(); }
+  int64_t outer() const {
+    int64_t o = 1;
+    for (size_t d = 0; d + 1 < dims.size(); ++d) o *= dims[d];
+    return o;
+  }
+  // Runs of at most kBlock elements: (inner() + kBlock - 1) / kBlock per outer index.
+  int64_t runs() const { return outer() * ((inner() + kBlock - 1) / kBlock); }
+
+  // for_each_run's calls for runs [r0, r1) only (in the same order), so that
+  // threads can share the runs of one op.
+  template <typename F>
+  void for_runs(int64_t r0, int64_t r1, F&& fn) const {
+    const size_t k = strides.size();
+    const int64_t rank = static_cast<int64_t>(dims.size());
+    const int64_t in = inner(), per = (in + kBlock - 1) / kBlock;
+    int64_t offs[kMaxOperands] = {0};
+    int64_t steps[kMaxOperands] = {0};
+    for (size_t j = 0; j < k; ++j) steps[j] = rank == 0 ? 0 : strides[j][rank - 1];
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t o = r / per, start = (r % per) * kBlock;
+      int64_t rem = o;
+      for (size_t j = 0; j < k; ++j) offs[j] = start * steps[j];
+      for (int64_t d = rank - 2; d >= 0; --d) {  // the outer multi-index of o
+        const int64_t i = rem % dims[d];
+        rem /= dims[d];
+        for (size_t j = 0; j < k; ++j) offs[j] += i * strides[j][d];
+      }
+      fn(static_cast<const int64_t*>(offs), static_cast<const int64_t*>(steps), o * in + start,
+         std::min(kBlock, in - start));
+    }
+  }
+
   // fn(const int64_t* offsets, const int64_t* steps, int64_t out_offset, int64_t len)
   // Offsets are element offsets of each operand; steps their innermost stride.
   template <typename F>
@@ -132,6 +166,20 @@ struct BroadcastPlan {
     }
   }
 };
+
+// Elementwise ops of at least this many elements split their blocks over the
+// thread pool (below, waking the pool costs more than it saves: decode's
+// elementwise ops stay on the calling thread). Each element is computed the
+// same way on any thread, so results do not depend on the thread count.
+constexpr int64_t kParallelElements = 1 << 15;
+
+// fn(b0, b1) over the blocks [0, blocks) of an op of `elements` elements: on
+// the pool for big ops, else at once on the calling thread.
+template <typename F>
+void for_blocks(ThreadPool* pool, int64_t elements, int64_t blocks, F&& fn) {
+  if (pool == nullptr || elements < kParallelElements || blocks < 2) return fn(int64_t{0}, blocks);
+  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0, b1); });
+}
 
 // Builds the plan; returns false if the shapes do not broadcast (or exceed
 // kMaxOperands operands / kMaxRank collapsed dims).

@@ -2,6 +2,8 @@
 // widened in registers with vcvtph2ps.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "mil/kernels/gemm.h"
 #include "mil/kernels/gemm_panel_impl.h"
 #include "mil/kernels/isa_avx512.h"
@@ -9,6 +11,8 @@
 namespace staticllm::mil {
 
 namespace {
+
+using detail::kPanelMinM;
 
 inline __m512 load_w(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 inline __m512 load_w(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
@@ -19,10 +23,12 @@ inline __m512 load_w(const uint16_t* p) {
 
 // One weight row times MB activation rows. Each row's products go to four
 // chains (16-lane step s of K to chain s % 4, the masked K tail included),
-// summed as (c0 + c1) + (c2 + c3) and then across lanes: the same order for
-// every MB, so a row's result does not depend on how many rows share the call.
+// summed as (c0 + c1) + (c2 + c3) into out[i * kRowTile]: the lanes of
+// output (i, row) before the sum across lanes.
+constexpr int kRowTile = 16;
+
 template <int MB, typename W>
-void dot_rows(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
+void dot_lanes(const float* x, int64_t K, const W* w, __m512* out) {
   __m512 acc[MB][4];
   for (int i = 0; i < MB; ++i)
     for (int c = 0; c < 4; ++c) acc[i][c] = _mm512_setzero_ps();
@@ -41,28 +47,56 @@ void dot_rows(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
     for (int i = 0; i < MB; ++i) acc[i][c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + i * K + k), wv, acc[i][c]);
     k += 16;
   }
-  for (int i = 0; i < MB; ++i) {
-    y[i * ldy] =
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3])));
+  for (int i = 0; i < MB; ++i)
+    out[i * kRowTile] = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
+}
+
+// Lane j of the result is the sum of v[j]'s lanes, always in the same tree
+// order: pairs of lanes two apart, then the pairs' sums, within each
+// 128-bit quarter; then quarters (0 + 1) + (2 + 3). About 3 instructions an
+// output instead of a full horizontal sum each (short rows, e.g. attention
+// over head_dim 64, spend more on sums than on products).
+inline __m512 sum_lanes16(const __m512* v) {
+  __m512 t[8], u[4];
+  for (int i = 0; i < 8; ++i) {
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
   }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
+    u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+  const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD));
 }
 
 // Small M (decode, the attention of a decode step): the weight rows are read
 // once, in order and one at a time, a single stream the hardware prefetcher
 // follows (faster than interleaving several rows with software prefetches,
 // most of all when other processes compete for memory); each row meets all
-// M activation rows, four at a time, while it is in L1.
+// M activation rows, four at a time, while it is in L1. Tiles of 16 rows
+// are summed across lanes together (a partial tile padded with zeros), so
+// an output's bits depend neither on M nor on where a tile starts.
 template <typename W>
 void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const W* row = w + n * K;
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4) dot_rows<4>(x + m * K, K, row, y + m * ldy + n, ldy);
-    switch (M - m) {
-      case 3: dot_rows<3>(x + m * K, K, row, y + m * ldy + n, ldy); break;
-      case 2: dot_rows<2>(x + m * K, K, row, y + m * ldy + n, ldy); break;
-      case 1: dot_rows<1>(x + m * K, K, row, y + m * ldy + n, ldy); break;
-      default: break;
+  __m512 lanes[kPanelMinM - 1][kRowTile];
+  for (int64_t n = n0; n < n1; n += kRowTile) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRowTile, n1 - n));
+    for (int r = 0; r < rows; ++r) {
+      const W* row = w + (n + r) * K;
+      int64_t m = 0;
+      for (; m + 4 <= M; m += 4) dot_lanes<4>(x + m * K, K, row, &lanes[m][r]);
+      switch (M - m) {
+        case 3: dot_lanes<3>(x + m * K, K, row, &lanes[m][r]); break;
+        case 2: dot_lanes<2>(x + m * K, K, row, &lanes[m][r]); break;
+        case 1: dot_lanes<1>(x + m * K, K, row, &lanes[m][r]); break;
+        default: break;
+      }
+    }
+    const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1u);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int r = rows; r < kRowTile; ++r) lanes[m][r] = _mm512_setzero_ps();
+      _mm512_mask_storeu_ps(y + m * ldy + n, mask, sum_lanes16(lanes[m]));
     }
   }
 }
@@ -71,7 +105,7 @@ void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy,
 
 void gemm_nt_avx512(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy,
                     int64_t n0, int64_t n1) {
-  if (M >= detail::kPanelMinM) {
+  if (M >= kPanelMinM) {
     if (wt == WeightType::kF32)
       return detail::gemm_nt_panels<IsaAvx512>(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
     return detail::gemm_nt_panels<IsaAvx512>(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);

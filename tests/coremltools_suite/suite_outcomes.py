@@ -1,0 +1,167 @@
+"""How each coremltools op test ended, and the summary table per op family.
+
+A test "reaches prediction" when it calls MLModel.predict (or make_state).
+Those end as: passed; unsupported op (the interpreter lacks an op type: the
+load fails with UnsupportedOpError); refused at load (any other refusal by
+import or load: a form of an op, a flexible shape, a data type); error at run
+(the interpreter raised while executing); wrong values (every prediction ran
+and the test's own comparison failed); neuralnetwork (the test predicts with
+the neuralnetwork backend, which the interpreter does not run). Tests that
+never predict (type inference, value inference, builder errors) are counted
+apart, by their pytest outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Column order of the table; the first group reached prediction.
+REACHED = ("passed", "unsupported", "refused", "run_error", "wrong", "neuralnetwork")
+NOT_REACHED = ("np_passed", "np_skipped", "np_failed")
+HEADERS = {
+    "passed": "passed",
+    "unsupported": "unsupported op",
+    "refused": "refused at load",
+    "run_error": "error at run",
+    "wrong": "wrong values",
+    "neuralnetwork": "neuralnetwork",
+    "np_passed": "no-predict pass",
+    "np_skipped": "skipped",
+    "np_failed": "no-predict fail",
+}
+
+
+@dataclass
+class Record:
+    """What the predict replacement saw during one test."""
+
+    reached: bool = False
+    predictions: int = 0
+    kind: str | None = None  # the first failure noted: unsupported, refused, run_error, not_mlprogram
+    message: str = ""
+
+    def note(self, kind: str, error: BaseException | None) -> None:
+        if self.kind is None:
+            self.kind = kind
+            self.message = "" if error is None else f"{type(error).__name__}: {error}"
+
+
+_current = Record()
+
+
+def current() -> Record:
+    return _current
+
+
+def start() -> Record:
+    global _current
+    _current = Record()
+    return _current
+
+
+def classify(record: Record, outcome: str) -> str:
+    """The table column of a test; outcome is passed, failed or skipped."""
+    if not record.reached:
+        return {"passed": "np_passed", "skipped": "np_skipped"}.get(outcome, "np_failed")
+    if record.kind == "not_mlprogram":
+        return "neuralnetwork"
+    if record.kind is not None:
+        return record.kind
+    if outcome == "passed":
+        return "passed"
+    return "wrong" if outcome == "failed" else "np_skipped"
+
+
+_OP_TYPE = re.compile(r"\(type '([A-Za-z0-9_]+)'\)")
+_TEMP_PATH = re.compile(r"/\S*/(model\.mlpackage|bundle/program\.json)")
+
+
+def reason(result: dict[str, Any]) -> str:
+    """A short grouping key for a failure: the op type and the refusal's gist."""
+    message = _TEMP_PATH.sub(r"\1", result["message"])
+    op = _OP_TYPE.search(message)
+    if result["category"] == "unsupported":
+        return f"op {op.group(1)}" if op else message[:100]
+    gist = message.split("): ", 1)[-1] if op else message
+    gist = re.sub(r"\d+", "N", gist.splitlines()[0] if gist else "")[:100]
+    return f"{op.group(1)}: {gist}" if op else gist
+
+
+@dataclass
+class Summary:
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, nodeid: str, family: str, category: str, record: Record, failure: str) -> None:
+        message = record.message or (failure if category == "wrong" else "")
+        self.results.append({"nodeid": nodeid, "family": family, "category": category, "message": message})
+
+    def table(self) -> list[str]:
+        counts: dict[str, Counter] = defaultdict(Counter)
+        for r in self.results:
+            counts[r["family"]][r["category"]] += 1
+        total: Counter = Counter()
+        for c in counts.values():
+            total.update(c)
+        cols = REACHED + NOT_REACHED
+        width = max([len("family"), len("total"), *(len(f) for f in counts)])
+        head = f"{'family':<{width}} {'reached':>7} " + " ".join(HEADERS[c] for c in cols)
+        lines = [head, "-" * len(head)]
+
+        def row(name: str, c: Counter) -> str:
+            reached = sum(c[k] for k in REACHED)
+            return f"{name:<{width}} {reached:>7} " + " ".join(f"{c[k]:>{len(HEADERS[k])}}" for k in cols)
+
+        lines += [row(f, counts[f]) for f in sorted(counts)]
+        lines += ["-" * len(head), row("total", total)]
+        reached = sum(total[k] for k in REACHED)
+        if reached:
+            lines.append(
+                f"{total['passed']} of {reached} tests that reach prediction pass "
+                f"({100.0 * total['passed'] / reached:.1f} %), {total['wrong']} give wrong values"
+            )
+        return lines
+
+    def reasons(self, top: int) -> list[str]:
+        by_reason = Counter(
+            (r["category"], reason(r)) for r in self.results if r["category"] in REACHED[1:] and r["message"]
+        )
+        return [f"{n:5d}  {HEADERS[cat]}: {why}" for (cat, why), n in by_reason.most_common(top)]
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.results, indent=1) + "\n")
+
+    def write_expected(self, path: Path) -> None:
+        """The tests that failed at load, in read_expected's form."""
+        rows = sorted(
+            (r["category"], reason(r), r["nodeid"]) for r in self.results if r["category"] in EXPECTABLE
+        )
+        lines = [EXPECTED_HEADER] + ["\t".join(row) for row in rows]
+        path.write_text("\n".join(lines) + "\n")
+
+
+# Only failures at load may be listed as expected: a wrong value never is.
+EXPECTABLE = ("unsupported", "refused")
+EXPECTED_HEADER = """\
+# coremltools op tests expected to fail at load through the staticllm
+# interpreter (unsupported op, refused at load), one per line:
+# category<TAB>op type and reason<TAB>test id. Written by --ct-write-expected;
+# read by --ct-expected, which reports them xfailed while they fail so and
+# fails them as soon as they end any other way (update the list then)."""
+
+
+def read_expected(path: Path) -> dict[str, str]:
+    """test id -> expected category."""
+    expected = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or fields[0] not in EXPECTABLE:
+            raise ValueError(f"{path}:{n}: not 'category<TAB>reason<TAB>test id' (category in {EXPECTABLE})")
+        expected[fields[2]] = fields[0]
+    return expected

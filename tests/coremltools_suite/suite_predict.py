@@ -111,7 +111,8 @@ def predict(mlmodel: Any, data: Any, state: Any = None) -> Any:
         outputs = method.execute(inputs, state=native_state)
     except Exception as e:
         record.note("run_error", e)
-        raise
+        # what coremltools raises when Core ML fails a prediction (some tests expect it)
+        raise RuntimeError(f"Unable to compute the prediction using ML Program (staticllm interpreter): {e}") from e
     record.predictions += 1
     return {name: _as_output(value) for name, value in outputs.items()}
 

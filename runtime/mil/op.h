@@ -119,8 +119,11 @@ void register_slicing_ops(OpRegistry& r);    // ops/slicing.cpp (slice_by_index,
 void register_select_ops(OpRegistry& r);     // ops/select.cpp (select, cast, fill, range_1d, band_part)
 void register_linear_ops(OpRegistry& r);     // ops/linear.cpp (linear, matmul)
 void register_attention_ops(OpRegistry& r);  // ops/attention.cpp (scaled_dot_product_attention)
-void register_quantization_ops(OpRegistry& r);  // ops/quantization.cpp (constexpr_*)
-void register_state_ops(OpRegistry& r);         // ops/state.cpp (read_state, coreml_update_state)
+void register_quantization_ops(OpRegistry& r);   // ops/quantization.cpp (constexpr_*)
+void register_state_ops(OpRegistry& r);          // ops/state.cpp (read_state, coreml_update_state)
+void register_normalization_ops(OpRegistry& r);  // ops/normalization.cpp (batch/instance/layer/l2/local_response_norm)
+void register_sort_ops(OpRegistry& r);           // ops/sort.cpp (argsort, topk)
+void register_pooling_ops(OpRegistry& r);        // ops/pooling.cpp (max_pool, avg_pool, l2_pool)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

@@ -21,6 +21,9 @@ OpRegistry& OpRegistry::instance() {
     register_attention_ops(*r);
     register_quantization_ops(*r);
     register_state_ops(*r);
+    register_normalization_ops(*r);
+    register_sort_ops(*r);
+    register_pooling_ops(*r);
     return r;
   }();
   return *registry;

@@ -124,6 +124,7 @@ void register_state_ops(OpRegistry& r);          // ops/state.cpp (read_state, c
 void register_normalization_ops(OpRegistry& r);  // ops/normalization.cpp (batch/instance/layer/l2/local_response_norm)
 void register_sort_ops(OpRegistry& r);           // ops/sort.cpp (argsort, topk)
 void register_pooling_ops(OpRegistry& r);        // ops/pooling.cpp (max_pool, avg_pool, l2_pool)
+void register_sparsity_ops(OpRegistry& r);       // ops/sparsity.cpp (constexpr_sparse_*, constexpr_lut_to_sparse)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

@@ -24,6 +24,7 @@ OpRegistry& OpRegistry::instance() {
     register_normalization_ops(*r);
     register_sort_ops(*r);
     register_pooling_ops(*r);
+    register_sparsity_ops(*r);
     return r;
   }();
   return *registry;

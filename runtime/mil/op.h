@@ -84,6 +84,8 @@ class OpPlanContext {
   [[noreturn]] virtual void fail(const std::string& message) const = 0;
   // String constants (e.g. cast's "dtype"), which have no Tensor form.
   virtual std::string const_string(const std::string& param) const = 0;
+  // The iOS release of the function's opset (FunctionDecl::ios_opset), 0 if unknown.
+  virtual int ios_opset() const { return 0; }
 
   // Constant helpers: fail() when the parameter is missing, not constant or of
   // the wrong kind. Integers accept any integer dtype; floats any float dtype.
@@ -125,6 +127,7 @@ void register_normalization_ops(OpRegistry& r);  // ops/normalization.cpp (batch
 void register_sort_ops(OpRegistry& r);           // ops/sort.cpp (argsort, topk)
 void register_pooling_ops(OpRegistry& r);        // ops/pooling.cpp (max_pool, avg_pool, l2_pool)
 void register_sparsity_ops(OpRegistry& r);       // ops/sparsity.cpp (constexpr_sparse_*, constexpr_lut_to_sparse)
+void register_scatter_ops(OpRegistry& r);        // ops/scatter.cpp (scatter, scatter_along_axis, scatter_nd)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

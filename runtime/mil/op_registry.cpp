@@ -25,6 +25,7 @@ OpRegistry& OpRegistry::instance() {
     register_sort_ops(*r);
     register_pooling_ops(*r);
     register_sparsity_ops(*r);
+    register_scatter_ops(*r);
     return r;
   }();
   return *registry;

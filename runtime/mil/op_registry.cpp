@@ -16,6 +16,7 @@ OpRegistry& OpRegistry::instance() {
     register_reduction_ops(*r);
     register_shape_ops(*r);
     register_slicing_ops(*r);
+    register_gather_ops(*r);
     register_select_ops(*r);
     register_linear_ops(*r);
     register_attention_ops(*r);
@@ -26,6 +27,8 @@ OpRegistry& OpRegistry::instance() {
     register_pooling_ops(*r);
     register_sparsity_ops(*r);
     register_scatter_ops(*r);
+    register_rearrange_ops(*r);
+    register_pad_ops(*r);
     return r;
   }();
   return *registry;

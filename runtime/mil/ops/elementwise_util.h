@@ -92,6 +92,13 @@ void store_run(DType t, void* base, int64_t off, int64_t len, const C* src) {
   }
 }
 
+// One element as a double (exact for every dtype but int64 past 2^53), and back.
+inline double load_one(DType t, const void* base, int64_t i) {
+  double v = 0;
+  return *load_run<double>(t, base, i, 1, 1, &v);
+}
+inline void store_one(DType t, void* base, int64_t i, double v) { store_run<double>(t, base, i, 1, &v); }
+
 // The whole tensor as fp32: its own data when it is fp32, else converted
 // into `buf` (numel floats).
 inline const float* floats_of(const Tensor& t, float* buf) {

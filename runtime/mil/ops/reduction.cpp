@@ -1,4 +1,4 @@
-// Reductions over a contiguous block of axes and softmax. The shape is viewed
+// Reductions over a contiguous block of axes, softmax and cumsum. The shape is viewed
 // as [outer, reduced, inner]; accumulation is in fp32 (double for integers).
 #include <algorithm>
 #include <cmath>
@@ -16,7 +16,7 @@ struct ReducePlan {
   int64_t outer = 1, reduced = 1, inner = 1;
 };
 
-enum class Kind { kSum, kMean, kMax, kMin, kProd, kArgMax, kArgMin, kL2, kSumSquare, kLogSumExp };
+enum class Kind { kSum, kMean, kMax, kMin, kProd, kArgMax, kArgMin, kL1, kL2, kSumSquare, kLogSum, kLogSumExp };
 
 ReducePlan plan_axes(const OpPlanContext& ctx, const Shape& shape, std::vector<int64_t> axes) {
   int64_t rank = static_cast<int64_t>(shape.size());
@@ -67,6 +67,16 @@ C reduce_row(Kind kind, const C* v, int64_t n, int64_t* arg) {
       C acc = 0;
       for (int64_t i = 0; i < n; ++i) acc += v[i] * v[i];
       return kind == Kind::kL2 ? std::sqrt(acc) : acc;
+    }
+    case Kind::kL1: {
+      C acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += v[i] < 0 ? -v[i] : v[i];
+      return acc;
+    }
+    case Kind::kLogSum: {
+      C acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += v[i];
+      return std::log(acc);
     }
     case Kind::kLogSumExp: {
       C m = *std::max_element(v, v + n);
@@ -124,8 +134,14 @@ OpBuilder reduce(Kind kind) {
       else if (keep)
         out_shape.push_back(1);
     }
+    DType out_dtype = xt.dtype;
+    if (arg) {  // iOS17: int32 or uint16 indices
+      std::string name = ctx.has("output_dtype") ? ctx.const_string("output_dtype") : "int32";
+      if (name != "int32" && name != "uint16") ctx.fail("output_dtype must be int32 or uint16, got '" + name + "'");
+      out_dtype = name == "int32" ? DType::kInt32 : DType::kUInt16;
+    }
     PlannedOp op;
-    op.outputs.push_back({arg ? DType::kInt32 : xt.dtype, out_shape});
+    op.outputs.push_back({out_dtype, out_shape});
     bool use_float = is_float_dtype(xt.dtype);
     op.scratch_bytes = static_cast<size_t>(p.reduced) * 8;
     int xs = ctx.input("x");
@@ -199,6 +215,37 @@ PlannedOp build_softmax(OpPlanContext& ctx) {
   return op;
 }
 
+// Running sums along an axis (inclusive or exclusive, forward or reversed),
+// accumulated in double: exact for int32, fp32-or-better for floats.
+PlannedOp build_cumsum(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const int64_t rank = static_cast<int64_t>(xt.shape.size());
+  const int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", 0), rank);
+  const bool exclusive = ctx.const_bool_or("exclusive", false), reverse = ctx.const_bool_or("reverse", false);
+  const int64_t n = rank == 0 ? 1 : xt.shape[axis];
+  const int64_t inner = rank == 0 ? 1 : shape_numel(Shape(xt.shape.begin() + axis + 1, xt.shape.end()));
+  const int64_t outer = shape_numel(xt.shape) / std::max<int64_t>(1, n * inner);
+  int xs = ctx.input("x");
+  PlannedOp op;
+  op.outputs.push_back(xt);
+  op.run = [=](const KernelCall& call) {
+    const Tensor& x = call.in(xs);
+    Tensor& out = call.out(0);
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t i = 0; i < inner; ++i) {
+        double acc = 0;
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t at = (o * n + (reverse ? n - 1 - k : k)) * inner + i;
+          const double v = load_one(x.dtype(), x.data(), at);
+          store_one(out.dtype(), out.data(), at, exclusive ? acc : acc + v);
+          acc += v;
+        }
+      }
+    }
+  };
+  return op;
+}
+
 }  // namespace
 
 void register_reduction_ops(OpRegistry& r) {
@@ -209,10 +256,13 @@ void register_reduction_ops(OpRegistry& r) {
   r.add("reduce_prod", reduce(Kind::kProd));
   r.add("reduce_argmax", reduce(Kind::kArgMax));
   r.add("reduce_argmin", reduce(Kind::kArgMin));
+  r.add("reduce_l1_norm", reduce(Kind::kL1));
   r.add("reduce_l2_norm", reduce(Kind::kL2));
+  r.add("reduce_log_sum", reduce(Kind::kLogSum));
   r.add("reduce_sum_square", reduce(Kind::kSumSquare));
   r.add("reduce_log_sum_exp", reduce(Kind::kLogSumExp));
   r.add("softmax", build_softmax);
+  r.add("cumsum", build_cumsum);
 }
 
 }  // namespace staticllm::mil

@@ -66,11 +66,8 @@ PlannedOp plan_scatter(OpPlanContext& ctx, const ValueType& dt, int64_t updates,
     const Tensor& upd = call.in(us);
     if (out.data() != call.in(ds).data()) std::memcpy(out.data(), call.in(ds).data(), out.nbytes());
     for (int64_t i = 0; i < updates; ++i) {
-      double cur, u;
-      load_run<double>(out.dtype(), out.data(), at[i], 1, 1, &cur);
-      load_run<double>(upd.dtype(), upd.data(), i, 1, 1, &u);
-      double v = combine(mode, cur, u);
-      store_run<double>(out.dtype(), out.data(), at[i], 1, &v);
+      const double cur = load_one(out.dtype(), out.data(), at[i]);
+      store_one(out.dtype(), out.data(), at[i], combine(mode, cur, load_one(upd.dtype(), upd.data(), i)));
     }
   };
   return op;

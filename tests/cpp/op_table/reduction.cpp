@@ -48,6 +48,10 @@ std::vector<Entry> reductions() {
       {"reduce_prod",
        [](Group g) { return std::accumulate(g.begin(), g.end(), 1.0, [](double a, double b) { return a * b; }); }},
       {"reduce_l2_norm", [](Group g) { return std::sqrt(sum_square(g)); }},
+      {"reduce_l1_norm",
+       [](Group g) {
+         return std::accumulate(g.begin(), g.end(), 0.0, [](double a, double b) { return a + std::abs(b); });
+       }},
       {"reduce_sum_square", sum_square},
       {"reduce_log_sum_exp", log_sum_exp},
   };
@@ -100,6 +104,11 @@ std::vector<Entry> arg_reductions() {
     out.push_back(op(type, "first of equal values, axis defaults to -1")
                       .in("x", F({2, 3}, {1, 3, 3, -2, -1, -2}))
                       .expect({I32({2}, {max ? 1.0 : 0.0, max ? 1.0 : 0.0})}));
+    out.push_back(op(type, "uint16 indices (iOS17 output_dtype)")
+                      .in("x", F({2, 3}, {1, 3, 2, -2, -1, -3}))
+                      .scalar_int("axis", 1)
+                      .string("output_dtype", "uint16")
+                      .expect({Typed(DType::kUInt16, {2}, {max ? 1.0 : 0.0, max ? 1.0 : 2.0})}));
     out.push_back(op(type, "int32 keep_dims")
                       .in("x", I32({2, 3}, {4, -1, 4, 0, 7, -3}))
                       .scalar_int("axis", 1)
@@ -146,8 +155,32 @@ std::vector<Entry> softmaxes() {
   };
 }
 
+std::vector<Entry> scans() {
+  Spec x = F({2, 3}, {1, -2, 3, 0.5, 4, -1});
+  return {
+      op("reduce_log_sum", "axis 1 of positive values")
+          .in("x", F({2, 3}, {0.5, 1, 2, 3, 0.25, 4}))
+          .ints("axes", {1})
+          .reference([](const Inputs& in) {
+            return std::vector<Array>{
+                reduce(in["x"], {1}, false, in["x"].dtype, [](Group g) { return std::log(sum(g)); })};
+          }),
+      op("cumsum", "axis 0 by default").in("x", x).expect({F({2, 3}, {1, -2, 3, 1.5, 2, 2})}),
+      op("cumsum", "axis 1, exclusive")
+          .in("x", x)
+          .scalar_int("axis", 1)
+          .flag("exclusive", true)
+          .expect({F({2, 3}, {0, 1, -1, 0, 0.5, 4.5})}),
+      op("cumsum", "axis -1, reverse, int32")
+          .in("x", I32({2, 3}, {1, 2, 3, 4, 5, 6}))
+          .scalar_int("axis", -1)
+          .flag("reverse", true)
+          .expect({I32({2, 3}, {6, 5, 3, 15, 11, 6})}),
+  };
+}
+
 [[maybe_unused]] const bool registered =
-    add_entries(reductions()) && add_entries(arg_reductions()) && add_entries(softmaxes());
+    add_entries(reductions()) && add_entries(arg_reductions()) && add_entries(softmaxes()) && add_entries(scans());
 
 }  // namespace
 }  // namespace staticllm::test::optable

@@ -131,6 +131,7 @@ void register_sparsity_ops(OpRegistry& r);       // ops/sparsity.cpp (constexpr_
 void register_scatter_ops(OpRegistry& r);        // ops/scatter.cpp (scatter, scatter_along_axis, scatter_nd)
 void register_rearrange_ops(OpRegistry& r);      // ops/rearrange.cpp (reverse*, *_to_space, space_to_*, pixel_*)
 void register_pad_ops(OpRegistry& r);            // ops/pad.cpp (pad)
+void register_image_ops(OpRegistry& r);          // ops/image.cpp (resize*, upsample*, crop*, resample, affine)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

@@ -29,6 +29,7 @@ OpRegistry& OpRegistry::instance() {
     register_scatter_ops(*r);
     register_rearrange_ops(*r);
     register_pad_ops(*r);
+    register_image_ops(*r);
     return r;
   }();
   return *registry;

@@ -9,7 +9,9 @@ and the test's own comparison failed); fp16 rounding (the comparison failed,
 but every element that missed the tolerance is within one fp16 unit in the
 last place of the expected value: an fp32 tolerance applied to values that
 pass through fp16, in the program or in the test's own reference; see
-fp16_rounding()); neuralnetwork (the test predicts with
+fp16_rounding()); other assertion (every comparison of predicted values
+passed, then the test failed on something else, such as the number of cast
+ops coremltools put in the program); neuralnetwork (the test predicts with
 the neuralnetwork backend, which the interpreter does not run). Tests that
 never predict (type inference, value inference, builder errors) are counted
 apart, by their pytest outcome.
@@ -27,7 +29,16 @@ from typing import Any
 import numpy as np
 
 # Column order of the table; the first group reached prediction.
-REACHED = ("passed", "unsupported", "refused", "run_error", "wrong", "fp16_rounding", "neuralnetwork")
+REACHED = (
+    "passed",
+    "unsupported",
+    "refused",
+    "run_error",
+    "wrong",
+    "fp16_rounding",
+    "other_assert",
+    "neuralnetwork",
+)
 NOT_REACHED = ("np_passed", "np_skipped", "np_failed")
 HEADERS = {
     "passed": "passed",
@@ -36,6 +47,7 @@ HEADERS = {
     "run_error": "error at run",
     "wrong": "wrong values",
     "fp16_rounding": "fp16 rounding",
+    "other_assert": "other assertion",
     "neuralnetwork": "neuralnetwork",
     "np_passed": "no-predict pass",
     "np_skipped": "skipped",
@@ -49,6 +61,7 @@ class Record:
 
     reached: bool = False
     predictions: int = 0
+    compared: int = 0  # compare_backend calls that returned (their value checks passed)
     kind: str | None = None  # the first failure noted: unsupported, refused, run_error, not_mlprogram
     message: str = ""
 
@@ -176,10 +189,11 @@ class Summary:
 
 
 # Failures at load and fp16 rounding may be listed as expected; a wrong value never is.
-EXPECTABLE = ("unsupported", "refused", "fp16_rounding")
+EXPECTABLE = ("unsupported", "refused", "fp16_rounding", "other_assert")
 EXPECTED_HEADER = """\
 # coremltools op tests expected to fail through the staticllm interpreter
-# (unsupported op, refused at load, fp16 rounding; never wrong values), one per line:
+# (unsupported op, refused at load, fp16 rounding, other assertion; never wrong
+# values), one per line:
 # category<TAB>op type and reason<TAB>test id. Written by --ct-write-expected;
 # read by --ct-expected, which reports them xfailed while they fail so and
 # fails them as soon as they end any other way (update the list then)."""

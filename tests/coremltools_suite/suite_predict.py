@@ -112,7 +112,8 @@ def predict(mlmodel: Any, data: Any, state: Any = None) -> Any:
     except Exception as e:
         record.note("run_error", e)
         # what coremltools raises when Core ML fails a prediction (some tests expect it)
-        raise RuntimeError(f"Unable to compute the prediction using ML Program (staticllm interpreter): {e}") from e
+        message = f"Unable to compute the prediction using ML Program (staticllm interpreter): {e}"
+        raise RuntimeError(message) from e
     record.predictions += 1
     return {name: _as_output(value) for name, value in outputs.items()}
 

@@ -132,6 +132,7 @@ void register_scatter_ops(OpRegistry& r);        // ops/scatter.cpp (scatter, sc
 void register_rearrange_ops(OpRegistry& r);      // ops/rearrange.cpp (reverse*, *_to_space, space_to_*, pixel_*)
 void register_pad_ops(OpRegistry& r);            // ops/pad.cpp (pad)
 void register_image_ops(OpRegistry& r);          // ops/image.cpp (resize*, upsample*, crop*, resample, affine)
+void register_einsum_ops(OpRegistry& r);         // ops/einsum.cpp (einsum)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

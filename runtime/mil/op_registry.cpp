@@ -30,6 +30,7 @@ OpRegistry& OpRegistry::instance() {
     register_rearrange_ops(*r);
     register_pad_ops(*r);
     register_image_ops(*r);
+    register_einsum_ops(*r);
     return r;
   }();
   return *registry;

@@ -31,6 +31,7 @@ OpRegistry& OpRegistry::instance() {
     register_pad_ops(*r);
     register_image_ops(*r);
     register_einsum_ops(*r);
+    register_recurrent_ops(*r);
     return r;
   }();
   return *registry;

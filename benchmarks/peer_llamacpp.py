@@ -21,6 +21,11 @@ tokens/s against the measured read bandwidth, a sum over 1 GiB on every
 thread), prefill does 2 x parameters FLOP per token (against the measured fp32
 FMA peak). Absolute figures vary by machine and load; on a shared machine
 compare the ratios, which come from interleaved runs.
+
+llama.cpp's OpenMP threads spin at every barrier by default; on a machine
+busy with other work a spinning thread waits for a descheduled one and
+llama.cpp's decode drops to a few tokens/s. There, run with
+OMP_WAIT_POLICY=passive (the table header shows the setting and the load).
 """
 
 from __future__ import annotations
@@ -157,6 +162,14 @@ def prepare(args: argparse.Namespace) -> dict[str, tuple[Path, Path]]:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak RSS. Linux's VmHWM: ru_maxrss survives fork and
+    exec, so a child would report the parent's peak (the 1 GiB bandwidth buffer)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -175,16 +188,24 @@ def run_llamacpp(model: Path, prompt: list[int], args: argparse.Namespace) -> di
     )
     load_s = time.perf_counter() - t0
     rss_load = peak_rss_mib()
+    n_vocab = llm.n_vocab()
+
+    def next_token() -> int:
+        # Llama.eval keeps no logits unless logits_all (which would make
+        # llama.cpp compute the LM head for every prompt row): read the last
+        # row from the context, as llama.cpp's own sampler does.
+        row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return int(np.argmax(np.ctypeslib.as_array(row, shape=(n_vocab,))))
 
     def generate() -> tuple[float, float]:
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(prompt)
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        token = next_token()
         t1 = time.perf_counter()
         for _ in range(args.gen_tokens - 1):
             llm.eval([token])
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            token = next_token()
         t2 = time.perf_counter()
         return len(prompt) / (t1 - t0), (args.gen_tokens - 1) / (t2 - t1)
 
@@ -291,17 +312,21 @@ def report(
     from staticllm import _core
 
     params = parameters(source_gguf())
+    load1, load5, _ = os.getloadavg()
+    omp = os.environ.get("OMP_WAIT_POLICY", "unset (active)")
     lines = [
         f"SmolLM2-135M, {args.prompt_tokens}-token prompt, {args.gen_tokens} greedy tokens, "
         f"context {args.context}, {args.threads} threads, SIMD {_core.simd_level()}, "
         f"medians of {args.rounds} interleaved rounds",
-        f"measured read bandwidth {bandwidth / 1e9:.1f} GB/s, fp32 FMA peak {fma / 1e9:.0f} GFLOP/s",
+        f"measured read bandwidth {bandwidth / 1e9:.1f} GB/s, fp32 FMA peak {fma / 1e9:.0f} GFLOP/s; "
+        f"load average {load1:.1f} (1 min) {load5:.1f} (5 min) at the end; llama.cpp OMP_WAIT_POLICY {omp}",
         "",
         "| precision | decode tok/s staticllm | llama.cpp | ratio "
         "| prefill tok/s staticllm | llama.cpp | ratio "
-        "| peak RSS MiB staticllm / llama.cpp | RSS ratio | load s staticllm / llama.cpp "
+        "| peak RSS MiB staticllm / llama.cpp | RSS ratio | RSS after load MiB staticllm / weights "
+        "| load s staticllm / llama.cpp "
         "| decode BW staticllm / llama.cpp | prefill of FMA peak staticllm / llama.cpp |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for precision in args.precisions:
         s = {
@@ -317,13 +342,14 @@ def report(
             f"| {precision} / {PAIRS[precision]} | {s['decode']:.1f} | {ll['decode']:.1f} | "
             f"{s['decode'] / ll['decode']:.2f} | {s['prefill']:.0f} | {ll['prefill']:.0f} | "
             f"{s['prefill'] / ll['prefill']:.2f} | {s['rss']:.0f} / {ll['rss']:.0f} | "
-            f"{s['rss'] / ll['rss']:.2f} | "
+            f"{s['rss'] / ll['rss']:.2f} | {s['rss_load']:.0f} / {b_bytes / 2**20:.0f} | "
             f"{s['load_s']:.2f} / {ll['load_s']:.2f} | "
             f"{s['decode'] * b_bytes / bandwidth:.0%} / {ll['decode'] * g_bytes / bandwidth:.0%} | "
             f"{s['prefill'] * 2 * params / fma:.0%} / {ll['prefill'] * 2 * params / fma:.0%} |"
         )
     lines += [
         "",
+        "RSS after load: peak RSS when the model is loaded, before the first token, against weight.bin;",
         "decode BW: weight bytes (weight.bin / GGUF file) x decode tokens/s over the read bandwidth;",
         "prefill of FMA peak: 2 x parameters FLOP per prompt token over the measured fp32 FMA peak.",
     ]

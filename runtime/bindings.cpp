@@ -300,6 +300,14 @@ PYBIND11_MODULE(_core, m) {
       },
       "(metadata name, numpy name, Core ML array code or 0) for every element type.");
   testing.def(
+      "bundle_paths",
+      [](const std::string& root) {
+        const BundlePaths p = bundle_paths(root);
+        return py::dict(py::arg("root") = p.root, py::arg("metadata") = p.metadata, py::arg("mlpackage") = p.mlpackage,
+                        py::arg("program_json") = p.program_json, py::arg("weights") = p.weights);
+      },
+      py::arg("root"), "The loader's file names for a bundle at root (runtime/bundle.cpp).");
+  testing.def(
       "sha256_hex",
       [](const py::bytes& data) {
         std::string s = data;

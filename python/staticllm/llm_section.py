@@ -420,3 +420,39 @@ def _eos(r: _Reader) -> tuple[int, ...]:
     ):
         raise r.fail("special_tokens.eos", "a list of token ids", value)
     return tuple(value)
+
+
+# ------------------------------------------------------------ export records
+#
+# `llm.export_options` and `llm.quality` are records for people and for the
+# export's summary line; the generation loop never reads them. They are
+# written and read here too, so their keys are spelled once.
+
+
+def export_options_record(
+    quantize: str, quantization: Mapping[str, Any], source: str, fp16_residual_scale: float = 1.0
+) -> dict[str, Any]:
+    """`llm.export_options`: how the bundle was made (docs/llm_section.md)."""
+    record: dict[str, Any] = {"quantize": quantize, "quantization": dict(quantization), "source": source}
+    if fp16_residual_scale != 1.0:
+        record["fp16_residual_scale"] = fp16_residual_scale
+    return record
+
+
+def quantization_record(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The quantization plan recorded at export (`llm.export_options.quantization`), or {}."""
+    options = metadata.get("llm", {}).get("export_options", {})
+    return dict(options.get("quantization", {}))
+
+
+def quality_record(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The quality gate's figures (`llm.quality`), or None if no gate ran."""
+    quality = metadata.get("llm", {}).get("quality")
+    return dict(quality) if quality else None
+
+
+def with_quality(metadata: Mapping[str, Any], quality: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `metadata` whose llm section records the quality gate's figures."""
+    out = dict(metadata)
+    out["llm"] = {**metadata["llm"], "quality": dict(quality)}
+    return out

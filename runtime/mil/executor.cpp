@@ -16,41 +16,57 @@ namespace staticllm::mil {
 
 namespace {
 
-// STATICLLM_PROFILE=1: time every op and print the totals per op type when
-// the process exits, to see where a method spends its time.
+// STATICLLM_PROFILE=1: time every op and print the totals per method and op
+// type when the process exits, to see where each method spends its time.
 class OpProfile {
  public:
   static OpProfile* get() {
     static OpProfile* profile = std::getenv("STATICLLM_PROFILE") ? new OpProfile() : nullptr;
     return profile;
   }
-  void add(const std::string& type, double seconds) {
+  void add(const std::string& where, const std::string& type, double seconds) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto& e = totals_[type];
+    auto& e = methods_[where].ops[type];
     e.first += seconds;
     e.second += 1;
   }
+  void add_call(const std::string& where, double seconds) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Method& m = methods_[where];
+    m.seconds += seconds;
+    m.calls += 1;
+  }
 
  private:
+  struct Method {
+    double seconds = 0;  // whole executions, ops and the time between them
+    int64_t calls = 0;
+    std::map<std::string, std::pair<double, int64_t>> ops;  // seconds, calls
+  };
   OpProfile() {
     std::atexit([] { get()->print(); });
   }
   void print() {
-    std::vector<std::pair<double, std::string>> rows;
-    double all = 0;
-    for (const auto& [type, e] : totals_) {
-      rows.push_back({e.first, type});
-      all += e.first;
-    }
-    std::sort(rows.rbegin(), rows.rend());
-    std::fprintf(stderr, "staticllm op profile (%.3f s in ops)\n", all);
-    for (const auto& [sec, type] : rows) {
-      std::fprintf(stderr, "  %-32s %9.3f s %5.1f%% %9ld calls\n", type.c_str(), sec, all > 0 ? 100 * sec / all : 0.0,
-                   static_cast<long>(totals_[type].second));
+    for (const auto& [where, m] : methods_) {
+      std::vector<std::pair<double, std::string>> rows;
+      double all = 0;
+      for (const auto& [type, e] : m.ops) {
+        rows.push_back({e.first, type});
+        all += e.first;
+      }
+      std::sort(rows.rbegin(), rows.rend());
+      const double per_call = m.calls > 0 ? 1e3 / static_cast<double>(m.calls) : 0.0;
+      std::fprintf(stderr, "staticllm op profile: %s, %ld calls, %.3f ms a call (%.3f ms in ops)\n", where.c_str(),
+                   static_cast<long>(m.calls), m.seconds * per_call, all * per_call);
+      for (const auto& [sec, type] : rows) {
+        const auto& e = m.ops.at(type);
+        std::fprintf(stderr, "  %-32s %9.3f ms a call %5.1f%% %7ld ops a call\n", type.c_str(), sec * per_call,
+                     all > 0 ? 100 * sec / all : 0.0, static_cast<long>(m.calls > 0 ? e.second / m.calls : 0));
+      }
     }
   }
   std::mutex mutex_;
-  std::map<std::string, std::pair<double, int64_t>> totals_;
+  std::map<std::string, Method> methods_;
 };
 
 }  // namespace
@@ -162,6 +178,7 @@ std::vector<Tensor> Executor::execute(const std::vector<Tensor>& inputs, const s
   }
   ThreadPool& pool = default_thread_pool();
   OpProfile* profile = OpProfile::get();
+  const auto call_start = std::chrono::steady_clock::now();
   for (size_t s = 0; s < plan.steps.size(); ++s) {
     KernelCall call{ctx->step_inputs[s].data(), ctx->step_outputs[s].data(), &pool, ctx->scratch.data()};
     if (profile == nullptr) {
@@ -170,8 +187,11 @@ std::vector<Tensor> Executor::execute(const std::vector<Tensor>& inputs, const s
     }
     auto start = std::chrono::steady_clock::now();
     plan.steps[s].run(call);
-    profile->add(plan.steps[s].op_type,
+    profile->add(plan.where, plan.steps[s].op_type,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  if (profile != nullptr) {
+    profile->add_call(plan.where, std::chrono::duration<double>(std::chrono::steady_clock::now() - call_start).count());
   }
   std::vector<Tensor> outputs;
   outputs.reserve(plan.output_values.size());

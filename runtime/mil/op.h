@@ -121,6 +121,7 @@ void register_slicing_ops(OpRegistry& r);  // ops/slicing.cpp (slice_by_index/si
 void register_gather_ops(OpRegistry& r);   // ops/gather.cpp (gather, gather_along_axis, gather_nd)
 void register_select_ops(OpRegistry& r);   // ops/select.cpp (select, cast, fill, range_1d, band_part)
 void register_linear_ops(OpRegistry& r);   // ops/linear.cpp (linear, matmul)
+void register_conv_ops(OpRegistry& r);     // ops/conv.cpp (conv, conv_transpose)
 void register_attention_ops(OpRegistry& r);      // ops/attention.cpp (scaled_dot_product_attention)
 void register_quantization_ops(OpRegistry& r);   // ops/quantization.cpp (constexpr_*)
 void register_state_ops(OpRegistry& r);          // ops/state.cpp (read_state, coreml_update_state)

@@ -19,6 +19,7 @@ OpRegistry& OpRegistry::instance() {
     register_gather_ops(*r);
     register_select_ops(*r);
     register_linear_ops(*r);
+    register_conv_ops(*r);
     register_attention_ops(*r);
     register_quantization_ops(*r);
     register_state_ops(*r);
@@ -93,11 +94,6 @@ double element_as_double(const Tensor& t, int64_t i) {
 }
 
 }  // namespace
-
-// Declared in half.h; defined in half.cpp.
-}  // namespace staticllm::mil
-#include "mil/half.h"
-namespace staticllm::mil {
 
 static const Tensor& require_const(const OpPlanContext& ctx, const std::string& param) {
   if (!ctx.has(param)) ctx.fail("missing parameter '" + param + "'");

@@ -21,6 +21,12 @@
 
 namespace staticllm::mil {
 
+// Pause instructions a waiting thread spins before it sleeps (a worker) or
+// yields its core (the caller): about 50 us, longer than the gap between two
+// ops of a decode step. Spinning longer cost decode speed on a shared
+// machine: a spinning thread burns the CPU share of its own process.
+constexpr int kSpins = 2000;
+
 struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   std::mutex busy;  // one job at a time; other callers run inline
@@ -66,7 +72,7 @@ struct ThreadPool::Impl {
         continue;
       }
       bool woke = false;
-      for (int i = 0; i < 20000; ++i) {
+      for (int i = 0; i < kSpins; ++i) {
         if (generation.load(std::memory_order_acquire) != seen || stop.load()) {
           woke = true;
           break;
@@ -113,7 +119,11 @@ int ThreadPool::size() const { return static_cast<int>(impl_->workers.size()) + 
 void ThreadPool::parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   min_chunk = std::max<int64_t>(1, min_chunk);
-  int64_t max_chunks = std::min<int64_t>(size(), (n + min_chunk - 1) / min_chunk);
+  // Several chunks per thread, taken in turn: a thread the OS deschedules
+  // (the machine is shared) holds up the others by one small chunk at most,
+  // and the rest of its share goes to whoever is running.
+  constexpr int64_t kChunksPerThread = 4;
+  int64_t max_chunks = std::min<int64_t>(size() * kChunksPerThread, (n + min_chunk - 1) / min_chunk);
   std::unique_lock<std::mutex> busy(impl_->busy, std::try_to_lock);
   if (max_chunks <= 1 || !busy.owns_lock()) {
     fn(0, n);  // small job, or another caller holds the workers
@@ -133,7 +143,14 @@ void ThreadPool::parallel_for(int64_t n, int64_t min_chunk, const std::function<
   }
   s.wake.notify_all();
   s.run_chunks();
-  while (s.remaining.load(std::memory_order_acquire) > 0) STATICLLM_PAUSE();
+  // Spin briefly for the last chunks, then yield the core: on a busy machine
+  // the thread finishing them may be waiting for it.
+  for (int spins = 0; s.remaining.load(std::memory_order_acquire) > 0; ++spins) {
+    if (spins < kSpins)
+      STATICLLM_PAUSE();
+    else
+      std::this_thread::yield();
+  }
   if (s.error) std::rethrow_exception(s.error);
 }
 

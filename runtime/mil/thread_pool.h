@@ -16,9 +16,9 @@ class ThreadPool {
 
   int size() const;
   // Runs fn(begin, end) over [0, n) split into contiguous chunks of at least
-  // `min_chunk` items, one per thread, the caller taking a share; returns when
-  // all are done. Nested or concurrent calls from several callers are safe
-  // (a caller that finds the pool busy runs its work inline).
+  // `min_chunk` items, a few per thread, which the threads (the caller too)
+  // take in turn; each item is in exactly one call. Returns when all are done. Nested or concurrent calls from several
+  // callers are safe (a caller that finds the pool busy runs its work inline).
   void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
 
  private:

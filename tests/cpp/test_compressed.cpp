@@ -206,12 +206,42 @@ TEST_CASE("compressed rows decode to the dense weight at every SIMD level", "[co
   }
 }
 
+TEST_CASE("blocks of compressed columns decode to the dense weight at every SIMD level", "[compressed]") {
+  using Block = void (*)(const CompressedWeight&, int64_t, int64_t, int64_t, int64_t, float*);
+  std::vector<std::pair<const char*, Block>> kernels = {
+      {"portable", decode_compressed_block_portable},
+      {"generic16", [](const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1, float* out) {
+         detail::decode_compressed_block_impl<IsaGeneric<16>>(w, n0, n1, c0, c1, out);
+       }}};
+#if defined(STATICLLM_X86_SIMD)
+  if (simd_level() >= SimdLevel::kAvx2) kernels.push_back({"avx2", decode_compressed_block_avx2});
+  if (simd_level() >= SimdLevel::kAvx512) kernels.push_back({"avx512", decode_compressed_block_avx512});
+#endif
+  std::mt19937 gen(14);
+  for (const Spec& s : specs()) {
+    Case c = make_case(s, gen);
+    // Column ranges starting off a byte and a group boundary, ending inside one.
+    for (auto [c0, c1] : std::vector<std::pair<int64_t, int64_t>>{{0, s.cols}, {3, s.cols - 2}, {s.cols / 2, s.cols}}) {
+      for (auto [name, kernel] : kernels) {
+        std::vector<float> out(static_cast<size_t>(s.rows * (c1 - c0)), -7.f);
+        kernel(c.w, 1, s.rows, c0, c1, out.data());
+        for (int64_t n = 1; n < s.rows; ++n) {
+          for (int64_t k = c0; k < c1; ++k) {
+            INFO(name << " " << describe(s) << " columns [" << c0 << ", " << c1 << ") at " << n << "," << k);
+            REQUIRE(out[(n - 1) * (c1 - c0) + k - c0] == Approx(c.dense[n * s.cols + k]).margin(1e-6));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("compressed gemm matches the dense product at every SIMD level", "[compressed]") {
   std::mt19937 gen(12);
   std::normal_distribution<float> normal(0.f, 1.f);
   for (const Spec& s : specs()) {
     Case c = make_case(s, gen);
-    for (int64_t M : {1, 2, 3, 4, 5, 9}) {  // the fused (M <= 4) and tiled paths
+    for (int64_t M : {1, 2, 3, 4, 5, 9, 17}) {  // the fused (M <= 4), tiled and tiled panel (M >= 16) paths
       std::vector<float> x(static_cast<size_t>(M * s.cols));
       for (auto& v : x) v = normal(gen);
       for (const Level& level : levels()) {

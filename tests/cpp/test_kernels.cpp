@@ -3,8 +3,10 @@
 // thread pool under concurrent callers.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "mil/cpu_features.h"
 #include "mil/half.h"
 #include "mil/kernels/gemm.h"
+#include "mil/kernels/softmax.h"
 #include "mil/thread_pool.h"
 
 using namespace staticllm::mil;
@@ -45,7 +48,10 @@ std::vector<std::pair<const char*, NnKernel>> nn_kernels() {
 TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD level", "[kernels]") {
   std::mt19937 gen(7);
   std::normal_distribution<float> dist(0.f, 1.f);
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13}, {5, 64, 9}, {3, 100, 33}, {9, 17, 4}}) {
+  // M >= 16: the panel path (weight rows transposed W x W, column panels of
+  // 2W with partial ones, row blocks with every tail length).
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{
+           {1, 37, 13}, {5, 64, 9}, {3, 100, 33}, {9, 17, 4}, {16, 5, 70}, {23, 37, 33}, {47, 64, 16}}) {
     std::vector<float> x(M * K), w(N * K);
     std::vector<uint16_t> wh(N * K);
     for (auto& v : x) v = dist(gen);
@@ -75,7 +81,8 @@ TEST_CASE("gemm_nn matches the reference for fp32 and fp16 right-hand sides at e
   std::mt19937 gen(8);
   std::normal_distribution<float> dist(0.f, 1.f);
   // N = 300: more than one 256-column slice, the second one partial.
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13}, {5, 64, 300}, {3, 9, 7}}) {
+  // Every row-block tail (up to 8 rows), and column panels whole and partial.
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13}, {5, 64, 300}, {3, 9, 7}, {18, 20, 41}}) {
     std::vector<float> x(M * K), b(K * N);
     std::vector<uint16_t> bh(K * N);
     for (auto& v : x) v = dist(gen);
@@ -163,4 +170,47 @@ TEST_CASE("SIMD level follows CPUID and what the OS saves (XCR0)", "[kernels]") 
   SimdLevel expected = avx512 ? SimdLevel::kAvx512 : avx2 ? SimdLevel::kAvx2 : SimdLevel::kPortable;
   REQUIRE(simd_level_from_cpuid(read_cpuid()) == expected);
 #endif
+}
+
+TEST_CASE("softmax rows match the double-precision reference at every SIMD level", "[kernels]") {
+  using RowKernel = void (*)(const float*, float*, int64_t);
+  std::vector<std::pair<const char*, RowKernel>> kernels = {{"portable", softmax_row_portable}};
+#if defined(STATICLLM_X86_SIMD)
+  if (simd_level() >= SimdLevel::kAvx2) kernels.push_back({"avx2", softmax_row_avx2});
+  if (simd_level() >= SimdLevel::kAvx512) kernels.push_back({"avx512", softmax_row_avx512});
+#endif
+  std::mt19937 gen(9);
+  std::normal_distribution<float> dist(0.f, 8.f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 33, 300}) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = dist(gen);
+    for (int64_t i = 1; i < n; i += 3) x[i] = -inf;  // masked scores: exactly 0
+    if (n > 4) x[4] = -95.f;                         // e^(x - max) below the smallest normal float
+    double mx = -inf, sum = 0;
+    for (float v : x) mx = std::max<double>(mx, v);
+    for (float v : x) sum += std::exp(static_cast<double>(v) - mx);
+    for (auto [name, kernel] : kernels) {
+      std::vector<float> out(n, -1.f);
+      kernel(x.data(), out.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double ref = std::exp(static_cast<double>(x[i]) - mx) / sum;
+        INFO(name << " n=" << n << " i=" << i << " x=" << x[i]);
+        if (x[i] == -inf) {
+          REQUIRE(out[i] == 0.f);
+        } else {
+          // a few ulp, plus the rounding of x - max in float (relative |x - max| * 2^-24)
+          const double tol = ref * (1e-6 + 1.2e-7 * std::abs(x[i] - mx)) + 1e-38;
+          REQUIRE(std::abs(out[i] - ref) <= tol);
+        }
+      }
+    }
+  }
+  for (auto [name, kernel] : kernels) {  // every score masked: NaN, as the naive formula gives
+    std::vector<float> x(20, -inf), out(20);
+    kernel(x.data(), out.data(), 20);
+    INFO(name);
+    REQUIRE(std::isnan(out[0]));
+    REQUIRE(std::isnan(out[19]));
+  }
 }

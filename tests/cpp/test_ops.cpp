@@ -217,3 +217,44 @@ TEST_CASE("rearranging ops refuse lengths and pads outside their axes", "[ops]")
              {{"x", {input(f32({3}, {1, 2, 3}))}}, {"pad", {constant(i32({2}, {3, 0}))}}, {"mode", {str("reflect")}}}),
       BundleError);
 }
+
+TEST_CASE("conv and conv_transpose refuse what they do not run, naming the attribute and its value", "[ops]") {
+  using Params = std::map<std::string, std::vector<Arg>>;
+  auto conv = [](Shape x, Shape w, Params extra, const std::string& type = "conv") {
+    Params p = {{"x", {input(f32(x, std::vector<float>(static_cast<size_t>(shape_numel(x)))))}},
+                {"weight", {constant(f32(w, std::vector<float>(static_cast<size_t>(shape_numel(w)))))}}};
+    for (auto& [k, v] : extra) p[k] = v;
+    return run_op(type, p);
+  };
+  auto ints = [](std::vector<int32_t> v) {
+    return std::vector<Arg>{constant(i32({static_cast<int64_t>(v.size())}, v))};
+  };
+  REQUIRE_THROWS_WITH(conv({1, 2, 5}, {3, 2, 2}, {{"pad_type", {str("reflect")}}}),
+                      Catch::Contains("pad_type 'reflect' is not supported (valid, same, same_lower, custom)"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 5}, {3, 2, 2}, {{"pad_type", {str("custom")}}, {"pad", ints({1, 1, 1})}}),
+                      Catch::Contains("pad [1, 1, 1] must have two values per spatial dimension (2)"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 5}, {3, 2, 2}, {{"pad_type", {str("custom")}}, {"pad", ints({-1, 0})}}),
+                      Catch::Contains("pad [-1, 0] is not supported: values must be >= 0"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 5, 5}, {3, 2, 2, 2}, {{"strides", ints({1, 0})}}),
+                      Catch::Contains("strides [1, 0] is not supported: values must be >= 1"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 5, 5}, {3, 2, 2, 2}, {{"dilations", ints({2})}}),
+                      Catch::Contains("dilations [2] must have one value per spatial dimension (2)"));
+  REQUIRE_THROWS_WITH(conv({1, 4, 5}, {3, 2, 2}, {{"groups", {constant(i32({}, {3}))}}}),
+                      Catch::Contains("groups 3 is not supported: it must divide the 4 input channels"));
+  REQUIRE_THROWS_WITH(conv({1, 4, 5}, {3, 2, 2}, {{"groups", {constant(i32({}, {2}))}}}),
+                      Catch::Contains("groups 2 does not divide the 3 output channels"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 5}, {3, 2, 3}, {{"dilations", ints({3})}}),
+                      Catch::Contains("the dilated kernel (7) is larger than the padded input (5)"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 2, 2, 2, 2}, {3, 2, 1, 1, 1, 1}, {}),
+                      Catch::Contains("is not supported: rank 3, 4 or 5"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 5}, {3, 2, 2}, {{"bias", {constant(f32({2}, {0, 0}))}}}),
+                      Catch::Contains("bias [2] (fp32) must hold the 3 output channels"));
+  REQUIRE_THROWS_WITH(
+      conv({1, 2, 5}, {2, 3, 2}, {{"pad_type", {str("same_lower")}}}, "conv_transpose"),
+      Catch::Contains("pad_type 'same_lower' is not supported for conv_transpose (valid, same, custom)"));
+  REQUIRE_THROWS_WITH(conv({1, 2, 5}, {2, 3, 2}, {{"output_shape", ints({1, 4, 9})}}, "conv_transpose"),
+                      Catch::Contains("output_shape [1, 4, 9] is not supported: it must be [1, 3, 1 positive"));
+  REQUIRE_THROWS_WITH(
+      conv({1, 2, 2}, {2, 3, 2}, {{"pad_type", {str("custom")}}, {"pad", ints({2, 2})}}, "conv_transpose"),
+      Catch::Contains("pad [2, 2] crops all of spatial dimension 0 (3 long)"));
+}

@@ -129,6 +129,11 @@ def test_builtin_text_and_text_file(fp32_forward, tmp_path):
     from_string = staticllm.evaluate(fp32_forward, text.read_text(), windows=2, window_len=16, progress=False)
     assert from_path.text == "t.txt" and from_string.text == "given text"
     assert from_path.perplexity == from_string.perplexity
+    # weights read into memory (--no-mmap) score the same bytes the same way
+    read = staticllm.evaluate(fp32_forward, text, windows=2, window_len=16, mmap=False, progress=False)
+    assert read.perplexity == from_path.perplexity
+    args = ["eval", str(fp32_forward), "--text", str(text), "--windows", "2", "--window-len", "16"]
+    assert main([*args, "--no-mmap", "--quiet"]) == 0
 
 
 def test_thresholds_set_the_exit_status(ckpt, fp16_forward, capsys):

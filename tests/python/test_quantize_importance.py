@@ -33,6 +33,24 @@ def test_weighted_kmeans_trades_quiet_channels_for_loud_ones():
     np.testing.assert_array_equal(same[1], plain[1])
 
 
+def test_kmeans_in_batches_of_rows_gives_the_same_tables(monkeypatch):
+    """Rows are clustered a batch at a time to bound memory (a Gemma 3
+    embedding is 262,144 rows); every row converges on its own, so the
+    tables and indices must not depend on the batch size."""
+    from staticllm.exporter import quantize
+
+    rng = np.random.default_rng(1)
+    x = (0.05 * rng.standard_normal((37, 96))).astype(np.float16).astype(np.float64)
+    x[5] = np.round(x[5] * 40) / 40  # a row with few distinct values takes the exact path
+    importance = rng.uniform(0.1, 10.0, (1, 96))
+    whole = kmeans_groups(x, 16, importance)
+    monkeypatch.setattr(quantize, "KMEANS_BATCH_VALUES", 5 * 96)  # batches of 5 rows, the last of 2
+    batched = kmeans_groups(x, 16, importance)
+    np.testing.assert_array_equal(batched[0], whole[0])
+    np.testing.assert_array_equal(batched[1], whole[1])
+    assert whole[0].shape == (37, 16) and whole[1].shape == (37, 96)
+
+
 @pytest.mark.parametrize("tied", [False, True])
 def test_input_importance_is_the_mean_square_input_of_each_linear(tied):
     from staticllm.exporter.checkpoints import Checkpoint

@@ -5,6 +5,7 @@ checks one rule (or two close ones) and yields Findings."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from math import prod
@@ -85,7 +86,15 @@ def has_errors(findings: Iterable[Finding]) -> bool:
 # --- helpers -------------------------------------------------------------------------------------
 
 _FLOATS = ("fp16", "fp32", "fp64", "bf16")
-_ITEM_BYTES = {"fp16": 2, "fp32": 4, "fp64": 8, "int8": 1, "int16": 2, "int32": 4}
+
+
+def _item_bytes(dtype: str) -> int:
+    """Bytes per element, from the bit width every MIL dtype name ends with
+    (fp16, int8, uint16, ...); 4 for a name without one."""
+    digits = re.search(r"\d+$", dtype)
+    return int(digits.group()) // 8 if digits else 4
+
+
 _WIDE_FLOATS = ("fp32", "fp64")
 
 
@@ -175,7 +184,7 @@ def _shapes(program: Program, fn: Function, target: Target) -> Iterator[Finding]
 
 def _io_last_axis(program: Program, fn: Function, target: Target) -> Iterator[Finding]:
     for feat in fn.features:
-        width = feat.shape[-1] * _ITEM_BYTES.get(feat.dtype, 4) if feat.shape else None
+        width = feat.shape[-1] * _item_bytes(feat.dtype) if feat.shape else None
         if feat.kind != "state" and width is not None and width < MIN_IO_LAST_AXIS_BYTES:
             detail = f"{feat.dtype} {_fmt(feat.shape)}: last axis {feat.shape[-1]} ({width} bytes)"
             yield Finding("ane-io-last-axis", fn.name, feat.name, feat.kind, detail)

@@ -89,6 +89,7 @@ def _reference(
     params: str | Path | None,
     bundle: str | Path | None,
     backend: str,
+    mmap: bool,
     progress: bool,
 ) -> Any:
     given = {
@@ -112,7 +113,7 @@ def _reference(
     if checkpoint is not None:
         return checkpoint_model(checkpoint, params, window_len)
     if bundle is not None:
-        return BundleModel(bundle, backend)
+        return BundleModel(bundle, backend, mmap=mmap)
     return None
 
 
@@ -155,6 +156,7 @@ def evaluate(
     reference_params: str | Path | None = None,
     reference_bundle: str | Path | None = None,
     backend: str = "auto",
+    mmap: bool = True,
     progress: bool = True,
 ) -> EvalResult:
     """Perplexity of `bundle` over `text` (a string, a path to a UTF-8 file,
@@ -164,6 +166,7 @@ def evaluate(
 
     `reference` may be a torch module (transformers or staticllm's export
     model) or any object with `window_logits(ids)` and `vocab_size`.
+    `backend` and `mmap` say how bundles are loaded (staticllm.Runtime.load).
     """
     from tqdm.auto import tqdm
 
@@ -171,7 +174,7 @@ def evaluate(
     if isinstance(text, PathLike):  # a file rather than the text itself
         text_name = text_name or Path(text).name
         text = text_mod.read_text(text)
-    model = bundle if isinstance(bundle, BundleModel) else BundleModel(bundle, backend)
+    model = bundle if isinstance(bundle, BundleModel) else BundleModel(bundle, backend, mmap=mmap)
     if window_len > model.max_window:
         raise InputError(
             f"window length {window_len} exceeds what bundle {model.path} can hold "
@@ -188,6 +191,7 @@ def evaluate(
         reference_params,
         reference_bundle,
         backend,
+        mmap,
         progress,
     )
     if ref is not None and ref.vocab_size != model.vocab_size:

@@ -31,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
         reference_params=args.reference_params,
         reference_bundle=args.reference_bundle,
         backend=args.backend,
+        mmap=not args.no_mmap,
         progress=not args.quiet,
     )
     missed = result.failures(args.min_snr, args.max_ppl_ratio)
@@ -56,6 +57,8 @@ def _has_reference(args: argparse.Namespace) -> bool:
 
 
 def register(subparsers: argparse._SubParsersAction, name: str) -> None:
+    from staticllm.generate.cli import add_load_args
+
     p = subparsers.add_parser(
         name,
         help="perplexity of a bundle; SNR, top-1 and KL against a reference",
@@ -83,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--reference-params", metavar="FILE", help="params.json for --reference-checkpoint")
     p.add_argument("--min-snr", type=float, metavar="DB", help="exit 1 if the logits SNR is below DB")
     p.add_argument("--max-ppl-ratio", type=float, metavar="R", help="exit 1 if perplexity / reference's > R")
-    p.add_argument("--backend", choices=["auto", "mil", "coreml"], default="auto", help="runtime backend")
+    add_load_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

@@ -29,14 +29,14 @@ class BundleModel:
     sees them (prefill and decode share their weights).
     """
 
-    def __init__(self, path: str | Path, backend: str = "auto") -> None:
+    def __init__(self, path: str | Path, backend: str = "auto", mmap: bool = True) -> None:
         from staticllm.bundle_layout import bundle_paths
         from staticllm.generate.runner import Runner
         from staticllm.llm_section import LLMSpec
         from staticllm.runtime import Runtime
 
         self.path = Path(path)
-        self.runtime = Runtime.load(str(self.path), backend=backend)
+        self.runtime = Runtime.load(str(self.path), backend=backend, mmap=mmap)
         self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(bundle_paths(self.path).metadata))
         self.runner = Runner(self.runtime, self.spec)
         self.vocab_size = self.spec.vocab_size

@@ -271,7 +271,7 @@ def _write_bundle(
 ) -> None:
     from staticllm.bundle_io import write_bundle_metadata, write_program_json
     from staticllm.bundle_layout import MLPACKAGE, bundle_paths
-    from staticllm.llm_section import LLMSpec, MethodInfo, graph_io
+    from staticllm.llm_section import LLMSpec, MethodInfo, export_options_record, graph_io
     from staticllm.package_spec import function_descriptions, load_spec
 
     paths = bundle_paths(staging)
@@ -311,12 +311,7 @@ def _write_bundle(
         "methods": methods,
         "llm": llm.to_section(
             model=cfg.to_dict(),
-            export_options={
-                "quantize": quantize,
-                "quantization": quantization,
-                "source": source,
-                **({"fp16_residual_scale": residual_scale} if residual_scale != 1.0 else {}),
-            },
+            export_options=export_options_record(quantize, quantization, source, residual_scale),
         ),
     }
     write_bundle_metadata(metadata, staging)

@@ -11,6 +11,7 @@ from typing import Any
 from staticllm.bundle_layout import bundle_paths
 from staticllm.exporter.quality_gate import DEFAULT_MIN_SNR_DB
 from staticllm.exporter.quantize import DEFAULT_BLOCK_SIZE, DEFAULT_GROUP_SIZE, MODES, describe_plan
+from staticllm.llm_section import quality_record, quantization_record
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -48,10 +49,10 @@ def _run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     kind = "prefill + decode (multifunction)" if args.multifunction else "forward (single method)"
-    llm = json.loads(bundle_paths(out).metadata.read_text())["llm"]
-    quant = describe_plan(llm["export_options"].get("quantization", {}))
+    metadata = json.loads(bundle_paths(out).metadata.read_text())
+    quant = describe_plan(quantization_record(metadata))
     print(f"wrote {out}: {kind}, {args.dtype}, quantize={quant}, {time.perf_counter() - start:.1f} s")
-    q = llm.get("quality")
+    q = quality_record(metadata)
     if q:
         forced = " (below the minimum, written because of --force)" if q["forced"] else ""
         print(

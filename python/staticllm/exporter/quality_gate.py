@@ -147,7 +147,6 @@ class Gate:
 
 def _record(path: Path, quality: dict[str, Any]) -> None:
     from staticllm.bundle_io import write_metadata
+    from staticllm.llm_section import with_quality
 
-    metadata = json.loads(path.read_text())
-    metadata["llm"]["quality"] = quality
-    write_metadata(metadata, path)
+    write_metadata(with_quality(json.loads(path.read_text()), quality), path)

@@ -389,7 +389,30 @@ def kmeans_1d(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return tables[0], indices[0]
 
 
+# Values per batch of rows in kmeans_groups: its float64 working arrays (a
+# dozen of this size) stay near 400 MB even for a 262,144-row embedding table.
+KMEANS_BATCH_VALUES = 1 << 22
+
+
 def kmeans_groups(
+    groups: np.ndarray, k: int, importance: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_kmeans_rows` over batches of rows. Every row's iterations are its
+    own (a row whose boundaries stopped moving stays put), so batching
+    changes no table, only the peak memory."""
+    flat = np.asarray(groups).reshape(len(groups), -1)
+    imp = None
+    if importance is not None:
+        imp = np.broadcast_to(np.asarray(importance, dtype=np.float64), np.shape(groups)).reshape(flat.shape)
+    step = max(1, KMEANS_BATCH_VALUES // max(1, flat.shape[1]))
+    parts = [
+        _kmeans_rows(flat[i : i + step], k, None if imp is None else imp[i : i + step])
+        for i in range(0, len(flat), step)
+    ]
+    return np.concatenate([t for t, _ in parts]), np.concatenate([i for _, i in parts])
+
+
+def _kmeans_rows(
     groups: np.ndarray, k: int, importance: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means of each row of `groups` [G, n] at once:
@@ -414,8 +437,8 @@ def kmeans_groups(
     if importance is None:
         ws = torch.ones_like(xs)
     else:
-        imp = np.broadcast_to(np.asarray(importance, dtype=np.float64), groups.shape).reshape(x.shape)
-        ws = torch.from_numpy(np.ascontiguousarray(imp)).gather(1, order).clamp_min(1e-12)
+        imp = np.ascontiguousarray(importance, dtype=np.float64)
+        ws = torch.from_numpy(imp).gather(1, order).clamp_min(1e-12)
     zero = torch.zeros(len(xs), 1, dtype=torch.float64)
     sums = tuple(torch.cat([zero, v.cumsum(1)], 1) for v in (ws, ws * xs, ws * xs * xs))
     best_c, best_err = None, None

@@ -47,7 +47,7 @@ def add_generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None
 
 
 def add_load_args(p: argparse.ArgumentParser) -> None:
-    """How a command that loads a bundle opens it (generate, chat, serve, bench)."""
+    """How a command that loads a bundle opens it (generate, chat, serve, bench, eval)."""
     p.add_argument("--backend", choices=("auto", "mil", "coreml"), default="auto")
     p.add_argument(
         "--no-mmap",

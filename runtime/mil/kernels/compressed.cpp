@@ -45,6 +45,17 @@ void decode_compressed_rows(const CompressedWeight& w, int64_t n0, int64_t n1, f
   decode_compressed_rows_portable(w, n0, n1, out);
 }
 
+void decode_compressed_block(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1, float* out) {
+#if defined(STATICLLM_X86_SIMD)
+  switch (simd_level()) {
+    case SimdLevel::kAvx512: return decode_compressed_block_avx512(w, n0, n1, c0, c1, out);
+    case SimdLevel::kAvx2: return decode_compressed_block_avx2(w, n0, n1, c0, c1, out);
+    default: break;
+  }
+#endif
+  decode_compressed_block_portable(w, n0, n1, c0, c1, out);
+}
+
 Tensor materialize_compressed(const CompressedWeight& w) {
   Tensor out(w.type.dtype, w.type.shape);
   std::vector<float> row(static_cast<size_t>(w.cols));

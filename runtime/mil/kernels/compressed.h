@@ -51,6 +51,8 @@ void gemm_nt_compressed(const float* x, int64_t M, const CompressedWeight& w, fl
                         int64_t n1);
 // out[k] = W(n, k) for k < cols, for rows n in [n0, n1) (out advances by cols per row).
 void decode_compressed_rows(const CompressedWeight& w, int64_t n0, int64_t n1, float* out);
+// The block of rows [n0, n1) and columns [c0, c1): out advances by c1 - c0 per row.
+void decode_compressed_block(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1, float* out);
 // The dense constant (type.dtype), e.g. for an op without a compressed kernel.
 Tensor materialize_compressed(const CompressedWeight& w);
 
@@ -64,5 +66,11 @@ void gemm_nt_compressed_avx512(const float* x, int64_t M, const CompressedWeight
 void decode_compressed_rows_portable(const CompressedWeight& w, int64_t n0, int64_t n1, float* out);
 void decode_compressed_rows_avx2(const CompressedWeight& w, int64_t n0, int64_t n1, float* out);
 void decode_compressed_rows_avx512(const CompressedWeight& w, int64_t n0, int64_t n1, float* out);
+void decode_compressed_block_portable(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
+                                      float* out);
+void decode_compressed_block_avx2(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
+                                  float* out);
+void decode_compressed_block_avx512(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
+                                    float* out);
 
 }  // namespace staticllm::mil

@@ -150,9 +150,9 @@ inline void partial_vectors(const CompressedWeight& w, int64_t n, int64_t k, int
   }
 }
 
-// Walks rows n .. n + NR - 1 together over k in code order (decoders with
-// SPLIT 1): body(k, wv) for whole vectors, part(k, len, wv) for partial
-// ones, wv[r] holding row n + r's weights.
+// Walks rows n .. n + NR - 1 together over columns k in [c0, c1) in code
+// order (decoders with SPLIT 1): body(k, wv) for whole vectors, part(k, len,
+// wv) for partial ones, wv[r] holding row n + r's weights.
 // Hands `scalar` the elements from k up to the first whose code starts on a
 // byte (never past k1), so the vector loop that follows reads whole bytes;
 // returns where that loop starts.
@@ -165,7 +165,8 @@ inline int64_t to_byte_boundary(int64_t k, int64_t k1, int bits, Scalar&& scalar
 }
 
 template <class Isa, class Dec, int NR, class Body, class Part>
-inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& body, Part&& part) {
+inline void walk_rows(const CompressedWeight& w, int64_t n, int64_t c0, int64_t c1, Dec* dec, Body&& body,
+                      Part&& part) {
   using F = typename Isa::F;
   constexpr int W = Isa::W;
   constexpr int B = Dec::kBits;
@@ -179,9 +180,9 @@ inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& bod
         w, n, k, len, [&](int r, int32_t code) { return dec[r].value(code); }, wv);
     part(k, len, wv);
   };
-  for (int64_t k0 = 0; k0 < K;) {
+  for (int64_t k0 = c0; k0 < c1;) {
     const int64_t gc = k0 / w.col_block;
-    const int64_t k1 = std::min(K, (gc + 1) * w.col_block);
+    const int64_t k1 = std::min(c1, (gc + 1) * w.col_block);
     for (int r = 0; r < NR; ++r) dec[r].begin(w, ((n + r) / w.row_block) * w.grid_cols + gc);
     int64_t k = k0;
     if (aligned_rows) {
@@ -195,6 +196,15 @@ inline void walk_rows(const CompressedWeight& w, int64_t n, Dec* dec, Body&& bod
     for (; k < k1; k += W) scalar(k, static_cast<int>(std::min<int64_t>(W, k1 - k)));
     k0 = k1;
   }
+}
+
+// Fetches the codes of the next NR rows (contiguous after rows n .. n + NR - 1)
+// at the pace these are read: `done` bytes of each row read so far, `step`
+// more now. Decode reads every weight once, in rows too short for the
+// hardware prefetcher to lock on to.
+template <int NR>
+inline void prefetch_next_rows(const uint8_t* next, int64_t done, int step) {
+  for (int b = 0; b < NR * step; b += 64) __builtin_prefetch(next + done * NR + b);
 }
 
 // MB activation rows times NR weight rows, expanded in registers. Per group
@@ -211,6 +221,7 @@ void fused_block(const float* x, const float* xp, const CompressedWeight& w, int
   const bool aligned_rows = (K * B) % 8 == 0;
   const uint8_t* rows[NR];
   for (int r = 0; r < NR; ++r) rows[r] = w.codes + (n + r) * K * B / 8;  // used only when aligned
+  const uint8_t* next = w.codes + (n + NR) * K * B / 8;
   F acc[MB][NR];
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < NR; ++r) acc[m][r] = Isa::zero();
@@ -240,6 +251,7 @@ void fused_block(const float* x, const float* xp, const CompressedWeight& w, int
       k = to_byte_boundary(k, k1, B, scalar);
       const float* xs = S == 2 ? xp : x;
       for (; k + S * W <= k1; k += S * W) {
+        prefetch_next_rows<NR>(next, k * B / 8, S * W * B / 8);
         F raw[NR][S];
         for (int r = 0; r < NR; ++r) dec[r].raw(rows[r] + k * B / 8, raw[r]);
         for (int m = 0; m < MB; ++m) {
@@ -284,6 +296,7 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     rows[r] = w.codes + (n + r) * K * B / 8;
     group_row[r] = ((n + r) / w.row_block) * G;
   }
+  const uint8_t* next = w.codes + (n + NR) * K * B / 8;
   F acc[MB][NR];
   float bias[MB][NR] = {};
   for (int m = 0; m < MB; ++m)
@@ -295,6 +308,7 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     for (int m = 0; m < MB; ++m)
       for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::zero();
     for (int64_t k = gc * cb; k < (gc + 1) * cb; k += S * W) {
+      prefetch_next_rows<NR>(next, k * B / 8, S * W * B / 8);
       F raw[NR][S];
       for (int r = 0; r < NR; ++r) dec[r].raw(rows[r] + k * B / 8, raw[r]);
       for (int m = 0; m < MB; ++m) {
@@ -348,14 +362,15 @@ void permute_pairs(const float* x, int64_t M, int64_t K, float* out) {
   }
 }
 
+// out[(n - n0) * (c1 - c0) + k - c0] = W(n, k) for n in [n0, n1), k in [c0, c1).
 template <class Isa, class Dec>
-void decode_rows(const CompressedWeight& w, int64_t n0, int64_t n1, float* out) {
+void decode_rows(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1, float* out) {
   using F = typename Isa::F;
-  for (int64_t n = n0; n < n1; ++n, out += w.cols) {
+  for (int64_t n = n0; n < n1; ++n, out += c1 - c0) {
     Dec dec[1];
     walk_rows<Isa, Dec, 1>(
-        w, n, dec, [&](int64_t k, const F* wv) { Isa::store(out + k, wv[0]); },
-        [&](int64_t k, int len, const F* wv) { Isa::store_part(out + k, wv[0], len); });
+        w, n, c0, c1, dec, [&](int64_t k, const F* wv) { Isa::store(out + (k - c0), wv[0]); },
+        [&](int64_t k, int len, const F* wv) { Isa::store_part(out + (k - c0), wv[0], len); });
   }
 }
 
@@ -391,17 +406,17 @@ void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
   }
 }
 
-// Larger M: a tile of 12 rows (the dense kernels' 3- and 4-row blocks) per
-// thread, expanded once and multiplied by all of x.
+// Larger M: a tile of 32 rows (whole panels of the dense kernels at every
+// SIMD level) per thread, expanded once and multiplied by all of x.
 template <class Isa, class Dec>
 void tiled_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0, int64_t n1,
                 DenseNt dense) {
-  constexpr int64_t kTileRows = 12;
+  constexpr int64_t kTileRows = 32;
   thread_local std::vector<float> tile;
   tile.resize(static_cast<size_t>(kTileRows * w.cols));
   for (int64_t n = n0; n < n1; n += kTileRows) {
     const int64_t nb = std::min(kTileRows, n1 - n);
-    decode_rows<Isa, Dec>(w, n, n + nb, tile.data());
+    decode_rows<Isa, Dec>(w, n, n + nb, 0, w.cols, tile.data());
     dense(x, M, w.cols, tile.data(), WeightType::kF32, y + n, ldy, 0, nb);
   }
 }
@@ -450,8 +465,14 @@ void gemm_nt_compressed_impl(const float* x, int64_t M, const CompressedWeight& 
 }
 
 template <class Isa>
+void decode_compressed_block_impl(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
+                                  float* out) {
+  with_decoder<Isa, 1>(w, [&](auto tag) { decode_rows<Isa, typename decltype(tag)::type>(w, n0, n1, c0, c1, out); });
+}
+
+template <class Isa>
 void decode_compressed_rows_impl(const CompressedWeight& w, int64_t n0, int64_t n1, float* out) {
-  with_decoder<Isa, 1>(w, [&](auto tag) { decode_rows<Isa, typename decltype(tag)::type>(w, n0, n1, out); });
+  decode_compressed_block_impl<Isa>(w, n0, n1, 0, w.cols, out);
 }
 
 }  // namespace staticllm::mil::detail

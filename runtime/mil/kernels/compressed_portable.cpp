@@ -13,4 +13,9 @@ void decode_compressed_rows_portable(const CompressedWeight& w, int64_t n0, int6
   detail::decode_compressed_rows_impl<IsaGeneric<8>>(w, n0, n1, out);
 }
 
+void decode_compressed_block_portable(const CompressedWeight& w, int64_t n0, int64_t n1, int64_t c0, int64_t c1,
+                                      float* out) {
+  detail::decode_compressed_block_impl<IsaGeneric<8>>(w, n0, n1, c0, c1, out);
+}
+
 }  // namespace staticllm::mil

@@ -22,8 +22,8 @@ void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt,
 
 void parallel_output_rows(ThreadPool* pool, int64_t n, int64_t flops, const std::function<void(int64_t, int64_t)>& fn) {
   if (pool == nullptr || flops < kParallelFlops || n < 8) return fn(0, n);
-  const int64_t blocks = (n + 11) / 12;
-  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 12, std::min(n, b1 * 12)); });
+  const int64_t blocks = (n + 31) / 32;
+  pool->parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) { fn(b0 * 32, std::min(n, b1 * 32)); });
 }
 
 void gemm_nn(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0, int64_t m1) {

@@ -3,7 +3,8 @@
 
 #include "mil/half.h"
 #include "mil/kernels/gemm.h"
-#include "mil/kernels/gemm_nn_impl.h"
+#include "mil/kernels/gemm_panel_impl.h"
+#include "mil/kernels/isa_avx2.h"
 
 namespace staticllm::mil {
 
@@ -23,13 +24,21 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <int MB, int NB, typename W>
+// MB activation rows x NB weight rows, accumulated over all of K. With
+// PREFETCH, the next NB rows (contiguous after these) are fetched at the pace
+// these are read (see gemm_avx512.cpp).
+template <int MB, int NB, bool PREFETCH, typename W>
 void block(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
   __m256 acc[MB][NB];
   for (int i = 0; i < MB; ++i)
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
+  const char* next = reinterpret_cast<const char*>(w + NB * K);
+  constexpr int kBytes = NB * 8 * static_cast<int>(sizeof(W));  // weight bytes read per step
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
+    if constexpr (PREFETCH) {
+      for (int b = 0; b < kBytes; b += 64) _mm_prefetch(next + k * NB * sizeof(W) + b, _MM_HINT_T0);
+    }
     __m256 wv[NB];
     for (int j = 0; j < NB; ++j) wv[j] = load_w(w + j * K + k);
     for (int i = 0; i < MB; ++i) {
@@ -46,11 +55,21 @@ void block(const float* x, int64_t K, const W* w, float* y, int64_t ldy) {
   }
 }
 
+// The first pass over these NB weight rows fetches the next ones; later
+// passes find them in cache.
 template <int MB, int NB, typename W>
 void rows(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy) {
   int64_t m = 0;
-  for (; m + MB <= M; m += MB) block<MB, NB>(x + m * K, K, w, y + m * ldy, ldy);
-  for (; m < M; ++m) block<1, NB>(x + m * K, K, w, y + m * ldy, ldy);
+  if (M >= MB) {
+    block<MB, NB, true>(x, K, w, y, ldy);
+    for (m = MB; m + MB <= M; m += MB) block<MB, NB, false>(x + m * K, K, w, y + m * ldy, ldy);
+  }
+  for (; m < M; ++m) {
+    if (m == 0)
+      block<1, NB, true>(x, K, w, y, ldy);
+    else
+      block<1, NB, false>(x + m * K, K, w, y + m * ldy, ldy);
+  }
 }
 
 // Prefill-sized M uses 4x3 blocks (12 accumulators + 3 weights + 1 input =
@@ -70,6 +89,11 @@ void nt(const float* x, int64_t M, int64_t K, const W* w, float* y, int64_t ldy,
 
 void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightType wt, float* y, int64_t ldy, int64_t n0,
                   int64_t n1) {
+  if (M >= detail::kPanelMinM) {
+    if (wt == WeightType::kF32)
+      return detail::gemm_nt_panels<IsaAvx2>(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
+    return detail::gemm_nt_panels<IsaAvx2>(x, M, K, static_cast<const uint16_t*>(w), y, ldy, n0, n1);
+  }
   if (wt == WeightType::kF32)
     nt(x, M, K, static_cast<const float*>(w), y, ldy, n0, n1);
   else
@@ -78,7 +102,8 @@ void gemm_nt_avx2(const float* x, int64_t M, int64_t K, const void* w, WeightTyp
 
 void gemm_nn_avx2(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0,
                   int64_t m1) {
-  detail::gemm_nn_body(x, K, b, bt, N, y, m0, m1);
+  if (bt == WeightType::kF32) return detail::gemm_nn_panels<IsaAvx2>(x, K, static_cast<const float*>(b), N, y, m0, m1);
+  detail::gemm_nn_panels<IsaAvx2>(x, K, static_cast<const uint16_t*>(b), N, y, m0, m1);
 }
 
 }  // namespace staticllm::mil

@@ -2,6 +2,7 @@
 // 8 fp32 lanes. Include only from files compiled with -mavx2 -mfma -mf16c.
 #pragma once
 
+#include "mil/kernels/exp_poly.h"
 #include "mil/kernels/isa_x86_common.h"
 
 namespace staticllm::mil {
@@ -29,6 +30,52 @@ struct IsaAvx2 {
     return _mm_cvtss_f32(s);
   }
   static F cvt(I a) { return _mm256_cvtepi32_ps(a); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  // e^x, see exp_poly in isa_generic.h for the method and its constants.
+  static F exp(F x) {
+    using namespace exp_poly;
+    const F under = _mm256_cmp_ps(x, _mm256_set1_ps(kMin), _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_set1_ps(kMax), _mm256_max_ps(_mm256_set1_ps(kMin), x));  // NaN stays NaN
+    const F n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const F r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x));
+    F p = _mm256_set1_ps(kC[0]);
+    for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC[i]));
+    const F y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(bits)));
+  }
+  static F load_half(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_half_part(const uint16_t* p, int n) {  // reads only n halves
+    alignas(16) uint16_t buf[8] = {};
+    std::memcpy(buf, p, static_cast<size_t>(n) * sizeof(uint16_t));
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(buf)));
+  }
+  // r[i][j] <- r[j][i]: 32-bit, then 64-bit interleaves within 128-bit lanes
+  // (u[4g + j] lane L holds column 4L + j of rows 4g .. 4g + 3), then one
+  // 128-bit lane exchange.
+  static void transpose(F (&r)[W]) {
+    F t[W], u[W];
+    for (int i = 0; i < W; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < W; g += 4) {
+      auto pd = [](F a) { return _mm256_castps_pd(a); };
+      u[g + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(pd(t[g + 1]), pd(t[g + 3])));
+      u[g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(pd(t[g + 1]), pd(t[g + 3])));
+    }
+    for (int j = 0; j < 4; ++j) {
+      r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+      r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+  }
 
   template <int BITS, bool SIGNED>
   static I codes(const uint8_t* p) {

@@ -4,6 +4,7 @@
 // Include only from files compiled with the AVX-512 flags.
 #pragma once
 
+#include "mil/kernels/exp_poly.h"
 #include "mil/kernels/isa_x86_common.h"
 
 namespace staticllm::mil {
@@ -24,6 +25,53 @@ struct IsaAvx512 {
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static float hsum(F v) { return _mm512_reduce_add_ps(v); }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
+  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  // e^x, see exp_poly in isa_generic.h for the method and its constants.
+  static F exp(F x) {
+    using namespace exp_poly;
+    const __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kMin), _CMP_LT_OQ);
+    x = _mm512_min_ps(_mm512_set1_ps(kMax), _mm512_max_ps(_mm512_set1_ps(kMin), x));  // NaN stays NaN
+    const F n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT);
+    const F r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x));
+    F p = _mm512_set1_ps(kC[0]);
+    for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC[i]));
+    const F y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.f));
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(static_cast<__mmask16>(~under), y, _mm512_castsi512_ps(bits));
+  }
+  static F load_half(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static F load_half_part(const uint16_t* p, int n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(part_mask(n), p));
+  }
+  // r[i][j] <- r[j][i]: 32-bit, then 64-bit interleaves within 128-bit lanes
+  // (u[4g + j] lane L holds column 4L + j of rows 4g .. 4g + 3), then two
+  // rounds of 128-bit lane shuffles gather each column's four pieces.
+  static void transpose(F (&r)[W]) {
+    F t[W], u[W];
+    for (int i = 0; i < W; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < W; g += 4) {
+      auto pd = [](F a) { return _mm512_castps_pd(a); };
+      u[g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[g]), pd(t[g + 2])));
+      u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[g + 1]), pd(t[g + 3])));
+      u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[g + 1]), pd(t[g + 3])));
+    }
+    for (int j = 0; j < 4; ++j) {
+      F s0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), s1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+      F s2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), s3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+      r[j] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+      r[8 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+      r[4 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+      r[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+    }
+  }
 
   template <int BITS, bool SIGNED>
   static I codes(const uint8_t* p) {

@@ -6,10 +6,13 @@
 // same interface with intrinsics.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "mil/half.h"
+#include "mil/kernels/exp_poly.h"
 
 namespace staticllm::mil {
 
@@ -61,6 +64,47 @@ struct IsaGeneric {
     F r;
     for (int i = 0; i < N; ++i) r.v[i] = static_cast<float>(a.v[i]);
     return r;
+  }
+  static F sub(F a, F b) {
+    for (int i = 0; i < N; ++i) a.v[i] -= b.v[i];
+    return a;
+  }
+  static F max(F a, F b) {
+    for (int i = 0; i < N; ++i) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return a;
+  }
+  static F mul(F a, F b) {
+    for (int i = 0; i < N; ++i) a.v[i] *= b.v[i];
+    return a;
+  }
+  static F exp(F x) {
+    using namespace exp_poly;
+    for (int i = 0; i < N; ++i) {
+      float v = x.v[i];
+      if (v != v) continue;  // NaN stays NaN
+      if (v < kMin) {
+        x.v[i] = 0.f;
+        continue;
+      }
+      v = v > kMax ? kMax : v;
+      const float n = std::nearbyint(v * kLog2e);
+      const float r = (v - n * kLn2Hi) - n * kLn2Lo;
+      float p = kC[0];
+      for (int c = 1; c < 6; ++c) p = p * r + kC[c];
+      const float y = (p * r) * r + r + 1.f;
+      x.v[i] = std::ldexp(y, static_cast<int>(n));
+    }
+    return x;
+  }
+  static F load_half(const uint16_t* p) { return load_half_part(p, N); }
+  static F load_half_part(const uint16_t* p, int n) {  // n (<= N) halves, the other lanes 0
+    F r = zero();
+    for (int i = 0; i < n; ++i) r.v[i] = half_to_float(p[i]);
+    return r;
+  }
+  static void transpose(F (&r)[N]) {  // r[i].v[j] <- r[j].v[i]
+    for (int i = 0; i < N; ++i)
+      for (int j = i + 1; j < N; ++j) std::swap(r[i].v[j], r[j].v[i]);
   }
 
   // N codes of BITS bits from the N * BITS / 8 bytes at p (least significant

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "mil/kernels/gemm.h"
+#include "mil/kernels/softmax.h"
 #include "mil/ops/elementwise_util.h"
 #include "mil/thread_pool.h"
 
@@ -51,14 +52,7 @@ void sdpa_batch(const SdpaPlan& p, const KernelCall& call, int qs, int ks, int v
     } else {
       for (int64_t s = 0; s < p.S; ++s) row[s] *= scale;
     }
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t s = 0; s < p.S; ++s) mx = std::max(mx, row[s]);
-    float sum = 0.f;
-    for (int64_t s = 0; s < p.S; ++s) {
-      row[s] = std::exp(row[s] - mx);
-      sum += row[s];
-    }
-    for (int64_t s = 0; s < p.S; ++s) row[s] /= sum;
+    softmax_row(row, row, p.S);
   }
   gemm_nn(scores, p.S, v, WeightType::kF32, p.Ev, out, 0, p.L);
   store_run<float>(p.out_dtype, call.out(0).data(), b * p.L * p.Ev, p.L * p.Ev, out);

@@ -4,6 +4,7 @@
 // over output features for linear, over batches for matmul.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "mil/kernels/compressed.h"
 #include "mil/kernels/gemm.h"
@@ -19,17 +20,20 @@ bool is_gemm_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat3
 
 WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32; }
 
-// y[M, N] = x[M, K] W for W stored [K, N]: one row of W expanded at a time.
-void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, float* row) {
+// Columns [c0, c1) of y[M, N] = x[M, K] W for W stored [K, N]: a block of
+// 64 columns of W at a time is expanded (K x 64 floats, cache-sized) and
+// multiplied by the panel kernel into a [M, 64] tile copied into y.
+void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t c0, int64_t c1) {
+  constexpr int64_t kCols = 64;
   const int64_t K = w.rows, N = w.cols;
-  std::fill(y, y + M * N, 0.f);
-  for (int64_t k = 0; k < K; ++k) {
-    decode_compressed_rows(w, k, k + 1, row);
-    for (int64_t m = 0; m < M; ++m) {
-      const float a = x[m * K + k];
-      float* ym = y + m * N;
-      for (int64_t n = 0; n < N; ++n) ym[n] += a * row[n];
-    }
+  thread_local std::vector<float> block, tile;
+  block.resize(static_cast<size_t>(K * kCols));
+  tile.resize(static_cast<size_t>(M * kCols));
+  for (int64_t c = c0; c < c1; c += kCols) {
+    const int64_t nc = std::min(kCols, c1 - c);
+    decode_compressed_block(w, 0, K, c, c + nc, block.data());
+    gemm_nn(x, K, block.data(), WeightType::kF32, nc, tile.data(), 0, M);
+    for (int64_t m = 0; m < M; ++m) std::copy(tile.data() + m * nc, tile.data() + (m + 1) * nc, y + m * N + c);
   }
 }
 
@@ -70,7 +74,8 @@ PlannedOp plan_weight_product(OpPlanContext& ctx, const std::string& w_param, bo
     float* spare = y + M * N;      // N floats
     if (out_f32) spare = scratch;  // y lives in the output; scratch is free
     if (!nk) {
-      gemm_nn_compressed(x, M, *cw, y, spare);
+      parallel_output_rows(call.pool, N, M * N * K,
+                           [&](int64_t n0, int64_t n1) { gemm_nn_compressed(x, M, *cw, y, n0, n1); });
     } else if (cw) {
       parallel_output_rows(call.pool, N, M * N * K,
                            [&](int64_t n0, int64_t n1) { gemm_nt_compressed(x, M, *cw, y, N, n0, n1); });
@@ -95,9 +100,12 @@ PlannedOp build_linear(OpPlanContext& ctx) {
 }
 
 // Batched matmul. Per batch: x as [M, K] fp32, y read in its stored dtype,
-// either [N, K] (transpose_y: gemm_nt) or [K, N] (gemm_nn).
+// either [N, K] (transpose_y: gemm_nt) or [K, N] (gemm_nn). The work items
+// are row chunks of every batch, so that a few large batches (attention over
+// 3 kv heads on 2 threads) still split evenly.
 struct MatmulPlan {
   int64_t M = 0, K = 0, N = 0, batches = 1;
+  int64_t chunk_rows = 0, chunks = 1;  // rows of x per work item, items per batch
   bool tx = false, ty = false;
   std::vector<int64_t> x_batch, y_batch;  // element offsets per output batch
   DType x_dtype = DType::kFloat32, y_dtype = DType::kFloat32, out_dtype = DType::kFloat32;
@@ -128,26 +136,31 @@ std::vector<int64_t> batch_offsets(const Shape& batch, const Shape& own, int64_t
   return offs;
 }
 
-void matmul_batch(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor& out, int64_t b, float* scratch) {
+// Rows [m0, m1) of batch b.
+void matmul_rows(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor& out, int64_t b, int64_t m0,
+                 int64_t m1, float* scratch) {
+  const int64_t rows = m1 - m0;
   float* x = scratch;
-  float* o = x + p.M * p.K;
-  // x -> [M, K] fp32
+  float* o = x + rows * p.K;
+  // x rows -> [rows, K] fp32
   if (!p.tx) {
-    const float* src = load_run<float>(p.x_dtype, xt.data(), p.x_batch[b], 1, p.M * p.K, x);
-    if (src != x) std::memcpy(x, src, sizeof(float) * p.M * p.K);
+    const float* src = load_run<float>(p.x_dtype, xt.data(), p.x_batch[b] + m0 * p.K, 1, rows * p.K, x);
+    if (src != x) std::memcpy(x, src, sizeof(float) * rows * p.K);
   } else {
-    for (int64_t m = 0; m < p.M; ++m) load_run<float>(p.x_dtype, xt.data(), p.x_batch[b] + m, p.M, p.K, x + m * p.K);
+    for (int64_t m = m0; m < m1; ++m)
+      load_run<float>(p.x_dtype, xt.data(), p.x_batch[b] + m, p.M, p.K, x + (m - m0) * p.K);
   }
   bool out_f32 = p.out_dtype == DType::kFloat32;
-  float* dst = out_f32 ? out.data_as<float>() + b * p.M * p.N : o;
+  const int64_t out_off = b * p.M * p.N + m0 * p.N;
+  float* dst = out_f32 ? out.data_as<float>() + out_off : o;
   const auto* base =
       static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
   if (p.ty) {
-    gemm_nt(x, p.M, p.K, base, weight_type(p.y_dtype), dst, p.N, 0, p.N);
+    gemm_nt(x, rows, p.K, base, weight_type(p.y_dtype), dst, p.N, 0, p.N);
   } else {
-    gemm_nn(x, p.K, base, weight_type(p.y_dtype), p.N, dst, 0, p.M);
+    gemm_nn(x, p.K, base, weight_type(p.y_dtype), p.N, dst, 0, rows);
   }
-  if (!out_f32) store_run<float>(p.out_dtype, out.data(), b * p.M * p.N, p.M * p.N, dst);
+  if (!out_f32) store_run<float>(p.out_dtype, out.data(), out_off, rows * p.N, dst);
 }
 
 PlannedOp build_matmul(OpPlanContext& ctx) {
@@ -175,8 +188,12 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   p.x_dtype = xt.dtype;
   p.y_dtype = yt.dtype;
   p.out_dtype = xt.dtype;
-  p.per_slot = static_cast<size_t>(p.M * p.K + p.M * p.N) + 16;
   p.slots = std::max(1, default_thread_pool().size());
+  // About 8 items per thread, chunks of at least 16 rows (the panel kernels' minimum).
+  p.chunks = std::clamp<int64_t>((8 * p.slots + p.batches - 1) / p.batches, 1, std::max<int64_t>(1, p.M / 16));
+  p.chunk_rows = (p.M + p.chunks - 1) / p.chunks;
+  p.chunks = (p.M + p.chunk_rows - 1) / std::max<int64_t>(1, p.chunk_rows);
+  p.per_slot = static_cast<size_t>(p.chunk_rows * p.K + p.chunk_rows * p.N) + 16;
   Shape out = batch;
   out.push_back(p.M);
   out.push_back(p.N);
@@ -186,16 +203,20 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   op.scratch_bytes = p.per_slot * p.slots * sizeof(float);
   op.run = [p, xs, ys](const KernelCall& call) {
     auto* scratch = static_cast<float*>(call.scratch);
+    const int64_t items = p.batches * p.chunks;
+    auto item = [&](int64_t i, float* buf) {
+      const int64_t b = i / p.chunks, m0 = (i % p.chunks) * p.chunk_rows;
+      matmul_rows(p, call.in(xs), call.in(ys), call.out(0), b, m0, std::min(p.M, m0 + p.chunk_rows), buf);
+    };
     auto work = [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s)
-        for (int64_t b = s; b < p.batches; b += p.slots)
-          matmul_batch(p, call.in(xs), call.in(ys), call.out(0), b, scratch + s * p.per_slot);
+        for (int64_t i = s; i < items; i += p.slots) item(i, scratch + s * p.per_slot);
     };
-    bool parallel = call.pool != nullptr && p.batches > 1 && p.batches * p.M * p.N * p.K >= kParallelFlops;
+    bool parallel = call.pool != nullptr && items > 1 && p.batches * p.M * p.N * p.K >= kParallelFlops;
     if (parallel) {
       call.pool->parallel_for(p.slots, 1, work);
     } else {
-      for (int64_t b = 0; b < p.batches; ++b) matmul_batch(p, call.in(xs), call.in(ys), call.out(0), b, scratch);
+      for (int64_t i = 0; i < items; ++i) item(i, scratch);
     }
   };
   return op;

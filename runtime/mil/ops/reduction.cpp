@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "mil/kernels/softmax.h"
 #include "mil/ops/elementwise_util.h"
 #include "mil/thread_pool.h"
 
@@ -165,16 +166,7 @@ void softmax_rows(const Tensor& x, Tensor& out, int64_t n, int64_t inner, int64_
   for (int64_t r = r0; r < r1; ++r) {
     int64_t base = (r / inner) * n * inner + r % inner;
     const float* v = load_run<float>(x.dtype(), x.data(), base, inner, n, row);
-    if (v != row) std::copy(v, v + n, row);
-    float m = -std::numeric_limits<float>::infinity();
-    for (int64_t k = 0; k < n; ++k) m = std::max(m, row[k]);
-    float sum = 0.f;
-    for (int64_t k = 0; k < n; ++k) {
-      row[k] = std::exp(row[k] - m);
-      sum += row[k];
-    }
-    float inv = 1.0f / sum;
-    for (int64_t k = 0; k < n; ++k) row[k] *= inv;
+    softmax_row(v, row, n);
     if (inner == 1) {
       store_run<float>(out.dtype(), out.data(), base, n, row);
     } else {

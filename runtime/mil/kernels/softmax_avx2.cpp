@@ -1,0 +1,10 @@
+// softmax_row at the avx2 level.
+#include "mil/kernels/isa_avx2.h"
+#include "mil/kernels/softmax.h"
+#include "mil/kernels/softmax_impl.h"
+
+namespace staticllm::mil {
+
+void softmax_row_avx2(const float* x, float* out, int64_t n) { detail::softmax_row_impl<IsaAvx2>(x, out, n); }
+
+}  // namespace staticllm::mil

@@ -18,11 +18,14 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import random
+import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import suite_outcomes
@@ -38,12 +41,19 @@ os.environ["INCLUDE_MIL_FP32_UNIT_TESTS"] = "1"
 # test_compression's test_quant_lut, gated on a Core ML bug fixed there).
 MACOS_SHOWN = (15, 2)
 
-# Tests that compare the neuralnetwork backend's prediction with the ML
-# Program's (opened by the version above); the interpreter runs ML Programs only.
+# Tests that predict with the neuralnetwork backend (comparing it with the ML
+# Program's prediction, or through assert_model_is_valid's default backend),
+# in every module that defines or inherits them; the interpreter runs ML
+# Programs only.
 NEURALNETWORK_TESTS = (
-    "iOS14/test_tensor_transformation.py::TestSliceByIndex::test_slice_by_index",
-    "iOS14/test_tensor_transformation.py::TestSliceByIndex::test_slice_by_index_slice_squeeze_separate",
+    "::TestSliceByIndex::test_slice_by_index",
+    "::TestSliceByIndex::test_slice_by_index_slice_squeeze_separate",
+    "::TestConv::test_type_inference_dynamic_x_with_groups",
 )
+
+# A test that times coremltools' type inference against 10 ms of wall time: it
+# never predicts, and fails whenever the machine is busy (CI runs the suite).
+TIMED_TESTS = ("TestSliceByIndex::test_efficient_type_inference",)
 
 HERE = Path(__file__).parent
 LIST_FILE = HERE / "installed_op_tests.txt"
@@ -172,7 +182,8 @@ class SuitePlugin:
                 continue
             prec = precision(item)
             test = item.nodeid.split("[")[0]
-            if (prec is not None and prec[0] != "mlprogram") or test.endswith(NEURALNETWORK_TESTS):
+            not_run = test.endswith(NEURALNETWORK_TESTS + TIMED_TESTS)
+            if (prec is not None and prec[0] != "mlprogram") or not_run:
                 drop.append(item)
                 continue
             groups[test][prec].append(item)
@@ -202,6 +213,8 @@ class SuitePlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         suite_outcomes.start()
+        if family(item) is not None:
+            _seed_generators(item.nodeid)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
@@ -213,7 +226,7 @@ class SuitePlugin:
             self.seen.add(item.nodeid)
             record = suite_outcomes.current() if call.when == "call" else suite_outcomes.Record()
             category = suite_outcomes.classify(record, _outcome(call))
-            if category == "wrong" and _within_fp16_rounding(call):
+            if category == "wrong" and _within_fp16_rounding(call, record.has_fp16):
                 category = "fp16_rounding"
             elif category == "wrong" and record.compared > 0 and not _from_comparison(call):
                 category = "other_assert"
@@ -222,21 +235,30 @@ class SuitePlugin:
         return report
 
     def _check_expected(self, nodeid: str, category: str, report: pytest.TestReport) -> None:
-        """A listed test must fail as listed (then it is reported xfailed); a
-        listed test that passes, or fails otherwise, fails naming the list."""
+        """With --ct-expected the list decides a test that reached prediction:
+        a listed test must fail as listed (then it is reported xfailed); a
+        listed test that passes or fails otherwise, and an unlisted test that
+        fails, fail, whatever xfail mark coremltools gave the test (a mark
+        must not hide a wrong value)."""
+        if self.config.getoption("--ct-expected") is None or category not in suite_outcomes.REACHED:
+            return
         expected = self.expected.get(nodeid)
-        if expected is None:
+        if expected is None and category == "passed":
             return
         if category == expected:
             report.outcome = "skipped"
             report.wasxfail = f"expected: {suite_outcomes.HEADERS[category]}"
             return
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
         report.outcome = "failed"
         got = suite_outcomes.HEADERS.get(category, category)
+        listed = "does not list this test"
+        if expected:
+            listed = f"lists this test as '{suite_outcomes.HEADERS[expected]}'"
         report.longrepr = (
-            f"{self.config.getoption('--ct-expected')} lists this test as "
-            f"'{suite_outcomes.HEADERS[expected]}', but it ended as '{got}': update the list "
-            f"(--ct-write-expected writes it from a run)\n{report.longreprtext}"
+            f"{self.config.getoption('--ct-expected')} {listed}, but it ended as '{got}': fix it, or "
+            f"update the list (--ct-write-expected writes it from a run)\n{report.longreprtext}"
         )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -265,6 +287,17 @@ class SuitePlugin:
             self.summary.write_expected(Path(path))
 
 
+def _seed_generators(nodeid: str) -> None:
+    """The tests draw their inputs and weights from numpy's, Python's and
+    torch's global generators without seeding them: seeded from the test id,
+    every test sees the same data in every run and in any selection."""
+    seed = int(_stable_key(nodeid)[:8], 16)
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
 def _outcome(call: pytest.CallInfo) -> str:
     if call.excinfo is None:
         return "passed"
@@ -281,7 +314,7 @@ def _from_comparison(call: pytest.CallInfo) -> bool:
     return any(entry.frame.code.name in _COMPARISONS for entry in call.excinfo.traceback)
 
 
-def _within_fp16_rounding(call: pytest.CallInfo) -> bool:
+def _within_fp16_rounding(call: pytest.CallInfo, has_fp16: bool) -> bool:
     """Whether the failed comparison (numpy's assert_allclose, whose operands
     and tolerances are read from its frame) missed only by fp16 rounding."""
     for entry in reversed(call.excinfo.traceback):
@@ -289,7 +322,7 @@ def _within_fp16_rounding(call: pytest.CallInfo) -> bool:
             continue
         f = entry.frame.f_locals
         if {"actual", "desired", "rtol", "atol"} <= f.keys():
-            return suite_outcomes.fp16_rounding(f["actual"], f["desired"], f["rtol"], f["atol"])
+            return suite_outcomes.fp16_rounding(f["actual"], f["desired"], f["rtol"], f["atol"], has_fp16)
     return False
 
 

@@ -48,6 +48,8 @@ class _Loaded:
             bundle = import_mlpackage(package, root / "bundle")
             self.runtime = Runtime.load(bundle, backend="mil")
             self.method: Method = self.runtime.method()
+            # fp16 tensors anywhere in the program (see suite_outcomes.fp16_rounding)
+            self.has_fp16 = '"FLOAT16"' in (Path(bundle) / "program.json").read_text()
         except UnsupportedOpError as e:
             record.note("unsupported", e)
             raise
@@ -67,6 +69,7 @@ def _loaded(mlmodel: Any) -> _Loaded:
     if cached is None:
         cached = _Loaded(mlmodel)
         mlmodel._staticllm_loaded = cached
+    suite_outcomes.current().has_fp16 = cached.has_fp16
     return cached
 
 

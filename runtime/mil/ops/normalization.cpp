@@ -174,17 +174,23 @@ PlannedOp build_l2_norm(OpPlanContext& ctx) {
   });
 }
 
-// x_c / (k + alpha / size * sum of x^2 over channels [c - size/2, c + (size-1)/2])^beta
+// x_c / (k + alpha / size * sum of x^2 over channels [c - size/2, c + (size-1)/2])^beta.
+// The channel axis is the third from the end (axis 1 of [N, C, H, W]; axis 0
+// of a rank-3 x, read as [C, H, W]), as Core ML's local response
+// normalization counts it: coremltools' reference values for a [1, 3, 2]
+// input normalize each element by itself alone.
 PlannedOp build_local_response_norm(OpPlanContext& ctx) {
   const ValueType& xt = ctx.type("x");
   require_float(ctx, xt);
-  if (xt.shape.size() < 3) ctx.fail("local_response_norm needs x of rank >= 3 ([N, C, spatial...])");
+  const int64_t rank = static_cast<int64_t>(xt.shape.size());
+  if (rank < 3) ctx.fail("local_response_norm needs x of rank >= 3 ([..., C, H, W])");
   int64_t size = ctx.const_int("size");
   if (size < 1) ctx.fail("size must be positive, got " + std::to_string(size));
   double alpha = ctx.has("alpha") ? ctx.const_float("alpha") : 1e-4;
   double beta = ctx.has("beta") ? ctx.const_float("beta") : 0.75;
   double k = ctx.has("k") ? ctx.const_float("k") : 1.0;
-  int64_t N = xt.shape[0], C = xt.shape[1], inner = shape_numel(xt.shape) / std::max<int64_t>(1, N * C);
+  const int64_t C = xt.shape[rank - 3], inner = xt.shape[rank - 2] * xt.shape[rank - 1];
+  const int64_t N = shape_numel(xt.shape) / std::max<int64_t>(1, C * inner);
   return float_kernel(ctx, xt, [=](const float* x, float* y) {
     for (int64_t b = 0; b < N; ++b) {
       for (int64_t c = 0; c < C; ++c) {

@@ -1,6 +1,7 @@
 // Op-table entries of runtime/mil/ops/normalization.cpp: each op with its
 // parameters given and defaulted; layer_norm over the last axis and over
-// non-adjacent axes; local_response_norm windows cut at both channel ends.
+// non-adjacent axes; local_response_norm windows cut at both channel ends
+// (channels on the third axis from the end).
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -56,9 +57,11 @@ Array group_norm(const Inputs& in, const std::vector<bool>& member, double eps,
 }
 
 // torch.nn.LocalResponseNorm: the window of channel c is [c - size/2, c + (size-1)/2].
+// Channels on the third axis from the end: [N, C, H, W] or [C, H, W].
 Array lrn(const Inputs& in, int64_t size, double alpha, double beta, double k) {
   const Array& x = in["x"];
-  int64_t N = x.shape[0], C = x.shape[1], inner = x.numel() / (N * C);
+  const size_t r = x.shape.size();
+  int64_t C = x.shape[r - 3], inner = x.shape[r - 2] * x.shape[r - 1], N = x.numel() / (C * inner);
   Array out = x;
   for (int64_t b = 0; b < N; ++b)
     for (int64_t c = 0; c < C; ++c)
@@ -150,15 +153,15 @@ std::vector<Entry> normalization_entries() {
             }
             return std::vector<Array>{out};
           }),
-      op("local_response_norm", "size 3 with alpha, beta, k")
-          .in("x", F({1, 4, 3}, values_in(12, -4, 4, 14)))
+      op("local_response_norm", "size 3 with alpha, beta, k, channels on axis 1 of rank 4")
+          .in("x", F({1, 4, 3, 1}, values_in(12, -4, 4, 14)))
           .scalar_int("size", 3)
           .scalar("alpha", 0.5)
           .scalar("beta", 0.5)
           .scalar("k", 2)
           .reference([](const Inputs& in) { return std::vector<Array>{lrn(in, 3, 0.5, 0.5, 2)}; }),
-      op("local_response_norm", "size 2, defaults")
-          .in("x", F({2, 3, 2}, {1, -7, 5, -6, -3, -5, 2, 8, -1, 4, 0.5, 3}))
+      op("local_response_norm", "size 2, defaults, rank 3 read as [C, H, W]")
+          .in("x", F({3, 2, 2}, {1, -7, 5, -6, -3, -5, 2, 8, -1, 4, 0.5, 3}))
           .scalar_int("size", 2)
           .reference([](const Inputs& in) { return std::vector<Array>{lrn(in, 2, 1e-4, 0.75, 1)}; }),
   };

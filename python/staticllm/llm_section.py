@@ -9,19 +9,25 @@ still carry `cache_len`, `dtype` and `prefill_input_len`/`decode_input_len`,
 stay readable; those keys are checked against the facts they repeat.
 Format 3 describes each layer's cache length and attention window (sliding
 windows as ring buffers); formats 1 and 2 have one full-length group.
+Format 4 adds what a Neural Engine bundle (export --target ane) needs: the
+finite value masks are filled with (`mask_value`), rotary cos/sin inputs
+computed from positions instead of `input_pos` (`io.rope`), and an LM head
+in chunks or reduced to a top-k per chunk in the model (`head`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from staticllm.errors import MetadataError
 
-FORMAT = 3  # what export writes
-READABLE_FORMATS = (1, 2, 3)
+FORMAT = 4  # what export writes
+READABLE_FORMATS = (1, 2, 3, 4)
 LOGITS_MODES = ("last", "full")
+HEAD_MODES = ("logits", "argmax", "topk")
 CACHE_LAYOUT = "batch_heads_seq_dim"
 
 
@@ -29,41 +35,86 @@ CACHE_LAYOUT = "batch_heads_seq_dim"
 
 
 @dataclass(frozen=True)
+class RopeInput:
+    """A pair of rotary inputs the runner fills (`io.rope`): row j of `cos`
+    and `sin` [1, L, len(inv_freq)] holds cos(p_j * inv_freq) * scale and
+    sin(p_j * inv_freq) * scale for the row's position p_j."""
+
+    cos: str
+    sin: str
+    inv_freq: tuple[float, ...]
+    scale: float  # on cos and sin (longrope's attention factor; 1 otherwise)
+
+
+@dataclass(frozen=True)
+class Head:
+    """What the LM head returns. "logits": the vocabulary's logits, as one
+    output or in chunks the runner concatenates in order; "argmax" / "topk":
+    per chunk of the vocabulary the k largest logits (argmax: k = 1), as two
+    outputs [..., chunks * k]: their values and their vocabulary ids."""
+
+    mode: str
+    k: int  # candidates per chunk; 0 for logits
+    outputs: tuple[str, ...]  # logits: the chunks in vocabulary order; else (values, indices)
+
+    @property
+    def full_logits(self) -> bool:
+        return self.mode == "logits"
+
+
+@dataclass(frozen=True)
 class GraphIO:
     """The tensor names of the graph contract, by role. The role names are the
     field names, which are also the keys of `llm.io` (the cache names live in
-    `llm.cache.inputs` / `llm.cache.outputs`)."""
+    `llm.cache.inputs` / `llm.cache.outputs`, a chunked or top-k head's in
+    `llm.head`)."""
 
     tokens: str
-    input_pos: str
+    input_pos: str | None  # None: the graph takes rotary inputs (rope) instead
     attn_masks: tuple[str, ...]  # one per cache group (CacheGroup.mask), in group order
     last_index: str | None  # None: no method takes one
-    logits: str
+    logits: str | None  # the one full-vocabulary output; None when `head` says otherwise
     cache_inputs: tuple[str, ...]  # k_cache_0, v_cache_0, k_cache_1, ...
     cache_outputs: tuple[str, ...]  # k_out_0, v_out_0, k_out_1, ...
+    rope: tuple[RopeInput, ...] = ()  # the rotary inputs, one pair per table
+    head: Head | None = None  # None: the single `logits` output
 
     def inputs(self, with_last_index: bool) -> list[str]:
         """A method's inputs in graph order (docs/llm_section.md)."""
-        names = [self.tokens, self.input_pos, *self.attn_masks]
+        names = [self.tokens]
+        names += (
+            [self.input_pos] if self.input_pos is not None else [n for r in self.rope for n in (r.cos, r.sin)]
+        )
+        names += self.attn_masks
         if with_last_index:
             if self.last_index is None:
                 raise ValueError("this graph has no last_index input")
             names.append(self.last_index)
         return names + list(self.cache_inputs)
 
+    def head_spec(self) -> Head:
+        """The head, the single `logits` output included."""
+        if self.head is not None:
+            return self.head
+        assert self.logits is not None
+        return Head("logits", 0, (self.logits,))
+
     def outputs(self) -> list[str]:
         """A method's outputs in graph order."""
-        return [self.logits, *self.cache_outputs]
+        return [*self.head_spec().outputs, *self.cache_outputs]
 
-    def roles(self) -> dict[str, str]:
-        """The `llm.io` object: role -> tensor name, for the single tensors."""
-        return {r: getattr(self, r) for r in _SINGLE_ROLES if getattr(self, r) is not None}
+    def roles(self) -> dict[str, Any]:
+        """The `llm.io` object: role -> tensor name for the single tensors, and the rotary inputs."""
+        io: dict[str, Any] = {r: getattr(self, r) for r in _SINGLE_ROLES if getattr(self, r) is not None}
+        if self.rope:
+            io["rope"] = [
+                {"cos": r.cos, "sin": r.sin, "inv_freq": list(r.inv_freq), "scale": r.scale}
+                for r in self.rope
+            ]
+        return io
 
 
-_SINGLE_ROLES = tuple(
-    f.name for f in fields(GraphIO) if f.name not in ("attn_masks", "cache_inputs", "cache_outputs")
-)
-_REQUIRED_ROLES = tuple(r for r in _SINGLE_ROLES if r != "last_index")
+_SINGLE_ROLES = ("tokens", "input_pos", "last_index", "logits")
 FULL_MASK = "attn_mask"  # the mask of the layers that see every earlier position
 
 
@@ -97,18 +148,37 @@ def _layers(windows: Sequence[int | None], w: int | None) -> tuple[int, ...]:
     return tuple(i for i, x in enumerate(windows) if x == w)
 
 
-def graph_io(n_layers: int, groups: Sequence[CacheGroup] = ()) -> GraphIO:
+def graph_io(
+    n_layers: int,
+    groups: Sequence[CacheGroup] = (),
+    rope: Sequence[tuple[Sequence[float], float]] = (),
+    head: tuple[str, int, int] = ("logits", 0, 1),
+) -> GraphIO:
     """The names every exported graph uses; conversion, the bundle writer and
     (through the llm section) the runner all take them from here. Without
-    groups, every layer attends to its whole cache through `attn_mask`."""
+    groups, every layer attends to its whole cache through `attn_mask`.
+
+    `rope`: (inverse frequencies, scale) of each rotary table the graph takes
+    as inputs (none: it takes `input_pos`). `head`: (mode, k, chunks)."""
+    mode, k, chunks = head
+    plain = mode == "logits" and chunks == 1
+    if mode == "logits":
+        outputs = ("logits",) if plain else tuple(f"logits_{c}" for c in range(chunks))
+    else:
+        outputs = ("topk_values", "topk_indices")
     return GraphIO(
         tokens="tokens",
-        input_pos="input_pos",
+        input_pos=None if rope else "input_pos",
         attn_masks=tuple(g.mask for g in groups) or (FULL_MASK,),
         last_index="last_index",
-        logits="logits",
+        logits="logits" if plain else None,
         cache_inputs=tuple(f"{kv}_cache_{i}" for i in range(n_layers) for kv in ("k", "v")),
         cache_outputs=tuple(f"{kv}_out_{i}" for i in range(n_layers) for kv in ("k", "v")),
+        rope=tuple(
+            RopeInput(f"rope_cos{suffix}", f"rope_sin{suffix}", tuple(inv), scale)
+            for suffix, (inv, scale) in zip(["", *(f"_{t}" for t in range(1, len(rope)))], rope)
+        ),
+        head=None if plain else Head(mode, k, outputs),
     )
 
 
@@ -145,6 +215,7 @@ class LLMSpec:
     pad: int | None
     tokenizer: str | None
     tokenizer_config: str | None
+    mask_value: float = -math.inf  # what masked entries of the attention masks hold
 
     @property
     def multifunction(self) -> bool:
@@ -203,6 +274,13 @@ class LLMSpec:
             "model": dict(model),
             "export_options": dict(export_options),
         }
+        if math.isfinite(self.mask_value):
+            section["mask_value"] = self.mask_value
+        if io.head is not None:
+            head: dict[str, Any] = {"mode": io.head.mode, "outputs": list(io.head.outputs)}
+            if io.head.mode == "topk":
+                head["k"] = io.head.k
+            section["head"] = head
         if self.tokenizer:
             section["tokenizer"] = self.tokenizer
         if self.tokenizer_config:
@@ -243,6 +321,9 @@ class _Reader:
     def get(self, key: str, optional: bool = False) -> Any:
         node: Any = self.root
         for part in key.split("."):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]  # a list item: io.rope.0.cos
+                continue
             if not isinstance(node, dict) or part not in node:
                 if optional:
                     return None
@@ -296,7 +377,7 @@ def _parse(r: _Reader, method_specs: Any) -> LLMSpec:
             raise r.fail(key, f"one of the methods in llm.methods ({sorted(methods)})", name)
     max_context_len = r.pos_int("max_context_len")
     dtype = _cache_dtype(r, method_specs, decode, io.cache_inputs[0])
-    if fmt == 3:
+    if fmt >= 3:
         groups = _groups(r, n_layers, max_context_len)
     else:  # one full-length group; format 1 may have a ring shorter than the context
         cache_len = r.pos_int("cache_len") if fmt == 1 else max_context_len
@@ -322,21 +403,76 @@ def _parse(r: _Reader, method_specs: Any) -> LLMSpec:
         pad=r.opt_int("special_tokens.pad"),
         tokenizer=r.opt_string("tokenizer"),
         tokenizer_config=r.opt_string("tokenizer_config"),
+        mask_value=_mask_value(r),
     )
+
+
+def _mask_value(r: _Reader) -> float:
+    value = r.get("mask_value", optional=True)
+    if value is None:
+        return -math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -65504 <= value < 0:
+        raise r.fail("mask_value", "a negative number an fp16 mask holds (-65504 or above)", value)
+    return float(value)
 
 
 def _graph_io(r: _Reader, n_layers: int) -> GraphIO:
     io = r.get("io")
     if not isinstance(io, dict):
         raise r.fail("io", "an object mapping roles to tensor names", io)
-    roles = {role: r.string(f"io.{role}") for role in _REQUIRED_ROLES}
+    rope = _rope(r) if r.has("io.rope") else ()
+    head = _head(r) if r.has("head") else None
     return GraphIO(
-        **roles,
+        tokens=r.string("io.tokens"),
+        input_pos=r.opt_string("io.input_pos") if rope else r.string("io.input_pos"),
         attn_masks=(),  # filled from the cache groups
         last_index=r.opt_string("io.last_index"),
+        logits=r.opt_string("io.logits") if head else r.string("io.logits"),
         cache_inputs=r.names("cache.inputs", 2 * n_layers),
         cache_outputs=r.names("cache.outputs", 2 * n_layers),
+        rope=rope,
+        head=head,
     )
+
+
+def _rope(r: _Reader) -> tuple[RopeInput, ...]:
+    raw = r.get("io.rope")
+    if not isinstance(raw, list) or not raw:
+        raise r.fail("io.rope", "a non-empty list of rotary inputs", raw)
+    out = []
+    for i, item in enumerate(raw):
+        key = f"io.rope.{i}"
+        inv = item.get("inv_freq") if isinstance(item, dict) else None
+        scale = item.get("scale") if isinstance(item, dict) else None
+        if not isinstance(inv, list) or not inv or not all(_is_number(v) for v in inv):
+            raise r.fail(f"{key}.inv_freq", "a non-empty list of numbers", inv)
+        if not _is_number(scale):
+            raise r.fail(f"{key}.scale", "a number", scale)
+        out.append(
+            RopeInput(r.string(f"{key}.cos"), r.string(f"{key}.sin"), tuple(map(float, inv)), float(scale))
+        )
+    return tuple(out)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _head(r: _Reader) -> Head:
+    mode = r.get("head.mode")
+    if mode not in HEAD_MODES:
+        raise r.fail("head.mode", f"one of {list(HEAD_MODES)}", mode)
+    outputs = r.get("head.outputs")
+    want = "a non-empty list of output names" if mode == "logits" else "two output names (values, indices)"
+    if (
+        not isinstance(outputs, list)
+        or not outputs
+        or (mode != "logits" and len(outputs) != 2)
+        or not all(isinstance(o, str) and o for o in outputs)
+    ):
+        raise r.fail("head.outputs", want, outputs)
+    k = r.pos_int("head.k") if mode == "topk" else {"logits": 0, "argmax": 1}[mode]
+    return Head(mode, k, tuple(outputs))
 
 
 def _groups(r: _Reader, n_layers: int, max_context_len: int) -> tuple[CacheGroup, ...]:
@@ -430,13 +566,38 @@ def _eos(r: _Reader) -> tuple[int, ...]:
 
 
 def export_options_record(
-    quantize: str, quantization: Mapping[str, Any], source: str, fp16_residual_scale: float = 1.0
+    quantize: str,
+    quantization: Mapping[str, Any],
+    source: str,
+    fp16_residual_scale: float = 1.0,
+    target: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`llm.export_options`: how the bundle was made (docs/llm_section.md)."""
+    """`llm.export_options`: how the bundle was made (docs/llm_section.md);
+    `target` is a target_record (none for the generic target)."""
     record: dict[str, Any] = {"quantize": quantize, "quantization": dict(quantization), "source": source}
     if fp16_residual_scale != 1.0:
         record["fp16_residual_scale"] = fp16_residual_scale
+    record.update(target or {})
     return record
+
+
+def target_record(name: str, max_dim: int, head: str, k: int, check: str) -> dict[str, Any]:
+    """The export_options keys of a Neural Engine export: its target, chunk
+    rows, head (with topk's k) and the `staticllm check` target it passed."""
+    record: dict[str, Any] = {"target": name, "ane_max_dim": max_dim, "head": head, "check": check}
+    if head == "topk":
+        record["topk"] = k
+    return record
+
+
+def describe_target(metadata: Mapping[str, Any]) -> str:
+    """The recorded export target in words: "generic" or "ane (head ..., ...)"."""
+    options = metadata.get("llm", {}).get("export_options", {})
+    name = options.get("target", "generic")
+    if "head" not in options:
+        return name
+    head = f"{options['head']} {options.get('topk', '')}".strip()
+    return f"{name} (head {head}, chunks of {options['ane_max_dim']} rows, passes check {options['check']})"
 
 
 def quantization_record(metadata: Mapping[str, Any]) -> dict[str, Any]:

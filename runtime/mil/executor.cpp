@@ -174,7 +174,8 @@ std::vector<Tensor> Executor::execute(const std::vector<Tensor>& inputs, const s
   }
   for (int id : input_aliases_) {
     const PlanValue& v = plan.values[id];
-    ctx->tensors[id] = Tensor::view(v.type.dtype, v.type.shape, ctx->tensors[v.alias_of].data());
+    auto* root = static_cast<uint8_t*>(ctx->tensors[v.alias_of].data());
+    ctx->tensors[id] = Tensor::view(v.type.dtype, v.type.shape, root + v.alias_offset);
   }
   ThreadPool& pool = default_thread_pool();
   OpProfile* profile = OpProfile::get();

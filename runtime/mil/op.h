@@ -49,6 +49,10 @@ struct PlannedOp {
   // The kernel only copies its one input's bytes into a new shape
   // (reshape-like ops): the planner may let the output share those bytes.
   bool byte_copy = false;
+  // The output is the bytes of its one input from this byte offset on, in
+  // order (a slice or transpose that moves no element relative to the
+  // others): the planner may let the output view them. -1: it is not.
+  int64_t view_offset = -1;
   // Decompression ops (constexpr_*) whose output the kernels can read as
   // stored: the planner keeps this instead of folding the op, and makes the
   // dense constant only for an op that asks for it (with `run`).

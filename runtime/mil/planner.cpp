@@ -324,12 +324,19 @@ class Planner {
                       " MB (the machine's memory; STATICLLM_MAX_MEMORY_MB sets another)");
   }
 
-  // The value owning the bytes a reshape-like op could share, or -1.
-  int alias_root(const PlannedOp& planned, const std::vector<int>& ins, const std::vector<int>& outs) const {
-    if (!planned.byte_copy || ins.size() != 1 || outs.size() != 1) return -1;
+  // The value owning the bytes a reshape-like op or contiguous slice could
+  // share (and where they start in it), or -1.
+  int alias_root(const PlannedOp& planned, const std::vector<int>& ins, const std::vector<int>& outs,
+                 int64_t* offset) const {
+    const bool view = planned.view_offset >= 0;
+    if (!(planned.byte_copy || view) || ins.size() != 1 || outs.size() != 1) return -1;
     const PlanValue& in = plan_->values[ins[0]];
     const PlanValue& out = plan_->values[outs[0]];
-    if (in.is_const || in.is_state || in.type.dtype != out.type.dtype || value_bytes(in) != value_bytes(out)) return -1;
+    if (in.is_const || in.is_state || in.type.dtype != out.type.dtype) return -1;
+    const int64_t start = view ? planned.view_offset : 0;
+    const int64_t in_bytes = static_cast<int64_t>(value_bytes(in)), out_bytes = static_cast<int64_t>(value_bytes(out));
+    if (view ? start > in_bytes - out_bytes : in_bytes != out_bytes) return -1;
+    *offset = in.alias_offset + start;
     return in.alias_of >= 0 ? in.alias_of : ins[0];
   }
 
@@ -368,9 +375,11 @@ class Planner {
       return;
     }
     for (int id : ins) ensure_dense(id, where);
-    int root = alias_root(planned, ins, outs);
+    int64_t offset = 0;
+    int root = alias_root(planned, ins, outs, &offset);
     if (root >= 0) {
       values()[outs[0]].alias_of = root;
+      values()[outs[0]].alias_offset = offset;
       return;
     }
     plan_->steps.push_back({op.name, op.type, std::move(planned.run), ins, outs, planned.scratch_bytes});
@@ -420,7 +429,9 @@ class Planner {
       plan_->scratch_bytes = std::max(plan_->scratch_bytes, plan_->steps[s].scratch);
     }
     for (auto& v : vals) {
-      if (v.alias_of >= 0) v.offset = vals[v.alias_of].offset;  // -1 when the root is a caller's input
+      if (v.alias_of < 0) continue;
+      const int64_t root = vals[v.alias_of].offset;  // -1 when the root is a caller's input
+      v.offset = root < 0 ? -1 : root + v.alias_offset;
     }
     plan_->arena_bytes = arena.size();
     reserve(plan_->arena_bytes + plan_->scratch_bytes, plan_->where);

@@ -29,9 +29,11 @@ struct PlanValue {
   int input_index = -1;  // function input: position in the caller's order
   bool is_state = false;
   int64_t offset = -1;  // arena offset of run-time values
-  // Reshape-like ops whose input is a run-time value share its bytes: this is
-  // the value owning them (an arena value or a function input), -1 otherwise.
+  // Reshape-like ops (and contiguous slices) whose input is a run-time value
+  // share its bytes: this is the value owning them (an arena value or a
+  // function input), -1 otherwise; the bytes start alias_offset into it.
   int alias_of = -1;
+  int64_t alias_offset = 0;
 };
 
 struct PlanStep {

@@ -194,6 +194,50 @@ TEST_CASE("a planned function folds constants, aliases reshapes and runs", "[pro
   CHECK(floats(out[0]) == std::vector<float>{2, 6, 10, 8, 12, 16});
 }
 
+TEST_CASE("a contiguous slice views its input's bytes; a strided one copies", "[program]") {
+  auto ints = [](const std::string& name, std::vector<int> v) {
+    return const_op(name, immediate("INT32", {static_cast<int64_t>(v.size())}, {{"ints", {{"values", v}}}}));
+  };
+  auto slice = [](const std::string& x, const std::string& b, const std::string& e, const std::string& out,
+                  Shape shape) {
+    return op("slice_by_index", {{"x", named(x)}, {"begin", named(b)}, {"end", named(e)}}, out,
+              tensor_type("FLOAT32", shape));
+  };
+  json ops = {
+      op("add", {{"x", named("x")}, {"y", named("x")}}, "a", tensor_type("FLOAT32", {4, 6})),
+      ints("rows_b", {1, 0}),
+      ints("rows_e", {3, 6}),
+      ints("cols_b", {0, 1}),
+      ints("cols_e", {4, 3}),
+      ints("last_b", {3, 0}),
+      ints("last_e", {4, 6}),
+      slice("a", "rows_b", "rows_e", "rows", {2, 6}),  // rows 1..2 of the arena value: a view
+      slice("a", "cols_b", "cols_e", "cols", {4, 2}),  // columns 1..2: copied
+      slice("x", "last_b", "last_e", "last", {1, 6}),  // the input's last row: a view of the caller's buffer
+      op("add", {{"x", named("rows")}, {"y", named("rows")}}, "y_rows", tensor_type("FLOAT32", {2, 6})),
+      op("add", {{"x", named("cols")}, {"y", named("cols")}}, "y_cols", tensor_type("FLOAT32", {4, 2})),
+      op("add", {{"x", named("last")}, {"y", named("last")}}, "y_last", tensor_type("FLOAT32", {1, 6})),
+  };
+  MethodMetadata m;
+  m.name = "forward";
+  m.function_name = "main";
+  m.inputs = {spec("x", DType::kFloat32, {4, 6})};
+  m.outputs = {spec("y_rows", DType::kFloat32, {2, 6}), spec("y_cols", DType::kFloat32, {4, 2}),
+               spec("y_last", DType::kFloat32, {1, 6})};
+  json prog = program(json::array({input("x", "FLOAT32", {4, 6})}), ops, {"y_rows", "y_cols", "y_last"});
+  Program p = load_program(write_json(prog), nullptr);
+  auto plan = plan_function(p.functions.at("main"), m);
+  std::vector<std::string> types;
+  for (const PlanStep& s : plan->steps) types.push_back(s.op_type);
+  CHECK(types == std::vector<std::string>{"add", "slice_by_index", "add", "add", "add"});
+  std::vector<float> x(24);
+  for (int i = 0; i < 24; ++i) x[i] = static_cast<float>(i);
+  std::vector<Tensor> out = Executor(plan).execute({f32({4, 6}, x)});
+  CHECK(floats(out[0]) == std::vector<float>{24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68});
+  CHECK(floats(out[1]) == std::vector<float>{4, 8, 28, 32, 52, 56, 76, 80});
+  CHECK(floats(out[2]) == std::vector<float>{36, 38, 40, 42, 44, 46});
+}
+
 TEST_CASE("ops on constants only are evaluated once at plan time", "[program]") {
   json ops = {
       const_op("c", immediate("FLOAT32", {2}, {{"floats", {{"values", {1.0, 2.0}}}}})),

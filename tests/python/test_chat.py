@@ -1,13 +1,15 @@
 """Chat sessions over the tiny random chat bundles: each turn reuses the
 cached prefix and gives exactly the tokens a prefill of the whole history
-from scratch gives (greedy, plain and lookahead decoding); the context
-policy; and the `staticllm chat` REPL driven through a pseudo-terminal."""
+from scratch gives (greedy, plain and lookahead decoding), with caches equal
+to rounding; the context policy; and the `staticllm chat` REPL driven through
+a pseudo-terminal."""
 
 from __future__ import annotations
 
 import re
 import sys
 
+import numpy as np
 import pexpect
 import pytest
 
@@ -21,6 +23,15 @@ MESSAGES = [
 ]
 LONG = "a static graph runs the same on every device. " * 5
 LOOKAHEAD = dict(lookahead=True, ngram=3, window=2, branches=2)  # 1 + (2 + 2) * 2 = 9 rows of 16
+
+
+def _prompt_kv(gen: Generator, n: int) -> list[np.ndarray]:
+    """The cached keys and values of positions 0..n-1 (slots = positions here)."""
+    out = []
+    for _, cache in gen.runner.caches:
+        assert list(cache.slot_pos[:n]) == list(range(n))
+        out += [a[:, :, :n] for a in cache.arrays.values()]
+    return out
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -48,6 +59,11 @@ def test_turns_reuse_the_cache_and_match_a_prefill_from_scratch(chat_bundles, ki
         reference = fresh.generate(ids, max_new_tokens=12, **extra)  # the whole history, from scratch
         assert result.token_ids == reference.token_ids and result.text == reference.text
         assert result.stop_reason == reference.stop_reason
+        # Not only the tokens: the prompt's keys and values are the scratch
+        # prefill's to rounding (summed in another order where chunks start
+        # elsewhere or decode wrote them; ChatSession's docstring).
+        for a, b in zip(_prompt_kv(gen, len(ids)), _prompt_kv(fresh, len(ids)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
         t = result.timings
         assert t.reused_tokens == min(_common_prefix(cached, ids), len(ids) - 1)
         assert t.reused_tokens + t.prefill_tokens == len(ids)

@@ -101,6 +101,55 @@ def test_sliding_groups_read_back_and_do_not_limit_the_context():
     assert spec.group_caches(groups[1]) == (("k_cache_0", "v_cache_0"), ("k_out_0", "v_out_0"))
 
 
+ANE_IO = graph_io(1, SPEC.groups, rope=[([1.0, 0.1], 1.0), ([1.0, 0.5], 0.75)], head=("topk", 4, 3))
+ANE_SPEC = dataclasses.replace(SPEC, io=ANE_IO, mask_value=-40000.0, dtype="fp16")
+
+
+def test_neural_engine_keys_read_back_equal():
+    """Format 4: a finite mask value, rotary inputs in place of input_pos, a top-k head."""
+    d = doc(ANE_SPEC)
+    d["methods"] = method_specs(ANE_SPEC, "fp16")
+    llm = d["llm"]
+    assert llm["mask_value"] == -40000.0 and "input_pos" not in llm["io"] and "logits" not in llm["io"]
+    assert llm["io"]["rope"][1] == {
+        "cos": "rope_cos_1",
+        "sin": "rope_sin_1",
+        "inv_freq": [1.0, 0.5],
+        "scale": 0.75,
+    }
+    assert llm["head"] == {"mode": "topk", "outputs": ["topk_values", "topk_indices"], "k": 4}
+    assert LLMSpec.from_metadata(d) == ANE_SPEC
+    assert ANE_IO.inputs(False)[:5] == ["tokens", "rope_cos", "rope_sin", "rope_cos_1", "rope_sin_1"]
+    assert ANE_IO.outputs()[:3] == ["topk_values", "topk_indices", "k_out_0"]
+    chunks = graph_io(1, head=("logits", 0, 3))
+    assert chunks.head_spec().outputs == ("logits_0", "logits_1", "logits_2") and chunks.logits is None
+    assert (
+        "mask_value" not in doc()["llm"] and "head" not in doc()["llm"]
+    )  # the generic section is format 3's
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda llm: llm.update(mask_value=-1e9), r"llm.mask_value: expected a negative number an fp16 mask"),
+        (lambda llm: llm["head"].update(mode="sample"), r"llm.head.mode: expected one of \['logits'"),
+        (lambda llm: llm["head"].update(outputs=["v"]), r"llm.head.outputs: expected two output names"),
+        (lambda llm: llm["head"].pop("k"), "missing key llm.head.k"),
+        (
+            lambda llm: llm["io"]["rope"][0].update(inv_freq=[]),
+            r"llm.io.rope.0.inv_freq: expected a non-empty",
+        ),
+        (lambda llm: llm["io"].pop("rope"), "missing key llm.io.input_pos"),
+        (lambda llm: llm.pop("head"), "missing key llm.io.logits"),
+    ],
+)
+def test_neural_engine_key_errors_name_the_key(edit, message):
+    d = doc(ANE_SPEC)
+    edit(d["llm"])
+    with pytest.raises(MetadataError, match=message):
+        LLMSpec.from_metadata(d)
+
+
 def test_dtype_comes_from_the_cache_inputs():
     d = doc()
     d["methods"] = method_specs(SPEC, "fp16")
@@ -152,7 +201,7 @@ def test_renamed_tensors_are_followed():
             lambda d: d["llm"]["special_tokens"].update(eos="x"),
             "llm.special_tokens.eos: expected a list of token ids",
         ),
-        (lambda d: d["llm"].update(format=4), r"llm.format: expected one of \[1, 2, 3\]"),
+        (lambda d: d["llm"].update(format=5), r"llm.format: expected one of \[1, 2, 3, 4\]"),
         (lambda d: d["methods"][1].update(inputs=[]), "method 'decode' has no input 'k_cache_0'"),
         (lambda d: d.pop("methods"), "methods has no method 'decode'"),
     ],

@@ -38,6 +38,13 @@ class BundleModel:
         self.path = Path(path)
         self.runtime = Runtime.load(str(self.path), backend=backend, mmap=mmap)
         self.spec = LLMSpec.from_metadata(self.runtime.metadata, str(bundle_paths(self.path).metadata))
+        head = self.spec.io.head_spec()
+        if not head.full_logits:
+            raise InputError(
+                f"bundle {self.path} returns the top {head.k} logit(s) of each vocabulary chunk "
+                f"(head {head.mode}), not the logits eval compares; export it with --head logits "
+                f"to evaluate it"
+            )
         self.runner = Runner(self.runtime, self.spec)
         self.vocab_size = self.spec.vocab_size
         self.name = f"bundle {self.path}"

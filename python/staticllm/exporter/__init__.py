@@ -82,6 +82,10 @@ def export(
     calibration_text: str | Path | None = None,
     min_snr: float | None = None,
     force: bool = False,
+    target: str = "generic",
+    ane_max_dim: int | None = None,
+    head: str | None = None,
+    topk: int | None = None,
 ) -> Path:
     """Export a checkpoint to a bundle directory and return its path.
 
@@ -97,6 +101,13 @@ def export(
     against the fp32 torch model on a calibration text (the quality gate,
     staticllm.exporter.quality_gate): below `min_snr` dB it raises ExportError
     and writes nothing, unless `force`.
+
+    `target` (staticllm.exporter.targets): "generic", or "ane" for a graph
+    shaped by the Neural Engine rules, with the LM head and embeddings in
+    chunks of at most `ane_max_dim` rows and `head` "logits", "argmax" or
+    "topk" (with `topk` candidates per chunk). An ane export runs
+    `staticllm check` on the package it wrote and raises ExportError, writing
+    nothing, on any error. A head without logits skips the quality gate.
     """
     from tqdm.auto import tqdm
 
@@ -113,11 +124,13 @@ def export(
         resolve,
     )
     from staticllm.exporter.quantize_importance import input_importance
+    from staticllm.exporter.targets import make_target
     from staticllm.staging import check_output_dir, fault_point, staged_bundle
 
     source = _validate(
         {"checkpoint": checkpoint, "hf_dir": hf_dir, "gguf": gguf}, input_len, max_context_len, dtype
     )
+    tgt = make_target(target, ane_max_dim, head, topk)
     plan = make_plan(
         quantize,
         group_size=group_size,
@@ -126,7 +139,8 @@ def export(
         lm_head=quantize_head,
         config=quantize_config,
     )
-    gate = quality_gate.Gate.for_export(plan, dtype, calibration_text, min_snr, force)
+    _check_target_options(tgt, dtype, plan)
+    gate = quality_gate.Gate.for_export(plan, dtype, calibration_text, min_snr, force, tgt.head == "logits")
     out = Path(output)
     check_output_dir(out, overwrite)  # fail before minutes of work
     if multifunction:
@@ -139,6 +153,7 @@ def export(
         *[(f"convert {f.name}", f"converted:{f.name}") for f in functions],
         ("quantize", None),
         ("write package", "packaged"),
+        *([("check Neural Engine rules", None)] if tgt.check_target else []),
         ("write bundle", None),  # staged_bundle's own fault points follow
         ("check quality", None),
     ]
@@ -159,6 +174,7 @@ def export(
     try:
         ckpt = _load(source, checkpoint, params, hf_dir, gguf)
         model = build_model(ckpt, max_context_len)
+        model.set_target(tgt)
         residual_scale = fit_fp16(model, _special_tokens(ckpt)[0]) if dtype == "fp16" else 1.0
         resolved = resolve(plan, quantizable_weights(model), dtype)
         done()
@@ -177,10 +193,13 @@ def export(
                 done()
                 _write_package(packages, functions, bundle_paths(staging).mlpackage)
             done()
+            if tgt.check_target:
+                _check_package(bundle_paths(staging).mlpackage, tgt.check_target)
+                done()
             _write_bundle(
                 staging,
                 ckpt,
-                model.groups,
+                model,
                 functions,
                 max_context_len=max_context_len,
                 dtype=dtype,
@@ -197,6 +216,33 @@ def export(
     finally:
         bar.close()
     return out
+
+
+def _check_target_options(tgt: Any, dtype: str, plan: Any) -> None:
+    if tgt.name == "generic":
+        return
+    if dtype != "fp16":
+        raise ExportError(
+            f"target {tgt.name} computes in fp16 (the Neural Engine's type); dtype {dtype} is refused"
+        )
+    if not plan.is_none:
+        raise ExportError(
+            f"quantization is not implemented for target {tgt.name} yet (its weights are conv kernels and "
+            f"chunks, which the quantization plan does not name); export with quantize none"
+        )
+
+
+def _check_package(package: Path, check_target: str) -> None:
+    """The Neural Engine check of what an ane export wrote: an error fails the export."""
+    from staticllm.check import check_package, error_summary, has_errors
+    from staticllm.check.rules import TARGETS
+
+    findings = check_package(package, check_target)
+    if has_errors(findings):
+        raise ExportError(
+            f"the exported package breaks the Neural Engine rules, so nothing was written:\n"
+            f"{error_summary(findings, TARGETS[check_target])}"
+        )
 
 
 def _write_package(models: list[Any], functions: list[Any], dest: Path) -> None:
@@ -255,10 +301,19 @@ def _special_tokens(ckpt: Any) -> tuple[int | None, tuple[int, ...], int | None]
     return special.get("bos"), eos_ids, special.get("pad")
 
 
+def _target_record(tgt: Any) -> dict[str, Any] | None:
+    """export_options keys naming the target (none for the generic one)."""
+    from staticllm.llm_section import target_record
+
+    if tgt.name == "generic":
+        return None
+    return target_record(tgt.name, tgt.max_dim, tgt.head, tgt.head_k, tgt.check_target)
+
+
 def _write_bundle(
     staging: Path,
     ckpt: Any,
-    groups: Any,
+    model: Any,
     functions: list[Any],
     *,
     max_context_len: int,
@@ -271,7 +326,7 @@ def _write_bundle(
 ) -> None:
     from staticllm.bundle_io import write_bundle_metadata, write_program_json
     from staticllm.bundle_layout import MLPACKAGE, bundle_paths
-    from staticllm.llm_section import LLMSpec, MethodInfo, export_options_record, graph_io
+    from staticllm.llm_section import LLMSpec, MethodInfo, export_options_record
     from staticllm.package_spec import function_descriptions, load_spec
 
     paths = bundle_paths(staging)
@@ -288,12 +343,12 @@ def _write_bundle(
         architecture=cfg.architecture,
         vocab_size=cfg.vocab_size,
         max_context_len=max_context_len,
-        groups=groups,
+        groups=model.groups,
         dtype=dtype,
         n_layers=cfg.n_layers,
         n_kv_heads=cfg.n_kv_heads,
         head_dim=cfg.head_dim,
-        io=graph_io(cfg.n_layers, groups),
+        io=model.graph_io(),
         methods={f.name: MethodInfo(f.name, f.seq_len, f.logits) for f in functions},
         prefill_method="prefill" if multi else "forward",
         decode_method="decode" if multi else "forward",
@@ -302,6 +357,7 @@ def _write_bundle(
         pad=pad,
         tokenizer=tok_name,
         tokenizer_config=cfg_name,
+        mask_value=model.target.mask_value,
     )
     metadata = {
         "format_version": 1,
@@ -311,7 +367,9 @@ def _write_bundle(
         "methods": methods,
         "llm": llm.to_section(
             model=cfg.to_dict(),
-            export_options=export_options_record(quantize, quantization, source, residual_scale),
+            export_options=export_options_record(
+                quantize, quantization, source, residual_scale, _target_record(model.target)
+            ),
         ),
     }
     write_bundle_metadata(metadata, staging)

@@ -11,7 +11,7 @@ from typing import Any
 from staticllm.bundle_layout import bundle_paths
 from staticllm.exporter.quality_gate import DEFAULT_MIN_SNR_DB
 from staticllm.exporter.quantize import DEFAULT_BLOCK_SIZE, DEFAULT_GROUP_SIZE, MODES, describe_plan
-from staticllm.llm_section import quality_record, quantization_record
+from staticllm.llm_section import describe_target, quality_record, quantization_record
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.checkpoint is None and args.params is not None:
         raise SystemExit("staticllm export: --params goes with --checkpoint")
+    head, topk = _head(args.head)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     start = time.perf_counter()
     out = export(
@@ -47,11 +48,18 @@ def _run(args: argparse.Namespace) -> int:
         calibration_text=args.calibration_text,
         min_snr=args.min_snr,
         force=args.force,
+        target=args.target,
+        ane_max_dim=args.ane_max_dim,
+        head=head,
+        topk=topk,
     )
     kind = "prefill + decode (multifunction)" if args.multifunction else "forward (single method)"
     metadata = json.loads(bundle_paths(out).metadata.read_text())
     quant = describe_plan(quantization_record(metadata))
-    print(f"wrote {out}: {kind}, {args.dtype}, quantize={quant}, {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {out}: {kind}, {args.dtype}, target {describe_target(metadata)}, quantize={quant}, "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     q = quality_record(metadata)
     if q:
         forced = " (below the minimum, written because of --force)" if q["forced"] else ""
@@ -61,6 +69,20 @@ def _run(args: argparse.Namespace) -> int:
             f"(ratio {q['ppl_ratio']:.3f}), top-1 agreement {100 * q['top1_agreement']:.1f} %"
         )
     return 0
+
+
+def _head(words: list[str] | None) -> tuple[str | None, int | None]:
+    """--head logits | argmax | topk K."""
+    if not words:
+        return None, None
+    mode, rest = words[0], words[1:]
+    if mode == "topk":
+        if len(rest) != 1 or not rest[0].isdigit():
+            raise SystemExit(f"staticllm export: --head topk takes K, the candidates per chunk (got {rest})")
+        return mode, int(rest[0])
+    if rest:
+        raise SystemExit(f"staticllm export: --head {mode} takes no value (got {rest})")
+    return mode, None
 
 
 def register(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -130,6 +152,29 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
         "of fp32) and int4 with one scale per row 9.3 dB (2.1x), a per-tensor uniform palette -2.6 dB",
     )
     g.add_argument("--force", action="store_true", help="write the bundle even if it misses --min-snr")
+    t = p.add_argument_group(
+        "target",
+        "generic: the graph for a CPU or GPU. ane: shaped by the Apple Neural Engine rules (fp16 "
+        "everywhere, 1x1 convs on [1, C, 1, S] data, attention per head, an fp16-safe RMSNorm, a finite "
+        "mask, rotary cos/sin as inputs, the LM head and embeddings in chunks); the export runs "
+        "`staticllm check` on what it wrote and fails on any error",
+    )
+    t.add_argument(
+        "--target", choices=["generic", "ane"], default="generic", help="what the graph is shaped for"
+    )
+    t.add_argument(
+        "--ane-max-dim",
+        type=int,
+        metavar="N",
+        help="ane: rows per LM head and embedding chunk (16384, the A14/A15 limit; 65536 on A16 and later)",
+    )
+    t.add_argument(
+        "--head",
+        nargs="+",
+        metavar="MODE",
+        help="ane: 'logits' (default: the logits, in chunks), 'argmax' or 'topk K' (the largest logit(s) of "
+        "each chunk and their ids, computed in the model; greedy and top-k sampling with top_k <= K only)",
+    )
     p.add_argument("--tokenizer", help="tokenizer.json or tokenizer.model to ship in the bundle")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

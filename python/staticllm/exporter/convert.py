@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from staticllm.llm_section import graph_io
-
-# The RMSNorm reduction runs in fp32 even in fp16 models: a residual stream
-# with activations above ~256 overflows fp16 once squared.
+# The RMSNorm reduction of the generic target runs in fp32 even in fp16
+# models: a residual stream with activations above ~256 overflows fp16 once
+# squared. (The ane target's norm cannot overflow: models/ane_ops.py.)
 _FP32_OPS = {"pow", "reduce_mean", "rsqrt"}
 
 
@@ -32,11 +31,16 @@ class FunctionSpec:
 
 
 def example_inputs(model: Any, fn: FunctionSpec) -> list[torch.Tensor]:
-    """Inputs in graph order: tokens, positions, one mask per cache group,
-    last_index (if any), then k and v caches of each layer at its group's length."""
+    """Inputs in graph order: tokens, positions (or a rotary cos/sin pair per
+    table), one mask per cache group, last_index (if any), then k and v
+    caches of each layer at its group's length."""
     cfg = model.cfg
     seq = fn.seq_len
-    xs = [torch.zeros(1, seq, dtype=torch.int32), torch.arange(seq, dtype=torch.int32)]
+    xs = [torch.zeros(1, seq, dtype=torch.int32)]
+    if model.target.rope_inputs:
+        xs += [torch.zeros(1, seq, cfg.head_dim // 2)] * (2 * len(model.rope_tables()))
+    else:
+        xs.append(torch.arange(seq, dtype=torch.int32))
     xs += [torch.zeros(1, seq, g.length + seq) for g in model.groups]
     if fn.has_last_index:
         xs.append(torch.tensor([seq - 1], dtype=torch.int32))
@@ -67,17 +71,22 @@ def convert_function(model: Any, fn: FunctionSpec, dtype: str) -> Any:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model.eval(), tuple(xs), check_trace=False)
     float_type = np.float16 if dtype == "fp16" else np.float32
-    io = graph_io(model.cfg.n_layers, model.groups)
+    io = model.graph_io()
     inputs = [
         ct.TensorType(name=n, shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int32 else float_type)
         for n, x in zip(io.inputs(fn.has_last_index), xs, strict=True)
     ]
-    outputs = [ct.TensorType(name=n, dtype=float_type) for n in io.outputs()]
-    precision = (
-        ct.transform.FP16ComputePrecision(op_selector=_fp16_selector)
-        if dtype == "fp16"
-        else ct.precision.FLOAT32
-    )
+    head = io.head_spec()
+    int_outputs = set(head.outputs[1:]) if not head.full_logits else set()  # the top-k's vocabulary ids
+    outputs = [
+        ct.TensorType(name=n, dtype=np.int32 if n in int_outputs else float_type) for n in io.outputs()
+    ]
+    if dtype == "fp32":
+        precision = ct.precision.FLOAT32
+    elif model.target.safe_norm:  # nothing needs fp32: every op computes in fp16
+        precision = ct.transform.FP16ComputePrecision(op_selector=lambda op: True)
+    else:
+        precision = ct.transform.FP16ComputePrecision(op_selector=_fp16_selector)
     with warnings.catch_warnings(), fast_fp16_checks():
         warnings.simplefilter("ignore")
         return ct.convert(

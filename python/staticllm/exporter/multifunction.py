@@ -12,6 +12,7 @@ save_multifunction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,27 +74,36 @@ def share_equal_constants(prog: Any) -> int:
     """Gives equal constants of different functions one weight id, so the
     serializer writes a single blob for them; returns how many are shared.
 
-    The functions come from one torch module, so a weight has the same const
-    name, dtype and shape in each: candidates are paired by those and
-    confirmed with an exact comparison (a memcmp, much cheaper than
-    coremltools' allclose over hashed candidates).
+    Candidates are paired by dtype, shape and a digest of their bytes (not by
+    name: a weight the converter folded, such as the ane target's conv
+    kernels, is named after the op that made it, which differs between
+    functions) and confirmed with an exact comparison (a memcmp, much
+    cheaper than coremltools' allclose over hashed candidates).
     """
-    groups: dict[tuple, list[Any]] = {}
-    for func in prog.functions.values():
+    groups: dict[tuple, list[tuple[str, Any]]] = {}
+    for name, func in prog.functions.items():
         for op in func.operations:
             if op.op_type != "const" or op.weight_id is not None:
                 continue
             val = op.outputs[0].val
             if isinstance(val, np.ndarray) and val.size > 0:
-                groups.setdefault((op.name, str(val.dtype), val.shape), []).append(op)
+                digest = hashlib.blake2b(np.ascontiguousarray(val).data, digest_size=16).digest()
+                groups.setdefault((str(val.dtype), val.shape, digest), []).append((name, op))
     shared = 0
-    for ops in groups.values():
-        first = ops[0].outputs[0].val
-        same = [op for op in ops if op is ops[0] or np.array_equal(op.outputs[0].val, first)]
-        if len(same) > 1:
-            for op in same:
-                op.weight_id = f"shared_{shared}"
-            shared += 1
+    for members in groups.values():
+        first = members[0][1].outputs[0].val
+        by_function: dict[str, list[Any]] = {}
+        for name, op in members:
+            if op is members[0][1] or np.array_equal(op.outputs[0].val, first):
+                by_function.setdefault(name, []).append(op)
+        # the i-th equal constant of each function shares one blob: copies
+        # within a function stay apart, as each function alone stores them
+        for i in range(max(len(ops) for ops in by_function.values())):
+            paired = [ops[i] for ops in by_function.values() if i < len(ops)]
+            if len(paired) > 1:
+                for op in paired:
+                    op.weight_id = f"shared_{shared}"
+                shared += 1
     return shared
 
 

@@ -50,9 +50,17 @@ class Gate:
 
     @classmethod
     def for_export(
-        cls, plan: Any, dtype: str, calibration_text: str | Path | None, min_snr: float | None, force: bool
+        cls,
+        plan: Any,
+        dtype: str,
+        calibration_text: str | Path | None,
+        min_snr: float | None,
+        force: bool,
+        full_logits: bool = True,
     ) -> Gate:
-        """Checked before the export starts, so a bad option fails at once."""
+        """Checked before the export starts, so a bad option fails at once.
+        A bundle whose head returns no logits (argmax / top-k) cannot be
+        scored: the gate is off for it."""
         from staticllm.errors import InputError
         from staticllm.eval.text import BUILTIN, read_text
 
@@ -70,7 +78,7 @@ class Gate:
             f"{dtype} model" if plan.is_none else f"{dtype} model quantized {describe_plan(plan.to_dict())}"
         )
         return cls(
-            active=not plan.is_none or dtype == "fp16",
+            active=full_logits and (not plan.is_none or dtype == "fp16"),
             what=what,
             text=text,
             text_name=BUILTIN if calibration_text is None else Path(calibration_text).name,

@@ -10,9 +10,12 @@ Each turn renders the whole conversation with the bundle's chat template and
 compares its token ids with the tokens whose KV the cache holds (the last
 turn's prompt and reply): only the tokens after the longest common prefix are
 prefilled. A template that renders earlier turns differently once a new turn
-follows simply reuses less; the result is the same tokens a prefill of the
-whole history from scratch gives (the prefix's keys and values are the same
-numbers either way).
+follows simply reuses less. The prefix's keys and values are those a prefill
+of the whole history from scratch computes, to rounding only: the kernels sum
+a one-row decode call and a many-row prefill chunk in different orders, and
+chunks that start at other positions group the attention sums differently.
+The replies are therefore the scratch prefill's tokens except where the two
+best candidates (nearly) tie.
 
 When the context fills (the rendered prompt plus max_new_tokens exceed the
 context limit), the oldest turns are dropped, one user message and the replies

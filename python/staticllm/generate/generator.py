@@ -21,6 +21,7 @@ import numpy as np
 from staticllm.bundle_layout import bundle_paths
 from staticllm.errors import ContextOverflowError, InputError
 from staticllm.generate import stopping
+from staticllm.generate.head import Scores, check_sampling
 from staticllm.generate.lookahead import (
     LayoutBuilder,
     LookaheadGrid,
@@ -181,6 +182,7 @@ class Generator:
         stops = StopOptions.build(opts.max_new_tokens, opts.stop_token_ids, opts.stop, default_stops)
         if stops.stop_strings and self.tokenizer is None:
             raise InputError("stop strings need a tokenizer; this bundle has none")
+        check_sampling(self.spec.io.head_spec(), sampling)
         look = self.lookahead_options(opts.ngram, opts.window, opts.branches) if opts.lookahead else None
         ids = self.encode(prompt, opts.chat)
         self._check_context(len(ids), stops.max_new_tokens, opts.strict)
@@ -244,7 +246,7 @@ class _Session:
         self._produced: list[int] = []  # lookahead: tokens produced by each decode call
         self._prefill_calls: int | None = None
 
-    def choose(self, logits: np.ndarray) -> int:
+    def choose(self, logits: Scores) -> int:
         token = self.sampler(logits)
         self.sampler.observe(token)
         return token
@@ -299,7 +301,7 @@ class _Session:
         finally:
             self._finish()
 
-    def _plain_steps(self, logits: np.ndarray) -> Iterator[str]:
+    def _plain_steps(self, logits: Scores) -> Iterator[str]:
         while True:
             token = self.choose(logits)
             piece, stop = self.emit(token)
@@ -308,7 +310,7 @@ class _Session:
                 return
             logits = self.gen.runner.step(token)
 
-    def _lookahead_steps(self, logits: np.ndarray) -> Iterator[str]:
+    def _lookahead_steps(self, logits: Scores) -> Iterator[str]:
         opts = self.look
         assert opts is not None
         runner = self.gen.runner
@@ -350,15 +352,15 @@ class _Session:
         cands = pool.candidates(current, opts.branches)
         layout = builder.build(current, grid.levels, cands)
         out = runner.run_tree(layout.tokens, layout.depth, layout.allowed)
-        logits = out[runner.decode_io.logits_name]
-        chosen, kv_rows = verify(lambda r: logits[0, r], cands, layout.cand_rows, self.choose)
+        io = runner.decode_io
+        chosen, kv_rows = verify(lambda r: io.scores(out, r), cands, layout.cand_rows, self.choose)
         # Never commit past the context: x_q plus the accepted tokens that will be kept.
         room = self.gen.spec.context_limit - (len(self.ids) + len(self.generated))
         chosen = chosen[:room]
         rows = kv_rows[: len(chosen)]
         runner.commit_rows(out, rows, layout.tokens[rows].tolist())
         last = layout.grid_rows[len(grid.levels) - 1]
-        grid.advance(np.argmax(logits[0, last], axis=-1), pool)
+        grid.advance(io.head.greedy(out, last), pool)
         return chosen
 
     def _finish(self) -> None:

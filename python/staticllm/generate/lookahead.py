@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -223,10 +224,10 @@ class LayoutBuilder:
 
 
 def verify(
-    row_logits: Callable[[int], np.ndarray],
+    row_logits: Callable[[int], Any],
     cands: Sequence[Sequence[int]],
     cand_rows: np.ndarray,
-    choose: Callable[[np.ndarray], int],
+    choose: Callable[[Any], int],
 ) -> tuple[list[int], list[int]]:
     """Walks the candidates: returns (tokens chosen, rows whose KV is now valid).
 

@@ -1,7 +1,8 @@
 """Additive attention masks [1, L, cache_len + L] that match the cache contents.
 
 Columns [0, cache_len) are cache slots, [cache_len, cache_len + L) the call's
-own tokens. 0 means attend, -inf means not. A cache slot is visible to a row
+own tokens. 0 means attend, -inf (or the bundle's finite `mask_value`, which
+a Neural Engine bundle needs) means not. A cache slot is visible to a row
 only when it holds a position (it was written and not overwritten since) that
 lies before the row's position. Among the new tokens, `allowed[j, i]` says
 whether row j sees token i; padding rows see only themselves so that no row
@@ -21,6 +22,7 @@ def fill_mask(
     row_pos: np.ndarray,
     allowed: np.ndarray,
     window: int | None = None,
+    masked: float = NEG_INF,
 ) -> None:
     """Writes the mask for one call into `out` in place.
 
@@ -29,6 +31,7 @@ def fill_mask(
     allowed[j, i]: row j attends to new token i.
     window: a row at position p sees only positions above p - window (every
     row of the call, cache slots and new tokens alike); None: no window.
+    masked: the value of the entries a row does not see.
     """
     cache_len = slot_pos.shape[0]
     n = row_pos.shape[0]
@@ -42,8 +45,8 @@ def fill_mask(
         visible &= slot_pos[None, :] > row_pos[:, None] - window
         # a padding row sees only itself, which is always inside the window
         allowed = allowed & ((row_pos[None, :] > row_pos[:, None] - window) | np.eye(n, dtype=bool))
-    np.copyto(out[0, :, :cache_len], np.where(visible, 0.0, NEG_INF), casting="unsafe")
-    np.copyto(out[0, :, cache_len:], np.where(allowed, 0.0, NEG_INF), casting="unsafe")
+    np.copyto(out[0, :, :cache_len], np.where(visible, 0.0, masked), casting="unsafe")
+    np.copyto(out[0, :, cache_len:], np.where(allowed, 0.0, masked), casting="unsafe")
 
 
 def causal_allowed(n_rows: int, n_valid: int) -> np.ndarray:

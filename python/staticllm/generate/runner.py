@@ -1,7 +1,7 @@
 """Runs bundle methods over the KV cache the runner owns.
 
-Every method gets its input arrays once (tokens, input_pos, one attention
-mask per cache group, last_index) and shares the cache arrays with the other
+Every method gets its input arrays once (tokens, input_pos or the rotary
+cos/sin pairs, one attention mask per cache group, last_index) and shares the cache arrays with the other
 methods, so the prefill -> decode handover copies nothing. A call fills the
 small arrays in place, runs, and `KVCache.commit` copies only the kept
 k_out/v_out rows. Each cache group (llm_section.CacheGroup: full attention,
@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from staticllm.errors import BundleError, ContextOverflowError, MetadataError
+from staticllm.errors import ContextOverflowError, MetadataError
 from staticllm.generate.cache import KVCache
+from staticllm.generate.head import HeadReader, Scores
 from staticllm.generate.masks import causal_allowed, fill_mask
+from staticllm.generate.rotary import RotaryFill
 from staticllm.llm_section import CacheGroup, LLMSpec, MethodInfo
 
 
@@ -37,8 +39,19 @@ class MethodIO:
         n = self.n_rows
         io = spec.io
         self.tokens = self._alloc(specs, io.tokens, (1, n))
-        self.input_pos = self._alloc(specs, io.input_pos, (n,))
+        self.input_pos = (
+            self._alloc(specs, io.input_pos, (n,)) if io.input_pos is not None else np.zeros(n, np.int64)
+        )
+        self.rope = [
+            (
+                RotaryFill(r),
+                self._alloc(specs, r.cos, (1, n, len(r.inv_freq))),
+                self._alloc(specs, r.sin, (1, n, len(r.inv_freq))),
+            )
+            for r in io.rope
+        ]
         self.masks = [self._alloc(specs, g.mask, (1, n, g.length + n)) for g, _ in caches]
+        self.mask_value = spec.mask_value
         self.last_index: np.ndarray | None = None
         li_name = io.last_index
         if not self.full_logits and n > 1:
@@ -48,7 +61,11 @@ class MethodIO:
                     f"last_index input (llm.io.last_index = {li_name!r})"
                 )
             self.last_index = self._alloc(specs, li_name, (1,))
-        self.inputs: dict[str, np.ndarray] = {io.tokens: self.tokens, io.input_pos: self.input_pos}
+        self.inputs: dict[str, np.ndarray] = {io.tokens: self.tokens}
+        if io.input_pos is not None:
+            self.inputs[io.input_pos] = self.input_pos
+        for r, (_, cos, sin) in zip(io.rope, self.rope):
+            self.inputs.update({r.cos: cos, r.sin: sin})
         self.inputs.update({g.mask: m for (g, _), m in zip(caches, self.masks)})
         if self.last_index is not None and li_name is not None:
             self.inputs[li_name] = self.last_index
@@ -61,8 +78,11 @@ class MethodIO:
             raise MetadataError(
                 f"method {info.name!r} has inputs {unknown} the llm section does not describe"
             )
-        self.logits_name = io.logits
-        self._check_logits(method, spec)
+        self.head = HeadReader(io.head_spec(), method, spec.vocab_size, n, self.full_logits)
+        outs = {s.name for s in method.output_specs}
+        for name in io.cache_outputs:
+            if name not in outs:
+                raise MetadataError(f"method {info.name!r} has no output {name!r} (llm.cache.outputs)")
 
     def _alloc(self, specs: Mapping[str, Any], name: str, shape: tuple[int, ...]) -> np.ndarray:
         self._check(specs, name, shape, None)
@@ -86,21 +106,6 @@ class MethodIO:
                 f"the cache is {np.dtype(dtype)}"
             )
 
-    def _check_logits(self, method: Any, spec: LLMSpec) -> None:
-        outs = {s.name: s for s in method.output_specs}
-        if self.logits_name not in outs:
-            raise MetadataError(f"method {self.info.name!r} has no output {self.logits_name!r}")
-        shape = tuple(outs[self.logits_name].shape)
-        want = (1, self.n_rows, spec.vocab_size) if self.full_logits else (1, spec.vocab_size)
-        if shape != want:
-            raise MetadataError(
-                f"method {self.info.name!r}: logits shape {list(shape)} does not match "
-                f"logits mode {self.info.logits!r} (expected {list(want)})"
-            )
-        for name in spec.io.cache_outputs:
-            if name not in outs:
-                raise MetadataError(f"method {self.info.name!r} has no output {name!r} (llm.cache.outputs)")
-
     def run(
         self, tokens: Sequence[int] | np.ndarray, positions: np.ndarray, allowed: np.ndarray, logits_row: int
     ) -> dict[str, np.ndarray]:
@@ -114,19 +119,17 @@ class MethodIO:
         self.input_pos[:n] = positions
         # Padding rows: any valid rotary row; they see only themselves.
         self.input_pos[n:] = min(int(positions[-1]), self.max_pos)
+        for fill, cos, sin in self.rope:
+            fill(cos, sin, self.input_pos)
         for (group, cache), mask in zip(self.caches, self.masks):
-            fill_mask(mask, cache.slot_pos, self.input_pos, allowed, group.window)
+            fill_mask(mask, cache.slot_pos, self.input_pos, allowed, group.window, self.mask_value)
         if self.last_index is not None:
             self.last_index[0] = logits_row
         return self.method.execute(self.inputs)
 
-    def logits(self, outputs: Mapping[str, np.ndarray], row: int) -> np.ndarray:
-        out = outputs[self.logits_name]
-        if out.ndim == 3:
-            return out[0, row]
-        if out.ndim == 2:
-            return out[0]
-        raise BundleError(f"method {self.info.name!r} returned logits of shape {list(out.shape)}")
+    def scores(self, outputs: Mapping[str, np.ndarray], row: int) -> Scores:
+        """What the sampler chooses from for one row: its logits, or a top-k head's candidates."""
+        return self.head.row(outputs, row)
 
 
 class Runner:
@@ -210,7 +213,7 @@ class Runner:
 
     def feed(
         self, tokens: Sequence[int], io: MethodIO | None = None, rows: list[np.ndarray] | None = None
-    ) -> np.ndarray:
+    ) -> Scores:
         """Runs tokens in chunks through `io` (default: prefill), commits all of
         them and returns the logits after the last one. With `rows`, a
         full-logits method also appends each call's [n, vocab] logits to it."""
@@ -218,7 +221,7 @@ class Runner:
         if rows is not None and not io.full_logits:
             raise ValueError(f"method {io.info.name!r} returns only last-token logits")
         self.check_room(len(tokens))
-        logits: np.ndarray | None = None
+        logits: Scores | None = None
         for start in range(0, len(tokens), io.n_rows):
             chunk = tokens[start : start + io.n_rows]
             n = len(chunk)
@@ -227,14 +230,14 @@ class Runner:
             self.calls += 1
             self._commit(out, slice(0, n), positions)
             self.history.extend(int(t) for t in chunk)
-            logits = io.logits(out, n - 1)
+            logits = io.scores(out, n - 1)
             if rows is not None:
-                rows.append(np.array(out[io.logits_name][0, :n]))
+                rows.append(io.head.rows(out, n))
         if logits is None:
             raise ValueError("feed() needs at least one token")
         return logits
 
-    def prefill(self, tokens: Sequence[int]) -> np.ndarray:
+    def prefill(self, tokens: Sequence[int]) -> Scores:
         """The prompt: chunks through the prefill method, returns the last logits.
 
         With a separate decode method, a short last chunk (at most 1/8 of the
@@ -254,7 +257,7 @@ class Runner:
         assert logits is not None
         return logits
 
-    def step(self, token: int) -> np.ndarray:
+    def step(self, token: int) -> Scores:
         """One generated token through the decode method."""
         return self.feed([token], self.decode_io)
 

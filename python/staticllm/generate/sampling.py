@@ -1,5 +1,7 @@
 """Choosing the next token from logits: greedy, temperature, top-k, top-p,
-repetition penalty, all from one seeded numpy Generator so runs repeat."""
+repetition penalty, all from one seeded numpy Generator so runs repeat.
+A top-k head's candidates (generate/head.py) serve greedy and top-k sampling
+with top_k up to the head's k: the same choice the full logits would give."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from staticllm.errors import InputError
+from staticllm.generate.head import Candidates, Scores, check_sampling
 
 # Candidates examined before falling back to a full sort for top-p.
 _TOP_P_FIRST_GUESS = 256
@@ -72,8 +75,11 @@ class Sampler:
             self._seen[token] = True
             self._seen_ids.append(token)
 
-    def __call__(self, logits: np.ndarray) -> int:
-        """Picks one token from logits [vocab] (any float dtype); does not observe it."""
+    def __call__(self, logits: Scores) -> int:
+        """Picks one token from logits [vocab] (any float dtype) or a top-k
+        head's candidates; does not observe it."""
+        if isinstance(logits, Candidates):
+            return self._from_candidates(logits)
         x = np.asarray(logits, dtype=np.float32)[: self.vocab_size]
         o = self.options
         if o.repetition_penalty != 1.0 and self._seen_ids:
@@ -85,9 +91,24 @@ class Sampler:
             return int(np.argmax(x))
         return self._sample(x.astype(np.float64) / o.temperature)
 
-    def _sample(self, x: np.ndarray) -> int:
+    def _from_candidates(self, c: Candidates) -> int:
         o = self.options
-        ids, vals, log_z = _top_candidates(x, o.top_k, o.top_p)
+        check_sampling(c.head, o)
+        ids, vals = c.ranked()
+        if o.greedy:
+            return int(ids[0])
+        ids, vals = ids[: o.top_k], vals[: o.top_k].astype(np.float64) / o.temperature
+        top = float(vals[0])
+        return self._draw(ids, vals, top + math.log(float(np.exp(vals - top).sum())))
+
+    def _sample(self, x: np.ndarray) -> int:
+        ids, vals, log_z = _top_candidates(x, self.options.top_k, self.options.top_p)
+        return self._draw(ids, vals, log_z)
+
+    def _draw(self, ids: np.ndarray, vals: np.ndarray, log_z: float) -> int:
+        """One id from candidates sorted by descending logit (already divided
+        by the temperature), log_z their log partition function."""
+        o = self.options
         probs = np.exp(vals - log_z)  # probabilities within the top-k set, descending
         if o.top_p < 1.0:
             # Smallest prefix whose mass reaches top_p (the top token always stays).

@@ -93,9 +93,45 @@ C reduce_row(Kind kind, const C* v, int64_t n, int64_t* arg) {
   }
 }
 
+// Sums, means, maxima, minima and sums of squares of an axis that is not the
+// last (inner > 1, as over the channels of [1, C, 1, S] data) combine whole
+// contiguous runs of `inner` elements instead of gathering each strided row;
+// every output element still sees its values in the same order.
+bool runs_combine(Kind kind) {
+  return kind == Kind::kSum || kind == Kind::kMean || kind == Kind::kMax || kind == Kind::kMin ||
+         kind == Kind::kSumSquare || kind == Kind::kL2;
+}
+
+template <typename C>
+void run_reduce_runs(Kind kind, const ReducePlan& p, const Tensor& x, Tensor& out, C* acc, C* run) {
+  for (int64_t o = 0; o < p.outer; ++o) {
+    for (int64_t r = 0; r < p.reduced; ++r) {
+      const C* v = load_run<C>(x.dtype(), x.data(), (o * p.reduced + r) * p.inner, 1, p.inner, run);
+      for (int64_t i = 0; i < p.inner; ++i) {
+        C e = v[i];
+        if (kind == Kind::kSumSquare || kind == Kind::kL2) e *= e;
+        if (r == 0)
+          acc[i] = e;
+        else if (kind == Kind::kMax)
+          acc[i] = e > acc[i] ? e : acc[i];
+        else if (kind == Kind::kMin)
+          acc[i] = e < acc[i] ? e : acc[i];
+        else
+          acc[i] += e;
+      }
+    }
+    for (int64_t i = 0; i < p.inner; ++i) {
+      if (kind == Kind::kMean) acc[i] /= static_cast<C>(p.reduced);
+      if (kind == Kind::kL2) acc[i] = std::sqrt(acc[i]);
+    }
+    store_run<C>(out.dtype(), out.data(), o * p.inner, p.inner, acc);
+  }
+}
+
 // Gathers one reduced row (stride `inner`) into `row`, reduces it, stores one value.
 template <typename C>
 void run_reduce(Kind kind, const ReducePlan& p, const Tensor& x, Tensor& out, C* row) {
+  if (p.inner > 1 && runs_combine(kind)) return run_reduce_runs<C>(kind, p, x, out, row, row + p.inner);
   bool arg = kind == Kind::kArgMax || kind == Kind::kArgMin;
   for (int64_t o = 0; o < p.outer; ++o) {
     for (int64_t i = 0; i < p.inner; ++i) {
@@ -144,7 +180,7 @@ OpBuilder reduce(Kind kind) {
     PlannedOp op;
     op.outputs.push_back({out_dtype, out_shape});
     bool use_float = is_float_dtype(xt.dtype);
-    op.scratch_bytes = static_cast<size_t>(p.reduced) * 8;
+    op.scratch_bytes = static_cast<size_t>(std::max(p.reduced, 2 * p.inner)) * 8;
     int xs = ctx.input("x");
     op.run = [kind, p, xs, use_float](const KernelCall& call) {
       if (use_float)

@@ -18,6 +18,17 @@ struct StridedCopy {
   size_t elem = 0;
   int64_t src_offset = 0;  // element offset of the first read (slices)
 
+  // True when out is x's elements from src_offset on, in order (each axis
+  // longer than 1 steps by its contiguous stride): out can view x.
+  bool moves_nothing() const {
+    int64_t stride = 1;
+    for (size_t d = out_shape.size(); d-- > 0;) {
+      if (out_shape[d] > 1 && src_strides[d] != stride) return false;
+      stride *= out_shape[d];
+    }
+    return src_offset >= 0;
+  }
+
   void run(const uint8_t* src, uint8_t* dst) const {
     // signed byte offsets: a negative stride (reversed slice) times an
     // unsigned size would wrap around, undefined for a pointer
@@ -57,6 +68,7 @@ inline PlannedOp strided_op(OpPlanContext& ctx, const ValueType& xt, StridedCopy
   copy.elem = dtype_size(xt.dtype);
   PlannedOp op;
   op.outputs.push_back({xt.dtype, copy.out_shape});
+  if (copy.moves_nothing()) op.view_offset = copy.src_offset * static_cast<int64_t>(copy.elem);
   int xs = ctx.input("x");
   op.run = [xs, copy](const KernelCall& call) {
     copy.run(static_cast<const uint8_t*>(call.in(xs).data()), static_cast<uint8_t*>(call.out(0).data()));

@@ -1,7 +1,8 @@
 // Op-table entries of runtime/mil/ops/reduction.cpp: every reduction over a
 // middle axis, the two last axes kept, and all axes (no `axes`), in floats and
 // (where integers reduce) int32; arg reductions with ties; softmax over a
-// middle and the last axis.
+// middle and the last axis; topk over a middle axis, with ties, ascending,
+// values only and uint16 indices.
 #include <algorithm>
 #include <cmath>
 #include <numeric>

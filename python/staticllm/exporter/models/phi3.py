@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from staticllm.exporter import support
 from staticllm.exporter.config import ModelConfig
-from staticllm.exporter.models.blocks import Attention, CausalLM, DecoderLayer, GatedMLP
+from staticllm.exporter.models.blocks import Attention, CausalLM, DecoderLayer, GatedMLP, Linear
 
 MODEL_TYPES = ("phi3",)
 GGUF_ARCHITECTURES = ("phi3",)
@@ -21,20 +20,20 @@ GGUF_QK_INTERLEAVED = False
 
 class FusedAttention(Attention):
     def make_projections(self, cfg: ModelConfig) -> None:
-        self.qkv_proj = nn.Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
+        self.qkv_proj = Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q_size, kv_size = self.cfg.n_heads * self.cfg.head_dim, self.cfg.n_kv_heads * self.cfg.head_dim
-        q, k, v = torch.split(self.qkv_proj(x), [q_size, kv_size, kv_size], dim=-1)
+        q, k, v = torch.split(self.qkv_proj(x), [q_size, kv_size, kv_size], dim=self.target.channel_axis)
         return q, k, v
 
 
 class FusedMLP(GatedMLP):
     def make_projections(self, cfg: ModelConfig) -> None:
-        self.gate_up_proj = nn.Linear(cfg.dim, 2 * cfg.hidden_dim, bias=False)
+        self.gate_up_proj = Linear(cfg.dim, 2 * cfg.hidden_dim, bias=False)
 
     def gate_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        gate, up = self.gate_up_proj(x).chunk(2, dim=self.target.channel_axis)
         return gate, up
 
 

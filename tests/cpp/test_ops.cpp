@@ -258,3 +258,18 @@ TEST_CASE("conv and conv_transpose refuse what they do not run, naming the attri
       conv({1, 2, 2}, {2, 3, 2}, {{"pad_type", {str("custom")}}, {"pad", ints({2, 2})}}, "conv_transpose"),
       Catch::Contains("pad [2, 2] crops all of spatial dimension 0 (3 long)"));
 }
+
+TEST_CASE("crop_resize before iOS16 refuses a sample point outside the input; from iOS16 pads it", "[ops]") {
+  auto crop = [](int opset) {
+    return run_op("crop_resize",
+                  {{"x", {input(f32({1, 1, 2, 2}, {1, 2, 3, 4}))}},
+                   {"roi", {constant(f32({1, 1, 4, 1, 1}, {0, 0, 3, 1}))}},
+                   {"target_height", {constant(i32({}, {2}))}},
+                   {"target_width", {constant(i32({}, {1}))}},
+                   {"sampling_mode", {str("STRICT_ALIGN_CORNERS")}}},
+                  {}, opset);
+  };
+  REQUIRE_THROWS_WITH(crop(15),
+                      Catch::Contains("lies outside the input, which crop_resize before iOS16 does not define"));
+  REQUIRE(values(crop(16)[0]) == std::vector<float>{1, 0});
+}

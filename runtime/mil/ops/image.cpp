@@ -241,6 +241,10 @@ enum class BoxMode { kCornersHeightFirst, kCornersWidthFirst, kCenterSizeHeightF
 struct CropResizePlan {
   int64_t B = 0, C = 0, H = 0, W = 0, th = 1, tw = 1, boxes = 0;
   bool normalized = false, roi_has_index = false, ios17 = false, has_indices = false;
+  // iOS16 brought pad_value for points outside the input; what Core ML gives
+  // there before it is not specified (coremltools' iOS15 test expects values
+  // no padding or clamping rule yields), so such a point is an error then.
+  bool pad_outside = true;
   double spatial_scale = 1, pad_value = 0;
   BoxMode box_mode = BoxMode::kCornersHeightFirst;
   Sampling sampling = Sampling::kDefault;
@@ -280,6 +284,10 @@ void crop_one(const CropResizePlan& p, const float* img, const double box[4], fl
       const double x = box_point(p.sampling, w0 * sw, w1 * sw, p.tw, j);
       const bool outside =
           !(y >= 0 && y <= static_cast<double>(p.H - 1) && x >= 0 && x <= static_cast<double>(p.W - 1));
+      if (outside && !p.pad_outside) {
+        throw InputError(p.where + ": sample point (" + std::to_string(y) + ", " + std::to_string(x) +
+                         ") of a box lies outside the input, which crop_resize before iOS16 does not define");
+      }
       const Tap r = linear_tap(y, p.H), c = linear_tap(x, p.W);
       for (int64_t ch = 0; ch < p.C; ++ch) {
         const float* s = img + ch * p.H * p.W;
@@ -306,6 +314,7 @@ PlannedOp build_crop_resize(OpPlanContext& ctx) {
   p.normalized = ctx.const_bool_or("normalized_coordinates", false);
   p.spatial_scale = ctx.has("spatial_scale") ? ctx.const_float("spatial_scale") : 1.0;
   p.pad_value = ctx.has("pad_value") ? ctx.const_float("pad_value") : 0.0;
+  p.pad_outside = ctx.has("pad_value") || ctx.ios_opset() == 0 || ctx.ios_opset() >= 16;
   p.sampling = read_sampling(ctx, "sampling_mode", "DEFAULT");
   std::string bm = ctx.has("box_coordinate_mode") ? ctx.const_string("box_coordinate_mode") : "CORNERS_HEIGHT_FIRST";
   const std::pair<const char*, BoxMode> modes[] = {{"CORNERS_HEIGHT_FIRST", BoxMode::kCornersHeightFirst},

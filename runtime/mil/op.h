@@ -88,6 +88,8 @@ class OpPlanContext {
   [[noreturn]] virtual void fail(const std::string& message) const = 0;
   // String constants (e.g. cast's "dtype"), which have no Tensor form.
   virtual std::string const_string(const std::string& param) const = 0;
+  // The iOS release of the function's opset (FunctionDecl::ios_opset), 0 if unknown.
+  virtual int ios_opset() const { return 0; }
 
   // Constant helpers: fail() when the parameter is missing, not constant or of
   // the wrong kind. Integers accept any integer dtype; floats any float dtype.
@@ -119,13 +121,24 @@ void register_elementwise_unary_ops(OpRegistry& r);   // ops/elementwise_unary.c
 void register_reduction_ops(OpRegistry& r);           // ops/reduction.cpp (reduce_*, softmax)
 void register_shape_ops(
     OpRegistry& r);  // ops/shape.cpp (reshape, transpose, squeeze, expand_dims, tile, identity, shape)
-void register_slicing_ops(OpRegistry& r);    // ops/slicing.cpp (slice_by_index, slice_by_size, split, concat, gather*)
-void register_select_ops(OpRegistry& r);     // ops/select.cpp (select, cast, fill, range_1d, band_part)
-void register_linear_ops(OpRegistry& r);     // ops/linear.cpp (linear, matmul)
-void register_conv_ops(OpRegistry& r);       // ops/conv.cpp (conv, conv_transpose)
-void register_attention_ops(OpRegistry& r);  // ops/attention.cpp (scaled_dot_product_attention)
-void register_quantization_ops(OpRegistry& r);  // ops/quantization.cpp (constexpr_*)
-void register_state_ops(OpRegistry& r);         // ops/state.cpp (read_state, coreml_update_state)
+void register_slicing_ops(OpRegistry& r);  // ops/slicing.cpp (slice_by_index/size, slice_update, split, concat, stack)
+void register_gather_ops(OpRegistry& r);   // ops/gather.cpp (gather, gather_along_axis, gather_nd)
+void register_select_ops(OpRegistry& r);   // ops/select.cpp (select, cast, fill, range_1d, band_part)
+void register_linear_ops(OpRegistry& r);   // ops/linear.cpp (linear, matmul)
+void register_conv_ops(OpRegistry& r);     // ops/conv.cpp (conv, conv_transpose)
+void register_attention_ops(OpRegistry& r);      // ops/attention.cpp (scaled_dot_product_attention)
+void register_quantization_ops(OpRegistry& r);   // ops/quantization.cpp (constexpr_*)
+void register_state_ops(OpRegistry& r);          // ops/state.cpp (read_state, coreml_update_state)
+void register_normalization_ops(OpRegistry& r);  // ops/normalization.cpp (batch/instance/layer/l2/local_response_norm)
+void register_sort_ops(OpRegistry& r);           // ops/sort.cpp (argsort, topk)
+void register_pooling_ops(OpRegistry& r);        // ops/pooling.cpp (max_pool, avg_pool, l2_pool)
+void register_sparsity_ops(OpRegistry& r);       // ops/sparsity.cpp (constexpr_sparse_*, constexpr_lut_to_sparse)
+void register_scatter_ops(OpRegistry& r);        // ops/scatter.cpp (scatter, scatter_along_axis, scatter_nd)
+void register_rearrange_ops(OpRegistry& r);      // ops/rearrange.cpp (reverse*, *_to_space, space_to_*, pixel_*)
+void register_pad_ops(OpRegistry& r);            // ops/pad.cpp (pad)
+void register_image_ops(OpRegistry& r);          // ops/image.cpp (resize*, upsample*, crop*, resample, affine)
+void register_einsum_ops(OpRegistry& r);         // ops/einsum.cpp (einsum)
+void register_recurrent_ops(OpRegistry& r);      // ops/recurrent.cpp (rnn, gru, lstm)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

@@ -15,12 +15,13 @@ namespace staticllm::mil {
 class PlanContext : public OpPlanContext {
  public:
   PlanContext(std::string where, const OpDecl& op, const std::vector<PlanValue>& values,
-              std::map<std::string, std::vector<int>> params, std::vector<ValueType> declared)
+              std::map<std::string, std::vector<int>> params, std::vector<ValueType> declared, int ios_opset)
       : where_(std::move(where)),
         op_(op),
         values_(values),
         params_(std::move(params)),
-        declared_(std::move(declared)) {}
+        declared_(std::move(declared)),
+        ios_opset_(ios_opset) {}
 
   const std::string& op_type() const override { return op_.type; }
   const std::string& op_name() const override { return op_.name; }
@@ -58,6 +59,8 @@ class PlanContext : public OpPlanContext {
     return v.string_val;
   }
 
+  int ios_opset() const override { return ios_opset_; }
+
   // Value ids the kernel reads, by slot.
   const std::vector<int>& inputs() const { return inputs_; }
 
@@ -75,6 +78,7 @@ class PlanContext : public OpPlanContext {
   std::map<std::string, std::vector<int>> params_;
   std::vector<ValueType> declared_;
   std::vector<int> inputs_;
+  int ios_opset_;
 };
 
 }  // namespace staticllm::mil

@@ -351,7 +351,7 @@ class Planner {
     std::vector<ValueType> declared;
     for (const auto& o : op.outputs) declared.push_back(o.type);
     std::map<std::string, std::vector<int>> params = bind_params(op, where);
-    PlanContext ctx(where, op, values(), params, declared);
+    PlanContext ctx(where, op, values(), params, declared, fn_.ios_opset);
     PlannedOp planned;
     try {
       planned = builder(ctx);

@@ -364,6 +364,10 @@ FunctionDecl parse_function(const Ctx& c, const std::string& name, const json& f
     fn.inputs.push_back({get(c, in, "name", where).get<std::string>(), pt.type, pt.is_string, pt.is_state});
   }
   std::string opset = f.value("opset", std::string());
+  if (opset.rfind("CoreML", 0) == 0 && opset.size() > 6 && opset.size() < 9 &&
+      opset.find_first_not_of("0123456789", 6) == std::string::npos) {
+    fn.ios_opset = std::stoi(opset.substr(6)) + 10;
+  }
   const json& blocks = get(c, f, "blockSpecializations", where);
   if (!blocks.contains(opset)) fail(c, where, "no block for its opset '" + opset + "'");
   const json& block = blocks[opset];

@@ -48,6 +48,10 @@ struct OpDecl {
 
 struct FunctionDecl {
   std::string name;
+  // The iOS release of the function's opset ("CoreML5" is iOS15, ..., "CoreML8"
+  // iOS18); 0 when the opset is not named that way. Some ops changed meaning
+  // between releases (iOS17 gathers and scatters refuse negative indices).
+  int ios_opset = 0;
   std::vector<ValueDecl> inputs;
   std::vector<OpDecl> ops;
   std::vector<std::string> outputs;

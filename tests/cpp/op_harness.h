@@ -102,8 +102,8 @@ inline Arg str(const std::string& s) { return {Tensor(), true, s}; }
 class HarnessContext : public mil::OpPlanContext {
  public:
   HarnessContext(std::string type, std::map<std::string, std::vector<Arg>> params,
-                 std::vector<mil::ValueType> declared = {})
-      : type_(std::move(type)), params_(std::move(params)), declared_(std::move(declared)) {
+                 std::vector<mil::ValueType> declared = {}, int ios_opset = 0)
+      : type_(std::move(type)), params_(std::move(params)), declared_(std::move(declared)), ios_opset_(ios_opset) {
     for (auto& [name, args] : params_)
       for (auto& a : args) types_[name].push_back({a.tensor.dtype(), a.tensor.shape()});
   }
@@ -121,6 +121,7 @@ class HarnessContext : public mil::OpPlanContext {
     return static_cast<int>(slots.size()) - 1;
   }
   const std::vector<mil::ValueType>& declared_outputs() const override { return declared_; }
+  int ios_opset() const override { return ios_opset_; }
   [[noreturn]] void fail(const std::string& m) const override { throw BundleError(type_ + ": " + m); }
   std::string const_string(const std::string& p) const override {
     if (!has(p) || params_.at(p)[0].str.empty()) fail("no string " + p);
@@ -133,15 +134,17 @@ class HarnessContext : public mil::OpPlanContext {
   std::map<std::string, std::vector<Arg>> params_;
   std::map<std::string, std::vector<mil::ValueType>> types_;
   std::vector<mil::ValueType> declared_;
+  int ios_opset_;
 };
 
 // Plans and runs `type`; returns its outputs. `declared` are the output types
-// a program would declare (most builders compute their own).
+// a program would declare (most builders compute their own); `ios_opset` the
+// function's opset release (0: unknown, iOS15/16 rules).
 inline std::vector<Tensor> run_op(const std::string& type, std::map<std::string, std::vector<Arg>> params,
-                                  std::vector<mil::ValueType> declared = {}) {
+                                  std::vector<mil::ValueType> declared = {}, int ios_opset = 0) {
   const mil::OpBuilder* b = mil::OpRegistry::instance().find(type);
   if (b == nullptr) throw UnsupportedOpError("no op " + type);
-  HarnessContext ctx(type, std::move(params), std::move(declared));
+  HarnessContext ctx(type, std::move(params), std::move(declared), ios_opset);
   mil::PlannedOp op = (*b)(ctx);
   std::vector<Tensor> outs;
   for (const auto& t : op.outputs) outs.emplace_back(t.dtype, t.shape);

@@ -64,6 +64,7 @@ std::string run_entry(const Entry& e, DType run_float) {
     const Tensor& t = tensors.at(e.declared_like).at(0);
     declared.push_back({t.dtype(), t.shape()});
   }
+  for (const Spec& s : e.declared) declared.push_back({s.dtype.value_or(run_float), s.shape});
   std::vector<Array> want = e.ref(inputs);
   std::vector<Tensor> outs = run_op(e.op, params, declared);
   std::vector<Array> got;

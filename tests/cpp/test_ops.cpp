@@ -169,6 +169,73 @@ TEST_CASE("float parameters are read from fp16 constants too", "[ops]") {
   REQUIRE(values(r[0])[1] == Approx(1 / std::sqrt(28.f)).epsilon(1e-3));
 }
 
+TEST_CASE("scatters check every index before writing; iOS17 refuses negative indices", "[ops]") {
+  auto data = f32({2, 2}, {1, 2, 3, 4});
+  auto upd = f32({2, 2}, {5, 6, 7, 8});
+  auto scatter = [&](const std::vector<int32_t>& idx, int opset) {
+    return run_op("scatter",
+                  {{"data", {input(data)}},
+                   {"indices", {input(i32({2}, idx))}},
+                   {"updates", {input(upd)}},
+                   {"mode", {str("update")}}},
+                  {}, opset);
+  };
+  REQUIRE(values(scatter({-1, 0}, 16)[0]) == std::vector<float>{7, 8, 5, 6});
+  REQUIRE_THROWS_WITH(scatter({-1, 0}, 17), Catch::Contains("iOS17 ops take no negative indices"));
+  REQUIRE_THROWS_AS(scatter({0, 2}, 16), InputError);
+  REQUIRE_THROWS_WITH(
+      run_op("scatter_nd",
+             {{"data", {input(data)}}, {"indices", {input(i32({1, 2}, {1, 5}))}}, {"updates", {input(f32({1}, {9}))}}}),
+      Catch::Contains("index 5 out of range for axis of size 2"));
+  REQUIRE_THROWS_AS(run_op("gather_nd", {{"x", {input(data)}}, {"indices", {input(i32({1, 2}, {2, 0}))}}}), InputError);
+}
+
+TEST_CASE("slices with run-time begin and end must select the planned lengths", "[ops]") {
+  auto x = f32({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7});
+  auto update_row = [&](const std::vector<int32_t>& begin, const std::vector<int32_t>& end) {
+    return run_op("slice_update", {{"x", {input(x)}},
+                                   {"update", {input(f32({1, 2}, {-1, -2}))}},
+                                   {"begin", {input(i32({2}, begin))}},
+                                   {"end", {input(i32({2}, end))}}});
+  };
+  REQUIRE(values(update_row({1, 2}, {2, 4})[0]) == std::vector<float>{0, 1, 2, 3, 4, 5, -1, -2});
+  REQUIRE_THROWS_WITH(update_row({1, 3}, {2, 9}),
+                      Catch::Contains("select 1 elements, the program expects 2"));  // clamped at the axis end
+  REQUIRE_THROWS_AS(
+      run_op("slice_by_size",
+             {{"x", {input(x)}}, {"begin", {input(i32({2}, {0, 3}))}}, {"size", {constant(i32({2}, {1, 2}))}}}),
+      InputError);
+}
+
+TEST_CASE("sparse decompression checks the nonzero count against the mask", "[ops]") {
+  REQUIRE_THROWS_WITH(
+      run_op("constexpr_sparse_to_dense", {{"mask", {constant(tensor_of(DType::kUInt8, {3}, {1, 0, 1}))}},
+                                           {"nonzero_data", {constant(f32({3}, {1, 2, 3}))}}}),
+      Catch::Contains("the mask sets 2 elements but there are 3 nonzero values"));
+  REQUIRE_THROWS_AS(run_op("topk", {{"x", {input(f32({3}, {1, 2, 3}))}}, {"k", {constant(i32({}, {4}))}}}),
+                    BundleError);
+}
+
+TEST_CASE("reshape's 0 copies the input dim by position before iOS17 and from the right from iOS17", "[ops]") {
+  auto x = f32({2, 5}, std::vector<float>(10, 1));
+  auto shape = constant(i32({4}, {1, 0, -1, 0}));
+  REQUIRE(run_op("reshape", {{"x", {input(x)}}, {"shape", {shape}}}, {}, 17)[0].shape() == Shape{1, 1, 2, 5});
+  REQUIRE_THROWS_AS(run_op("reshape", {{"x", {input(x)}}, {"shape", {shape}}}, {}, 16), BundleError);
+  auto same_rank = constant(i32({2}, {0, -1}));
+  REQUIRE(run_op("reshape", {{"x", {input(x)}}, {"shape", {same_rank}}}, {}, 16)[0].shape() == Shape{2, 5});
+}
+
+TEST_CASE("rearranging ops refuse lengths and pads outside their axes", "[ops]") {
+  REQUIRE_THROWS_WITH(run_op("reverse_sequence", {{"x", {input(f32({2, 3}, std::vector<float>(6)))}},
+                                                  {"lengths", {input(i32({2}, {1, 4}))}},
+                                                  {"seq_axis", {constant(i32({}, {1}))}}}),
+                      Catch::Contains("length 4 out of range [0, 3]"));
+  REQUIRE_THROWS_AS(
+      run_op("pad",
+             {{"x", {input(f32({3}, {1, 2, 3}))}}, {"pad", {constant(i32({2}, {3, 0}))}}, {"mode", {str("reflect")}}}),
+      BundleError);
+}
+
 TEST_CASE("conv and conv_transpose refuse what they do not run, naming the attribute and its value", "[ops]") {
   using Params = std::map<std::string, std::vector<Arg>>;
   auto conv = [](Shape x, Shape w, Params extra, const std::string& type = "conv") {
@@ -208,4 +275,19 @@ TEST_CASE("conv and conv_transpose refuse what they do not run, naming the attri
   REQUIRE_THROWS_WITH(
       conv({1, 2, 2}, {2, 3, 2}, {{"pad_type", {str("custom")}}, {"pad", ints({2, 2})}}, "conv_transpose"),
       Catch::Contains("pad [2, 2] crops all of spatial dimension 0 (3 long)"));
+}
+
+TEST_CASE("crop_resize before iOS16 refuses a sample point outside the input; from iOS16 pads it", "[ops]") {
+  auto crop = [](int opset) {
+    return run_op("crop_resize",
+                  {{"x", {input(f32({1, 1, 2, 2}, {1, 2, 3, 4}))}},
+                   {"roi", {constant(f32({1, 1, 4, 1, 1}, {0, 0, 3, 1}))}},
+                   {"target_height", {constant(i32({}, {2}))}},
+                   {"target_width", {constant(i32({}, {1}))}},
+                   {"sampling_mode", {str("STRICT_ALIGN_CORNERS")}}},
+                  {}, opset);
+  };
+  REQUIRE_THROWS_WITH(crop(15),
+                      Catch::Contains("lies outside the input, which crop_resize before iOS16 does not define"));
+  REQUIRE(values(crop(16)[0]) == std::vector<float>{1, 0});
 }

@@ -76,6 +76,49 @@ PlannedOp build_gelu(OpPlanContext& ctx) {
                [fn](const std::vector<double>&) { return [fn](auto v) { return fn(static_cast<float>(v)); }; })(ctx);
 }
 
+// Activations with a parameter per channel (axis 1): alpha and beta [C].
+// f(x, alpha[c], beta[c]); beta reads as 0 for an op without one.
+template <typename F>
+OpBuilder per_channel(bool has_beta, F f) {
+  return [=](OpPlanContext& ctx) {
+    const ValueType& xt = ctx.type("x");
+    if (!is_float_dtype(xt.dtype)) ctx.fail(std::string("needs a float dtype, got ") + dtype_name(xt.dtype));
+    if (xt.shape.size() < 2) ctx.fail("x needs rank >= 2 (channels on axis 1)");
+    const int64_t C = xt.shape[1];
+    std::vector<float> alpha = const_floats(ctx, "alpha");
+    std::vector<float> beta = has_beta ? const_floats(ctx, "beta") : std::vector<float>(alpha.size(), 0.f);
+    if (static_cast<int64_t>(alpha.size()) != C || static_cast<int64_t>(beta.size()) != C) {
+      ctx.fail("alpha" + std::string(has_beta ? " and beta need " : " needs ") + std::to_string(C) +
+               " values, one per channel of x " + shape_to_string(xt.shape));
+    }
+    const int64_t inner = shape_numel(xt.shape) / std::max<int64_t>(1, xt.shape[0] * C);
+    const int64_t rows = shape_numel(xt.shape) / std::max<int64_t>(1, inner);  // [N * C] runs of `inner`
+    int xs = ctx.input("x");
+    PlannedOp op;
+    op.outputs.push_back(xt);
+    op.run = [=](const KernelCall& call) {
+      float xb[kBlock], ob[kBlock];
+      const Tensor& x = call.in(xs);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float a = alpha[r % C], b = beta[r % C];
+        for (int64_t s = 0; s < inner; s += kBlock) {
+          int64_t len = std::min(kBlock, inner - s);
+          const float* v = load_run<float>(x.dtype(), x.data(), r * inner + s, 1, len, xb);
+          for (int64_t i = 0; i < len; ++i) ob[i] = f(v[i], a, b);
+          store_run<float>(call.out(0).dtype(), call.out(0).data(), r * inner + s, len, ob);
+        }
+      }
+    };
+    return op;
+  };
+}
+
+// log(1 + e^v) without overflow for large v
+template <typename T>
+T softplus(T v) {
+  return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
+}
+
 }  // namespace
 
 void register_elementwise_unary_ops(OpRegistry& r) {
@@ -121,7 +164,45 @@ void register_elementwise_unary_ops(OpRegistry& r) {
   r.add("sigmoid", simple([](auto v) { return 1.0f / (1.0f + std::exp(-static_cast<float>(v))); }));
   r.add("silu", simple([](auto v) { return static_cast<float>(v) / (1.0f + std::exp(-static_cast<float>(v))); }));
   // log(1 + e^v) = v + log(1 + e^-v): exp of a large positive v overflows
-  r.add("softplus", simple([](auto v) { return std::max(v, decltype(v)(0)) + std::log1p(std::exp(-std::abs(v))); }));
+  r.add("softplus", simple([](auto v) { return softplus(v); }));
+  r.add("acos", simple([](auto v) { return std::acos(v); }));
+  r.add("asin", simple([](auto v) { return std::asin(v); }));
+  r.add("atan", simple([](auto v) { return std::atan(v); }));
+  r.add("atanh", simple([](auto v) { return std::atanh(v); }));
+  r.add("cosh", simple([](auto v) { return std::cosh(v); }));
+  r.add("sinh", simple([](auto v) { return std::sinh(v); }));
+  r.add("relu6", simple([](auto v) { return std::min(std::max(v, decltype(v)(0)), decltype(v)(6)); }));
+  r.add("softsign", simple([](auto v) { return v / (decltype(v)(1) + std::abs(v)); }));
+  r.add("elu", unary(true, false, {"alpha"}, {1.0}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]);
+          return [a](auto v) { return v > 0 ? static_cast<float>(v) : a * std::expm1(static_cast<float>(v)); };
+        }));
+  r.add("thresholded_relu", unary(true, false, {"alpha"}, {1.0}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]);
+          return [a](auto v) { return static_cast<float>(v) >= a ? static_cast<float>(v) : 0.0f; };
+        }));
+  // max(x, 0) clipped at beta, plus alpha * min(x, 0) clipped at beta
+  r.add("clamped_relu", unary(true, false, {"alpha", "beta"}, {0.0, 6.0}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]), b = static_cast<float>(p[1]);
+          return [a, b](auto v) {
+            float x = static_cast<float>(v);
+            return std::min(std::max(x, 0.0f), b) + std::min(std::min(x, 0.0f) * a, b);
+          };
+        }));
+  r.add("linear_activation", unary(true, false, {"alpha", "beta"}, {1.0, 0.0}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]), b = static_cast<float>(p[1]);
+          return [a, b](auto v) { return a * static_cast<float>(v) + b; };
+        }));
+  r.add("scaled_tanh", unary(true, false, {"alpha", "beta"}, {1.0, 1.0}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]), b = static_cast<float>(p[1]);
+          return [a, b](auto v) { return a * std::tanh(b * static_cast<float>(v)); };
+        }));
+  r.add("sigmoid_hard", unary(true, false, {"alpha", "beta"}, {0.2, 0.5}, [](const std::vector<double>& p) {
+          float a = static_cast<float>(p[0]), b = static_cast<float>(p[1]);
+          return [a, b](auto v) { return std::min(std::max(a * static_cast<float>(v) + b, 0.0f), 1.0f); };
+        }));
+  r.add("prelu", per_channel(false, [](float v, float a, float) { return v > 0 ? v : a * v; }));
+  r.add("softplus_parametric", per_channel(true, [](float v, float a, float b) { return a * softplus(b * v); }));
   r.add("gelu", build_gelu);
   r.add("logical_not",
         unary(false, true, {}, {}, [](const std::vector<double>&) { return [](auto v) { return v != 0 ? 0 : 1; }; }));

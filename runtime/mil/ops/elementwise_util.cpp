@@ -2,6 +2,15 @@
 
 namespace staticllm::mil {
 
+std::vector<float> const_floats(const OpPlanContext& ctx, const std::string& param) {
+  const Tensor* t = ctx.constant(param);
+  if (t == nullptr) ctx.fail("parameter '" + param + "' must be a constant");
+  std::vector<float> v(static_cast<size_t>(t->numel()));
+  const float* p = floats_of(*t, v.data());
+  if (p != v.data()) std::copy(p, p + v.size(), v.begin());
+  return v;
+}
+
 bool plan_broadcast(const std::vector<Shape>& inputs, BroadcastPlan* plan) {
   if (inputs.empty() || inputs.size() > BroadcastPlan::kMaxOperands) return false;
   Shape out = inputs[0];

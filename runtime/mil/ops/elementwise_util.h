@@ -93,6 +93,37 @@ void store_run(DType t, void* base, int64_t off, int64_t len, const C* src) {
   }
 }
 
+// One element as a double (exact for every dtype but int64 past 2^53), and back.
+inline double load_one(DType t, const void* base, int64_t i) {
+  double v = 0;
+  return *load_run<double>(t, base, i, 1, 1, &v);
+}
+inline void store_one(DType t, void* base, int64_t i, double v) { store_run<double>(t, base, i, 1, &v); }
+
+// The whole tensor as fp32: its own data when it is fp32, else converted
+// into `buf` (numel floats).
+inline const float* floats_of(const Tensor& t, float* buf) {
+  int64_t n = t.numel();
+  for (int64_t s = 0; s < n; s += kBlock) {
+    int64_t len = std::min(kBlock, n - s);
+    const float* p = load_run<float>(t.dtype(), t.data(), s, 1, len, buf + s);
+    if (p != buf + s) {
+      if (s == 0 && len == n) return p;  // fp32 in place
+      std::memcpy(buf + s, p, static_cast<size_t>(len) * sizeof(float));
+    }
+  }
+  return buf;
+}
+
+// Writes numel floats into `out` in its dtype.
+inline void store_floats(Tensor& out, const float* v) {
+  int64_t n = out.numel();
+  for (int64_t s = 0; s < n; s += kBlock) store_run<float>(out.dtype(), out.data(), s, std::min(kBlock, n - s), v + s);
+}
+
+// A constant parameter as fp32 values; fails through ctx when it is not constant.
+std::vector<float> const_floats(const OpPlanContext& ctx, const std::string& param);
+
 // Broadcasting of several operands to one output shape, iterated as runs
 // along the (collapsed) innermost dimension.
 struct BroadcastPlan {

@@ -9,6 +9,7 @@
 #include "mil/kernels/compressed.h"
 #include "mil/kernels/gemm.h"
 #include "mil/ops/elementwise_util.h"
+#include "mil/ops/linear_mixed.h"
 #include "mil/thread_pool.h"
 
 namespace staticllm::mil {
@@ -93,7 +94,10 @@ PlannedOp plan_weight_product(OpPlanContext& ctx, const std::string& w_param, bo
   return op;
 }
 
-PlannedOp build_linear(OpPlanContext& ctx) { return plan_weight_product(ctx, "weight", true, ctx.has("bias")); }
+PlannedOp build_linear(OpPlanContext& ctx) {
+  if (needs_mixed_linear(ctx)) return plan_mixed_linear(ctx);  // iOS17 mixed dtypes (linear_mixed.h)
+  return plan_weight_product(ctx, "weight", true, ctx.has("bias"));
+}
 
 // Batched matmul. Per batch: x as [M, K] fp32, y read in its stored dtype,
 // either [N, K] (transpose_y: gemm_nt) or [K, N] (gemm_nn). The work items
@@ -160,6 +164,7 @@ void matmul_rows(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor
 }
 
 PlannedOp build_matmul(OpPlanContext& ctx) {
+  if (needs_mixed_matmul(ctx)) return plan_mixed_matmul(ctx);  // mixed dtypes, vectors (linear_mixed.h)
   const ValueType& xt = ctx.type("x");
   const ValueType& yt = ctx.type("y");
   if (!is_gemm_dtype(xt.dtype) || !is_gemm_dtype(yt.dtype)) ctx.fail("matmul needs fp16 or fp32 inputs");

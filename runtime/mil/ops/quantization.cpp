@@ -4,8 +4,10 @@
 // builder describes it and the planner keeps the weight as stored; the
 // dense kernels below serve every other case and favour clarity over speed.
 #include <algorithm>
+#include <cmath>
 
 #include "mil/kernels/compressed.h"
+#include "mil/ops/compression_util.h"
 #include "mil/ops/elementwise_util.h"
 #include "mil/weight_store.h"
 #include "staticllm/errors.h"
@@ -13,55 +15,6 @@
 namespace staticllm::mil {
 
 namespace {
-
-// Maps each element of `shape` to the element of a block-broadcast tensor of
-// shape `small` (each dim of shape a multiple of the matching dim of small).
-struct BlockIndex {
-  Shape shape, small;
-  std::vector<int64_t> block, small_strides;
-
-  bool init(const Shape& big, const Shape& s) {
-    if (big.size() != s.size()) return false;
-    shape = big;
-    small = s;
-    block.resize(big.size());
-    for (size_t d = 0; d < big.size(); ++d) {
-      if (s[d] <= 0 || big[d] % s[d] != 0) return false;
-      block[d] = big[d] / s[d];
-    }
-    small_strides = contiguous_strides(s);
-    return true;
-  }
-
-  template <typename F>
-  void for_each(F&& fn) const {  // fn(element index, small index)
-    int64_t n = shape_numel(shape), rank = static_cast<int64_t>(shape.size());
-    std::vector<int64_t> idx(rank, 0);
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t si = 0;
-      for (int64_t d = 0; d < rank; ++d) si += (idx[d] / block[d]) * small_strides[d];
-      fn(i, si);
-      for (int64_t d = rank - 1; d >= 0; --d) {
-        if (++idx[d] < shape[d]) break;
-        idx[d] = 0;
-      }
-    }
-  }
-};
-
-std::vector<float> as_floats(const Tensor& t) {
-  std::vector<float> v(static_cast<size_t>(t.numel()));
-  for (int64_t s = 0; s < t.numel(); s += kBlock) {
-    int64_t len = std::min(kBlock, t.numel() - s);
-    const float* p = load_run<float>(t.dtype(), t.data(), s, 1, len, v.data() + s);
-    if (p != v.data() + s) std::copy(p, p + len, v.data() + s);
-  }
-  return v;
-}
-
-void store_floats(Tensor& out, const std::vector<float>& v) {
-  store_run<float>(out.dtype(), out.data(), 0, static_cast<int64_t>(v.size()), v.data());
-}
 
 using WeightPtr = std::shared_ptr<CompressedWeight>;
 
@@ -182,31 +135,77 @@ PlannedOp build_blockwise_shift_scale(OpPlanContext& ctx) {
   return op;
 }
 
+// iOS16 form: `indices` packed LSB first in bytes, one 1-D `lut` of 2^bits
+// entries for the whole tensor, and the output `shape`.
+PlannedOp build_lut_to_dense_ios16(OpPlanContext& ctx) {
+  const ValueType& lt = ctx.type("lut");
+  const ValueType& it = ctx.type("indices");
+  if (lt.shape.size() != 1 || it.shape.size() != 1) ctx.fail("iOS16 lut and indices must be rank 1");
+  const int64_t palette = lt.shape[0];
+  int bits = 0;
+  while ((int64_t{1} << bits) < palette) ++bits;
+  if ((int64_t{1} << bits) != palette || bits < 1 || bits > 8) ctx.fail("lut size must be 2, 4, ..., 256");
+  Shape shape = ctx.const_ints("shape");
+  for (int64_t d : shape)
+    if (d < 0) ctx.fail("negative output dimension");
+  const int64_t n = shape_numel(shape);
+  if ((n * bits + 7) / 8 != it.shape[0]) {
+    ctx.fail(std::to_string(it.shape[0]) + " index bytes cannot hold " + std::to_string(n) + " " +
+             std::to_string(bits) + "-bit indices");
+  }
+  PlannedOp op;
+  op.outputs.push_back({lt.dtype, shape});
+  int is = ctx.input("indices"), ls = ctx.input("lut");
+  op.run = [=](const KernelCall& call) {
+    Tensor codes = unpack_sub_byte(call.in(is).data_as<uint8_t>(), n, bits, false, {n});
+    std::vector<float> lut = as_floats(call.in(ls)), out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) out[i] = lut[codes.data_as<uint8_t>()[i]];
+    store_floats(call.out(0), out);
+  };
+  return op;
+}
+
+// iOS18 form: `lut` [*groups, 2^bits, VECTOR_SIZE]; each index picks a
+// vector of its group's table, laid along `vector_axis` of the output.
 PlannedOp build_lut_to_dense(OpPlanContext& ctx) {
+  if (ctx.has("shape")) return build_lut_to_dense_ios16(ctx);
   const ValueType& it = ctx.type("indices");
   const ValueType& lt = ctx.type("lut");
-  size_t rank = it.shape.size();
-  if (lt.shape.size() != rank + 2) ctx.fail("lut must have the indices' rank + 2");
-  if (lt.shape.back() != 1) ctx.fail("vector palettization (VECTOR_SIZE > 1) is not supported");
-  int64_t palette = lt.shape[rank];
+  const int64_t rank = static_cast<int64_t>(it.shape.size());
+  if (static_cast<int64_t>(lt.shape.size()) != rank + 2) ctx.fail("lut must have the indices' rank + 2");
+  const int64_t palette = lt.shape[rank], vec = lt.shape[rank + 1];
+  const int64_t axis = vec > 1 || ctx.has("vector_axis") ? normalize_axis(ctx, ctx.const_int("vector_axis"), rank) : 0;
   Shape groups(lt.shape.begin(), lt.shape.begin() + rank);
   BlockIndex group_index;
   if (!group_index.init(it.shape, groups)) ctx.fail("lut groups do not tile the indices");
+  Shape out = it.shape;
+  out[axis] *= vec;
   PlannedOp op;
-  op.outputs.push_back({lt.dtype, it.shape});
-  op.compressed = describe_lut(ctx, op.outputs[0]);
+  op.outputs.push_back({lt.dtype, out});
+  if (vec == 1) op.compressed = describe_lut(ctx, op.outputs[0]);
   int is = ctx.input("indices"), ls = ctx.input("lut");
   std::string where = ctx.op_name();
+  const int64_t after = shape_numel(Shape(it.shape.begin() + axis + 1, it.shape.end()));
+  const int64_t dim = it.shape[axis];
   op.run = [=](const KernelCall& call) {
     std::vector<float> idx = as_floats(call.in(is)), lut = as_floats(call.in(ls));
-    std::vector<float> out(idx.size());
-    group_index.for_each([&](int64_t i, int64_t g) {
-      auto k = static_cast<int64_t>(idx[i]);
-      if (k < 0 || k >= palette) throw BundleError("op '" + where + "': palette index out of range");
-      out[i] = lut[g * palette + k];
-    });
-    store_floats(call.out(0), out);
+    std::vector<float> dense(idx.size() * static_cast<size_t>(vec));
+    expand_palette(idx, lut, group_index, palette, vec, dim, after, dense.data(), where);
+    store_floats(call.out(0), dense);
   };
+  return op;
+}
+
+// fp16 constant to fp32 (the only cast MIL defines here).
+PlannedOp build_constexpr_cast(OpPlanContext& ctx) {
+  const ValueType& st = ctx.type("source_val");
+  std::string name = ctx.const_string("output_dtype");
+  if (name != "fp32") ctx.fail("output_dtype must be fp32, got '" + name + "'");
+  if (!is_float_dtype(st.dtype)) ctx.fail("source_val must be a float tensor");
+  PlannedOp op;
+  op.outputs.push_back({DType::kFloat32, st.shape});
+  int ss = ctx.input("source_val");
+  op.run = [ss](const KernelCall& call) { store_floats(call.out(0), as_floats(call.in(ss))); };
   return op;
 }
 
@@ -256,12 +255,96 @@ PlannedOp build_affine_dequantize(OpPlanContext& ctx) {
   return op;
 }
 
+// scale and zero_point of quantize / dequantize: scalars, or one value per
+// index of `axis`. Returns per-element accessors as (outer, n, inner) strides.
+struct AxisParams {
+  std::vector<float> scale, zero;
+  int64_t n = 1, inner = 1;  // index of element i: (i / inner) % n, or 0 for scalars
+  float scale_at(int64_t i) const { return scale[scale.size() == 1 ? 0 : (i / inner) % n]; }
+  float zero_at(int64_t i) const { return zero.empty() ? 0.f : zero[zero.size() == 1 ? 0 : (i / inner) % n]; }
+};
+
+AxisParams axis_params(OpPlanContext& ctx, const Shape& shape) {
+  AxisParams p;
+  p.scale = const_floats(ctx, "scale");
+  if (ctx.has("zero_point")) p.zero = const_floats(ctx, "zero_point");
+  bool vector = ctx.type("scale").shape.size() == 1;
+  if (vector) {
+    int64_t rank = static_cast<int64_t>(shape.size());
+    int64_t axis = normalize_axis(ctx, ctx.const_int("axis"), rank);
+    p.n = shape[axis];
+    p.inner = shape_numel(Shape(shape.begin() + axis + 1, shape.end()));
+  }
+  auto size_ok = [&](size_t got) { return got == 1 || static_cast<int64_t>(got) == p.n; };
+  if (!ctx.type("scale").shape.empty() && !vector) ctx.fail("scale must be a scalar or a vector");
+  if (p.scale.empty() || !size_ok(p.scale.size()) || (!p.zero.empty() && !size_ok(p.zero.size()))) {
+    ctx.fail("scale and zero_point need one value, or one per index of the axis");
+  }
+  return p;
+}
+
+// clip(round_half_even(x / scale) + zero_point) to int8 or uint8.
+PlannedOp build_quantize(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("input");
+  if (!is_float_dtype(xt.dtype)) ctx.fail("input must be fp16 or fp32");
+  std::string name = ctx.const_string("output_dtype");
+  if (name != "int8" && name != "uint8") ctx.fail("output_dtype must be int8 or uint8, got '" + name + "'");
+  DType out = name == "int8" ? DType::kInt8 : DType::kUInt8;
+  AxisParams p = axis_params(ctx, xt.shape);
+  const float lo = out == DType::kInt8 ? -128.f : 0.f, hi = out == DType::kInt8 ? 127.f : 255.f;
+  const int64_t n = shape_numel(xt.shape);
+  int xs = ctx.input("input");
+  PlannedOp op;
+  op.outputs.push_back({out, xt.shape});
+  op.scratch_bytes = static_cast<size_t>(n) * sizeof(float);
+  op.run = [=](const KernelCall& call) {
+    auto* buf = static_cast<float*>(call.scratch);
+    const float* x = floats_of(call.in(xs), buf);
+    float q[kBlock];
+    for (int64_t s = 0; s < n; s += kBlock) {
+      int64_t len = std::min(kBlock, n - s);
+      for (int64_t i = 0; i < len; ++i) {
+        float v = std::nearbyint(x[s + i] / p.scale_at(s + i)) + p.zero_at(s + i);
+        q[i] = std::isnan(v) ? 0.f : std::min(std::max(v, lo), hi);
+      }
+      store_run<float>(out, call.out(0).data(), s, len, q);
+    }
+  };
+  return op;
+}
+
+// (q - zero_point) * scale, in the scale's dtype.
+PlannedOp build_dequantize(OpPlanContext& ctx) {
+  const ValueType& qt = ctx.type("input");
+  if (qt.dtype != DType::kInt8 && qt.dtype != DType::kUInt8) ctx.fail("input must be int8 or uint8");
+  DType out = ctx.type("scale").dtype;
+  if (!is_float_dtype(out)) ctx.fail("scale must be fp16 or fp32");
+  AxisParams p = axis_params(ctx, qt.shape);
+  const int64_t n = shape_numel(qt.shape);
+  int qs = ctx.input("input");
+  PlannedOp op;
+  op.outputs.push_back({out, qt.shape});
+  op.run = [=](const KernelCall& call) {
+    float qb[kBlock], y[kBlock];
+    for (int64_t s = 0; s < n; s += kBlock) {
+      int64_t len = std::min(kBlock, n - s);
+      const float* q = load_run<float>(qt.dtype, call.in(qs).data(), s, 1, len, qb);
+      for (int64_t i = 0; i < len; ++i) y[i] = (q[i] - p.zero_at(s + i)) * p.scale_at(s + i);
+      store_run<float>(out, call.out(0).data(), s, len, y);
+    }
+  };
+  return op;
+}
+
 }  // namespace
 
 void register_quantization_ops(OpRegistry& r) {
   r.add("constexpr_blockwise_shift_scale", build_blockwise_shift_scale);
   r.add("constexpr_lut_to_dense", build_lut_to_dense);
   r.add("constexpr_affine_dequantize", build_affine_dequantize);
+  r.add("constexpr_cast", build_constexpr_cast);
+  r.add("quantize", build_quantize);
+  r.add("dequantize", build_dequantize);
 }
 
 }  // namespace staticllm::mil

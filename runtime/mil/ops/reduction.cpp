@@ -1,6 +1,5 @@
-// Reductions over a contiguous block of axes, softmax, and topk (the k best
-// along one axis: argmax's generalisation). The shape is viewed as
-// [outer, reduced, inner]; accumulation is in fp32 (double for integers).
+// Reductions over a contiguous block of axes, softmax and cumsum. The shape is viewed
+// as [outer, reduced, inner]; accumulation is in fp32 (double for integers).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,7 +17,7 @@ struct ReducePlan {
   int64_t outer = 1, reduced = 1, inner = 1;
 };
 
-enum class Kind { kSum, kMean, kMax, kMin, kProd, kArgMax, kArgMin, kL2, kSumSquare, kLogSumExp };
+enum class Kind { kSum, kMean, kMax, kMin, kProd, kArgMax, kArgMin, kL1, kL2, kSumSquare, kLogSum, kLogSumExp };
 
 ReducePlan plan_axes(const OpPlanContext& ctx, const Shape& shape, std::vector<int64_t> axes) {
   int64_t rank = static_cast<int64_t>(shape.size());
@@ -69,6 +68,16 @@ C reduce_row(Kind kind, const C* v, int64_t n, int64_t* arg) {
       C acc = 0;
       for (int64_t i = 0; i < n; ++i) acc += v[i] * v[i];
       return kind == Kind::kL2 ? std::sqrt(acc) : acc;
+    }
+    case Kind::kL1: {
+      C acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += v[i] < 0 ? -v[i] : v[i];
+      return acc;
+    }
+    case Kind::kLogSum: {
+      C acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += v[i];
+      return std::log(acc);
     }
     case Kind::kLogSumExp: {
       C m = *std::max_element(v, v + n);
@@ -162,8 +171,14 @@ OpBuilder reduce(Kind kind) {
       else if (keep)
         out_shape.push_back(1);
     }
+    DType out_dtype = xt.dtype;
+    if (arg) {  // iOS17: int32 or uint16 indices
+      std::string name = ctx.has("output_dtype") ? ctx.const_string("output_dtype") : "int32";
+      if (name != "int32" && name != "uint16") ctx.fail("output_dtype must be int32 or uint16, got '" + name + "'");
+      out_dtype = name == "int32" ? DType::kInt32 : DType::kUInt16;
+    }
     PlannedOp op;
-    op.outputs.push_back({arg ? DType::kInt32 : xt.dtype, out_shape});
+    op.outputs.push_back({out_dtype, out_shape});
     bool use_float = is_float_dtype(xt.dtype);
     op.scratch_bytes = static_cast<size_t>(std::max(p.reduced, 2 * p.inner)) * 8;
     int xs = ctx.input("x");
@@ -228,78 +243,33 @@ PlannedOp build_softmax(OpPlanContext& ctx) {
   return op;
 }
 
-// topk: per line along `axis`, the k largest (or smallest, `ascending`) values
-// and their indices, best first; equal values keep the lower index first (as
-// a stable sort, and as reduce_argmax). `sort` = false allows any order, so
-// sorted output serves it too.
-struct TopkPlan {
-  int64_t outer = 1, n = 1, inner = 1, k = 1;
-  bool ascending = false, indices = true;
-};
-
-template <typename C>
-void run_topk(const TopkPlan& p, const Tensor& x, Tensor* values, Tensor* indices, C* row, int64_t* order) {
-  for (int64_t o = 0; o < p.outer; ++o) {
-    for (int64_t i = 0; i < p.inner; ++i) {
-      int64_t base = o * p.n * p.inner + i;
-      const C* v = load_run<C>(x.dtype(), x.data(), base, p.inner, p.n, row);
-      std::iota(order, order + p.n, int64_t{0});
-      auto better = [&](int64_t a, int64_t b) {
-        if (v[a] != v[b]) return p.ascending ? v[a] < v[b] : v[a] > v[b];
-        return a < b;
-      };
-      std::partial_sort(order, order + p.k, order + p.n, better);
-      int64_t out_base = o * p.k * p.inner + i;
-      for (int64_t j = 0; j < p.k; ++j) {
-        C best = v[order[j]];
-        store_run<C>(values->dtype(), values->data(), out_base + j * p.inner, 1, &best);
-        if (indices != nullptr) {
-          double at = static_cast<double>(order[j]);
-          store_run<double>(indices->dtype(), indices->data(), out_base + j * p.inner, 1, &at);
+// Running sums along an axis (inclusive or exclusive, forward or reversed),
+// accumulated in double: exact for int32, fp32-or-better for floats.
+PlannedOp build_cumsum(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const int64_t rank = static_cast<int64_t>(xt.shape.size());
+  const int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", 0), rank);
+  const bool exclusive = ctx.const_bool_or("exclusive", false), reverse = ctx.const_bool_or("reverse", false);
+  const int64_t n = rank == 0 ? 1 : xt.shape[axis];
+  const int64_t inner = rank == 0 ? 1 : shape_numel(Shape(xt.shape.begin() + axis + 1, xt.shape.end()));
+  const int64_t outer = shape_numel(xt.shape) / std::max<int64_t>(1, n * inner);
+  int xs = ctx.input("x");
+  PlannedOp op;
+  op.outputs.push_back(xt);
+  op.run = [=](const KernelCall& call) {
+    const Tensor& x = call.in(xs);
+    Tensor& out = call.out(0);
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t i = 0; i < inner; ++i) {
+        double acc = 0;
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t at = (o * n + (reverse ? n - 1 - k : k)) * inner + i;
+          const double v = load_one(x.dtype(), x.data(), at);
+          store_one(out.dtype(), out.data(), at, exclusive ? acc : acc + v);
+          acc += v;
         }
       }
     }
-  }
-}
-
-PlannedOp build_topk(OpPlanContext& ctx) {
-  const ValueType& xt = ctx.type("x");
-  int64_t rank = static_cast<int64_t>(xt.shape.size());
-  if (rank == 0) ctx.fail("topk needs a tensor of rank >= 1");
-  int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", -1), rank);
-  TopkPlan p;
-  p.n = xt.shape[axis];
-  for (int64_t d = 0; d < axis; ++d) p.outer *= xt.shape[d];
-  for (int64_t d = axis + 1; d < rank; ++d) p.inner *= xt.shape[d];
-  p.k = ctx.const_int_or("k", 1);
-  if (p.k == -1) p.k = p.n;
-  if (p.k < 1 || p.k > p.n)
-    ctx.fail("k = " + std::to_string(p.k) + " must be in 1.." + std::to_string(p.n) + " (the axis' size)");
-  p.ascending = ctx.const_bool_or("ascending", false);
-  p.indices = ctx.const_bool_or("return_indices", true);
-  DType index_type = DType::kInt32;
-  if (p.indices && ctx.has("output_indices_dtype")) {
-    std::string name = ctx.const_string("output_indices_dtype");
-    if (name == "uint16")
-      index_type = DType::kUInt16;
-    else if (name != "int32")
-      ctx.fail("output_indices_dtype must be int32 or uint16, got '" + name + "'");
-  }
-  Shape out = xt.shape;
-  out[axis] = p.k;
-  PlannedOp op;
-  op.outputs.push_back({xt.dtype, out});
-  if (p.indices) op.outputs.push_back({index_type, out});
-  bool use_float = is_float_dtype(xt.dtype);
-  op.scratch_bytes = static_cast<size_t>(p.n) * (8 + sizeof(int64_t));
-  int xs = ctx.input("x");
-  op.run = [p, xs, use_float](const KernelCall& call) {
-    Tensor* indices = p.indices ? &call.out(1) : nullptr;
-    auto* order = reinterpret_cast<int64_t*>(static_cast<char*>(call.scratch) + p.n * 8);
-    if (use_float)
-      run_topk<float>(p, call.in(xs), &call.out(0), indices, static_cast<float*>(call.scratch), order);
-    else
-      run_topk<double>(p, call.in(xs), &call.out(0), indices, static_cast<double*>(call.scratch), order);
   };
   return op;
 }
@@ -314,11 +284,13 @@ void register_reduction_ops(OpRegistry& r) {
   r.add("reduce_prod", reduce(Kind::kProd));
   r.add("reduce_argmax", reduce(Kind::kArgMax));
   r.add("reduce_argmin", reduce(Kind::kArgMin));
+  r.add("reduce_l1_norm", reduce(Kind::kL1));
   r.add("reduce_l2_norm", reduce(Kind::kL2));
+  r.add("reduce_log_sum", reduce(Kind::kLogSum));
   r.add("reduce_sum_square", reduce(Kind::kSumSquare));
   r.add("reduce_log_sum_exp", reduce(Kind::kLogSumExp));
   r.add("softmax", build_softmax);
-  r.add("topk", build_topk);
+  r.add("cumsum", build_cumsum);
 }
 
 }  // namespace staticllm::mil

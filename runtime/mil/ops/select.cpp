@@ -1,8 +1,9 @@
-// select (where), cast, and ops that produce tensors from constants: fill,
-// range_1d, band_part.
+// select (where), cast, and ops that produce tensors from constants or
+// shapes: fill, fill_like, range_1d, band_part, one_hot.
 #include <cmath>
 
 #include "mil/ops/elementwise_util.h"
+#include "mil/ops/indices.h"
 
 namespace staticllm::mil {
 
@@ -161,6 +162,56 @@ PlannedOp build_band_part(OpPlanContext& ctx) {
   return op;
 }
 
+// A tensor of ref_tensor's shape filled with `value` (in the declared dtype).
+PlannedOp build_fill_like(OpPlanContext& ctx) {
+  const ValueType& rt = ctx.type("ref_tensor");
+  double value = ctx.has("value") ? ctx.const_float("value") : 0.0;
+  DType dtype = ctx.has("value") ? ctx.type("value").dtype : DType::kFloat32;
+  if (ctx.declared_outputs().size() == 1) dtype = ctx.declared_outputs()[0].dtype;
+  PlannedOp op;
+  op.outputs.push_back({dtype, rt.shape});
+  op.run = [value](const KernelCall& call) {
+    Tensor& o = call.out(0);
+    double buf[kBlock];
+    std::fill(buf, buf + kBlock, value);
+    for (int64_t s = 0; s < o.numel(); s += kBlock) {
+      store_run<double>(o.dtype(), o.data(), s, std::min(kBlock, o.numel() - s), buf);
+    }
+  };
+  return op;
+}
+
+// indices [..] -> [.., size, ..] (the new axis at `axis`): on_value where
+// the index along the new axis equals indices[..], off_value elsewhere; an
+// index outside [0, size) gives a vector of off_value (as TensorFlow's one_hot).
+PlannedOp build_one_hot(OpPlanContext& ctx) {
+  const ValueType& it = ctx.type("indices");
+  if (!is_index_dtype(it.dtype)) ctx.fail("indices must be integers");
+  const int64_t size = ctx.const_int("one_hot_vector_size");
+  if (size < 0 || size > (int64_t{1} << 31)) ctx.fail("one_hot_vector_size out of range");
+  const int64_t rank = static_cast<int64_t>(it.shape.size());
+  const int64_t axis = normalize_axis(ctx, ctx.const_int_or("axis", -1), rank + 1);
+  const double on = ctx.has("on_value") ? ctx.const_float("on_value") : 1.0;
+  const double off = ctx.has("off_value") ? ctx.const_float("off_value") : 0.0;
+  DType dtype = ctx.has("on_value") ? ctx.type("on_value").dtype : DType::kInt32;
+  if (ctx.declared_outputs().size() == 1) dtype = ctx.declared_outputs()[0].dtype;
+  Shape out = it.shape;
+  out.insert(out.begin() + axis, size);
+  const int64_t inner = shape_numel(Shape(it.shape.begin() + axis, it.shape.end()));
+  int is = ctx.input("indices");
+  PlannedOp op;
+  op.outputs.push_back({dtype, out});
+  op.run = [=](const KernelCall& call) {
+    const Tensor& idx = call.in(is);
+    Tensor& o = call.out(0);
+    for (int64_t i = 0; i < o.numel(); ++i) {
+      const int64_t k = (i / inner) % size, at = (i / (inner * size)) * inner + i % inner;
+      store_one(o.dtype(), o.data(), i, read_index(idx, at) == k ? on : off);
+    }
+  };
+  return op;
+}
+
 }  // namespace
 
 void register_select_ops(OpRegistry& r) {
@@ -169,6 +220,8 @@ void register_select_ops(OpRegistry& r) {
   r.add("fill", build_fill);
   r.add("range_1d", build_range_1d);
   r.add("band_part", build_band_part);
+  r.add("fill_like", build_fill_like);
+  r.add("one_hot", build_one_hot);
 }
 
 }  // namespace staticllm::mil

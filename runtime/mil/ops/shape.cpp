@@ -1,6 +1,8 @@
-// Ops that change how elements are arranged: reshape, squeeze, expand_dims,
-// identity (byte copies), transpose and tile (strided copies), shape.
+// Ops that change how elements are arranged: reshape, reshape_like,
+// flatten2d, squeeze, expand_dims, identity (byte copies), transpose and tile
+// (strided copies), shape.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "mil/ops/elementwise_util.h"
@@ -9,6 +11,13 @@
 namespace staticllm::mil {
 
 namespace {
+
+// An integer scalar constant; values past +-2^53 come back as 2^53 (out of any range).
+int64_t read_scalar_int(const Tensor& t) {
+  const double v = load_one(t.dtype(), t.data(), 0);
+  constexpr double kLimit = 9007199254740992.0;
+  return std::fabs(v) < kLimit ? static_cast<int64_t>(v) : static_cast<int64_t>(kLimit);
+}
 
 PlannedOp copy_as(OpPlanContext& ctx, const ValueType& xt, const Shape& out_shape) {
   if (shape_numel(out_shape) != shape_numel(xt.shape)) {
@@ -25,6 +34,18 @@ PlannedOp copy_as(OpPlanContext& ctx, const ValueType& xt, const Shape& out_shap
   return op;
 }
 
+// What a 0 at position i of a reshape's shape (of length k) stands for: the
+// input dim at the same position (iOS15/16, ranks equal), or counted from the
+// right (iOS17: shape[i] matches x[j] when k - i == rank - j), 1 past the input's rank.
+int64_t zero_dim(const OpPlanContext& ctx, const Shape& x, size_t k, size_t i) {
+  if (ctx.ios_opset() >= 17) {
+    int64_t j = static_cast<int64_t>(x.size()) - static_cast<int64_t>(k - i);
+    return j >= 0 ? x[j] : 1;
+  }
+  if (i >= x.size()) ctx.fail("reshape shape 0 at axis beyond the input rank");
+  return x[i];
+}
+
 PlannedOp build_reshape(OpPlanContext& ctx) {
   const ValueType& xt = ctx.type("x");
   std::vector<int64_t> shape = ctx.const_ints("shape");
@@ -34,8 +55,7 @@ PlannedOp build_reshape(OpPlanContext& ctx) {
       if (infer >= 0) ctx.fail("reshape shape has more than one -1");
       infer = static_cast<int64_t>(i);
     } else if (shape[i] == 0) {
-      if (i >= xt.shape.size()) ctx.fail("reshape shape 0 at axis beyond the input rank");
-      shape[i] = xt.shape[i];  // MIL: 0 copies the input dimension
+      shape[i] = zero_dim(ctx, xt.shape, shape.size(), i);
     } else if (shape[i] < 0) {
       ctx.fail("negative reshape dimension " + std::to_string(shape[i]));
     }
@@ -86,6 +106,49 @@ PlannedOp build_expand_dims(OpPlanContext& ctx) {
   size_t next = 0;
   for (int64_t d = 0; d < out_rank; ++d) out.push_back(inserted[d] ? 1 : xt.shape[next++]);
   return copy_as(ctx, xt, out);
+}
+
+// [prod(x[:axis]), prod(x[axis:])]
+PlannedOp build_flatten2d(OpPlanContext& ctx) {
+  const ValueType& xt = ctx.type("x");
+  const int64_t rank = static_cast<int64_t>(xt.shape.size());
+  int64_t axis = ctx.const_int_or("axis", 1);
+  if (axis < -rank || axis > rank)
+    ctx.fail("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+  if (axis < 0) axis += rank;
+  return copy_as(ctx, xt,
+                 {shape_numel(Shape(xt.shape.begin(), xt.shape.begin() + axis)),
+                  shape_numel(Shape(xt.shape.begin() + axis, xt.shape.end()))});
+}
+
+// The shape is pieces of the reference tensors' shapes: ref_tensors[i].shape[begins[i]:ends[i]]
+// (to the end where end_masks[i]), concatenated.
+PlannedOp build_reshape_like(OpPlanContext& ctx) {
+  const size_t n = ctx.arity("ref_tensors");
+  if (n == 0 || ctx.arity("begins") != n || ctx.arity("ends") != n || ctx.arity("end_masks") != n) {
+    ctx.fail("ref_tensors, begins, ends and end_masks need the same number of entries");
+  }
+  Shape out;
+  for (size_t i = 0; i < n; ++i) {
+    const Shape& ref = ctx.type("ref_tensors", i).shape;
+    const Tensor* b = ctx.constant("begins", i);
+    const Tensor* e = ctx.constant("ends", i);
+    const Tensor* m = ctx.constant("end_masks", i);
+    if (b == nullptr || e == nullptr || m == nullptr || b->numel() != 1 || e->numel() != 1 || m->numel() != 1 ||
+        m->dtype() != DType::kBool) {
+      ctx.fail("begins, ends and end_masks must be constant scalars");
+    }
+    const int64_t rank = static_cast<int64_t>(ref.size());
+    int64_t begin = read_scalar_int(*b), end = m->data_as<uint8_t>()[0] != 0 ? rank : read_scalar_int(*e);
+    if (begin < 0) begin += rank;
+    if (end < 0) end += rank;
+    if (begin < 0 || end > rank || begin > end) {
+      ctx.fail("begin and end " + std::to_string(begin) + ", " + std::to_string(end) + " out of range for rank " +
+               std::to_string(rank));
+    }
+    out.insert(out.end(), ref.begin() + begin, ref.begin() + end);
+  }
+  return copy_as(ctx, ctx.type("x"), out);
 }
 
 PlannedOp build_identity(OpPlanContext& ctx) { return copy_as(ctx, ctx.type("x"), ctx.type("x").shape); }
@@ -158,6 +221,8 @@ void register_shape_ops(OpRegistry& r) {
   r.add("squeeze", build_squeeze);
   r.add("expand_dims", build_expand_dims);
   r.add("identity", build_identity);
+  r.add("flatten2d", build_flatten2d);
+  r.add("reshape_like", build_reshape_like);
   r.add("transpose", build_transpose);
   r.add("tile", build_tile);
   r.add("shape", build_shape);

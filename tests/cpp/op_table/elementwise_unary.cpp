@@ -53,6 +53,13 @@ std::vector<Entry> math() {
           .tol16(2e-3, 1e-3),
       unary("tanh", "[-100, 100]", wide(), [](double v) { return std::tanh(v); }),
       unary("erf", "[-100, 100]", wide(), [](double v) { return std::erf(v); }),
+      unary("acos", "[-1, 1]", F({6}, {-1, -0.75, -0.2, 0, 0.5, 1}), [](double v) { return std::acos(v); }),
+      unary("asin", "[-1, 1]", F({6}, {-1, -0.75, -0.2, 0, 0.5, 1}), [](double v) { return std::asin(v); }),
+      unary("atan", "[-100, 100]", wide(), [](double v) { return std::atan(v); }),
+      unary("atanh", "(-1, 1)", F({6}, {-0.9, -0.75, -0.2, 0, 0.5, 0.9}), [](double v) { return std::atanh(v); })
+          .tol16(2e-3, 2e-3),
+      unary("cosh", "both signs", any_sign(), [](double v) { return std::cosh(v); }),
+      unary("sinh", "both signs", any_sign(), [](double v) { return std::sinh(v); }),
       op("logical_not", "both values").in("x", Bool({2}, {0, 1})).expect({Bool({2}, {1, 0})}),
   };
 }
@@ -102,6 +109,29 @@ std::vector<Entry> with_parameters() {
   };
 }
 
+using Fn2 = double (*)(double, double, double);
+
+Entry with_alpha(const std::string& type, double alpha, Fn2 f) {
+  return op(type, "alpha " + std::to_string(alpha) + ", [-100, 100]")
+      .in("x", wide())
+      .scalar("alpha", alpha)
+      .reference([f](const Inputs& in) {
+        double a = in["alpha"].v[0];
+        return std::vector<Array>{map(in["x"], [=](double v) { return f(v, a, 0); })};
+      });
+}
+
+Entry with_alpha_beta(const std::string& type, double alpha, double beta, Fn2 f) {
+  return op(type, "alpha " + std::to_string(alpha) + ", beta " + std::to_string(beta) + ", [-100, 100]")
+      .in("x", wide())
+      .scalar("alpha", alpha)
+      .scalar("beta", beta)
+      .reference([f](const Inputs& in) {
+        double a = in["alpha"].v[0], b = in["beta"].v[0];
+        return std::vector<Array>{map(in["x"], [=](double v) { return f(v, a, b); })};
+      });
+}
+
 std::vector<Entry> activations() {
   const double sqrt_2_over_pi = std::sqrt(2 / M_PI);
   auto gelu = [](const std::string& mode, std::function<double(double)> f) {
@@ -119,6 +149,41 @@ std::vector<Entry> activations() {
       gelu("TANH_APPROXIMATION",
            [=](double v) { return 0.5 * v * (1 + std::tanh(sqrt_2_over_pi * (v + 0.044715 * v * v * v))); }),
       gelu("SIGMOID_APPROXIMATION", [](double v) { return v * sigmoid(1.702 * v); }),
+      unary("relu6", "[-100, 100]", wide(), [](double v) { return std::min(std::max(v, 0.0), 6.0); }),
+      unary("softsign", "[-100, 100]", wide(), [](double v) { return v / (1 + std::abs(v)); }),
+      with_alpha("elu", 2, [](double v, double a, double) { return v > 0 ? v : a * std::expm1(v); }),
+      op("elu", "alpha defaults to 1").in("x", wide()).reference([](const Inputs& in) {
+        return std::vector<Array>{map(in["x"], [](double v) { return v > 0 ? v : std::expm1(v); })};
+      }),
+      with_alpha("thresholded_relu", 0.5, [](double v, double a, double) { return v >= a ? v : 0; }),
+      with_alpha_beta(
+          "clamped_relu", 0.5, 3,
+          [](double v, double a, double b) { return std::min(std::max(v, 0.0), b) + std::min(v * a, b) * (v < 0); }),
+      with_alpha_beta("linear_activation", -1.5, 0.25, [](double v, double a, double b) { return a * v + b; }),
+      with_alpha_beta("scaled_tanh", 1.5, 0.5, [](double v, double a, double b) { return a * std::tanh(b * v); }),
+      with_alpha_beta("sigmoid_hard", 0.2, 0.5,
+                      [](double v, double a, double b) { return std::min(std::max(a * v + b, 0.0), 1.0); }),
+      op("prelu", "alpha per channel of [2, 3, 2]")
+          .in("x", F({2, 3, 2}, values_in(12, -4, 4, 21)))
+          .konst("alpha", F({3}, {0.5, -1, 2}))
+          .reference([](const Inputs& in) {
+            Array out = in["x"];
+            for (int64_t i = 0; i < out.numel(); ++i)
+              if (out.v[i] < 0) out.v[i] *= in["alpha"].v[(i / 2) % 3];
+            return std::vector<Array>{out};
+          }),
+      op("softplus_parametric", "alpha and beta per channel of [1, 3, 4]")
+          .in("x", F({1, 3, 4}, values_in(12, -30, 30, 22)))
+          .konst("alpha", F({3}, {0.5, 1, 2}))
+          .konst("beta", F({3}, {1, -0.5, 3}))
+          .reference([](const Inputs& in) {
+            Array out = in["x"];
+            for (int64_t i = 0; i < out.numel(); ++i) {
+              double a = in["alpha"].v[i / 4], b = in["beta"].v[i / 4], t = b * out.v[i];
+              out.v[i] = a * (std::max(t, 0.0) + std::log1p(std::exp(-std::abs(t))));
+            }
+            return std::vector<Array>{out};
+          }),
   };
 }
 

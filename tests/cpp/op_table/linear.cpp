@@ -80,7 +80,37 @@ std::vector<Entry> matmuls() {
   };
 }
 
-[[maybe_unused]] const bool registered = add_entries(linears()) && add_entries(matmuls());
+// iOS17: operands of different dtypes (the result in the declared dtype, that
+// of the non-constant operand) and numpy's rank-1 products (linear_mixed.cpp).
+std::vector<Entry> mixed_products() {
+  Spec x23 = I32({2, 3}, {1, -2, 3, 0, 4, 5});
+  Spec w23 = F({2, 3}, {1, 1, -1, 2, 0, 3});
+  return {
+      op("matmul", "int32 x, float constant y, int32 result")
+          .in("x", x23)
+          .konst("y", F({3, 2}, {1, 2, 0.5, -1, 3, 0}))
+          .declares({Typed(DType::kInt32, {2, 2}, {})})
+          .expect({I32({2, 2}, {9, 4, 17, -4})}),
+      op("matmul", "vector times matrix")
+          .in("x", F({3}, {1, 2, 3}))
+          .in("y", F({3, 2}, {1, 0, 0, 1, 1, 1}))
+          .expect({F({2}, {4, 5})}),
+      op("matmul", "matrix times vector, transpose_x")
+          .in("x", F({3, 2}, {1, 0, 0, 1, 1, 1}))
+          .in("y", F({3}, {1, 2, 3}))
+          .flag("transpose_x", true)
+          .expect({F({2}, {4, 5})}),
+      op("linear", "int32 x, float weight and bias")
+          .in("x", x23)
+          .konst("weight", w23)
+          .konst("bias", F({2}, {1, -1}))
+          .declares({Typed(DType::kInt32, {2, 2}, {})})
+          .expect({I32({2, 2}, {-3, 10, 0, 14})}),
+  };
+}
+
+[[maybe_unused]] const bool registered =
+    add_entries(linears()) && add_entries(matmuls()) && add_entries(mixed_products());
 
 }  // namespace
 }  // namespace staticllm::test::optable

@@ -55,6 +55,10 @@ Entry& Entry::declares_output_like(const std::string& name) {
   declared_like = name;
   return *this;
 }
+Entry& Entry::declares(std::vector<Spec> outputs) {
+  declared = std::move(outputs);
+  return *this;
+}
 Entry& Entry::tol32(double rtol, double atol) {
   fp32 = {rtol, atol};
   return *this;

@@ -72,6 +72,7 @@ struct Entry {
   Reference ref;
   std::vector<std::string> written;  // inputs the op writes into (states), checked after the outputs
   std::string declared_like;         // the program declares one output of this input's type
+  std::vector<Spec> declared;        // or these output types (values unused; no dtype: the run's float)
   Tol fp32{1e-6, 1e-6}, fp16{1e-3, 1e-3};
 
   Entry& in(const std::string& name, Spec s);                   // run-time input
@@ -85,6 +86,7 @@ struct Entry {
   Entry& expect(std::vector<Spec> outputs);  // literal outputs (shape and indexing ops)
   Entry& writes(const std::string& name);
   Entry& declares_output_like(const std::string& name);
+  Entry& declares(std::vector<Spec> outputs);
   Entry& tol32(double rtol, double atol);
   Entry& tol16(double rtol, double atol);
   bool takes_floats() const;  // some parameter has the run's float dtype

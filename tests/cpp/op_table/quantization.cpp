@@ -2,6 +2,9 @@
 // decompression ops) on small quantized weights: 4-bit values as the weight
 // store unpacks them (int8 / uint8), per-block and per-channel scales and
 // offsets, a 2-bit palette per row group.
+#include <algorithm>
+#include <cmath>
+
 #include "op_table.h"
 
 namespace staticllm::test::optable {
@@ -49,6 +52,27 @@ std::vector<Entry> palettes() {
           .konst("indices", Typed(DType::kUInt8, {4, 2}, {0, 3, 1, 2, 3, 3, 2, 0}))
           .konst("lut", F({2, 1, 4, 1}, {-1, -0.5, 0.5, 1, 10, 20, 30, 40}))
           .expect({F({4, 2}, {-1, 1, -0.5, 0.5, 40, 40, 30, 10})}),
+      // vector palettization: indices [2, 2, 2] pick vectors (1, 2, 3) or (10, 20, 30)
+      op("constexpr_lut_to_dense", "vectors of 3 along axis 1")
+          .konst("indices", Typed(DType::kUInt8, {2, 2, 2}, {0, 0, 1, 0, 1, 1, 0, 0}))
+          .konst("lut", F({1, 1, 1, 2, 3}, {1, 2, 3, 10, 20, 30}))
+          .scalar_int("vector_axis", 1)
+          .expect({F({2, 6, 2}, {1, 1, 2, 2, 3, 3, 10, 1, 20, 2, 30, 3, 10, 10, 20, 20, 30, 30, 1, 1, 2, 2, 3, 3})}),
+      op("constexpr_lut_to_dense", "vectors of 3 along the last axis")
+          .konst("indices", Typed(DType::kUInt8, {2, 2, 2}, {0, 0, 1, 0, 1, 1, 0, 0}))
+          .konst("lut", F({1, 1, 1, 2, 3}, {1, 2, 3, 10, 20, 30}))
+          .scalar_int("vector_axis", -1)
+          .expect({F({2, 2, 6}, {1, 2, 3, 1, 2, 3, 10, 20, 30, 1, 2, 3, 10, 20, 30, 10, 20, 30, 1, 2, 3, 1, 2, 3})}),
+      // iOS16: 2-bit indices (0, 3, 2, 1, 3) packed least significant bits first
+      op("constexpr_lut_to_dense", "iOS16 form: packed bytes, one palette, a shape")
+          .konst("indices", Typed(DType::kUInt8, {2}, {0x6C, 0x03}))
+          .konst("lut", F({4}, {1, 2, 3, 4}))
+          .ints("shape", {5})
+          .expect({F({5}, {1, 4, 3, 2, 4})}),
+      op("constexpr_cast", "fp16 to fp32")
+          .konst("source_val", Typed(DType::kFloat16, {3}, {0.5, -2, 1000}))
+          .string("output_dtype", "fp32")
+          .expect({Typed(DType::kFloat32, {3}, {0.5, -2, 1000})}),
   };
 }
 
@@ -81,7 +105,47 @@ std::vector<Entry> affines() {
   };
 }
 
-[[maybe_unused]] const bool registered = add_entries(blockwise()) && add_entries(palettes()) && add_entries(affines());
+// clip(round_half_even(x / scale) + zero_point) into [lo, hi]
+Array quantized(const Inputs& in, DType out, double lo, double hi, int64_t per_row) {
+  const Array &x = in["input"], &s = in["scale"];
+  Array q{out, x.shape, {}};
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    int64_t k = s.v.size() == 1 ? 0 : i / per_row;
+    double z = in.has("zero_point") ? in["zero_point"].v[s.v.size() == 1 ? 0 : k] : 0;
+    q.v.push_back(std::min(std::max(std::nearbyint(x.v[i] / s.v[k]) + z, lo), hi));
+  }
+  return q;
+}
+
+std::vector<Entry> activation_quantization() {
+  return {
+      op("quantize", "int8 per tensor, ties to even, clipped")
+          .in("input", F({6}, {-300, -2.5, -0.5, 0.5, 1.5, 300}))
+          .konst("scale", F({}, {1}))
+          .konst("zero_point", Typed(DType::kInt8, {}, {3}))
+          .string("output_dtype", "int8")
+          .reference([](const Inputs& in) { return std::vector<Array>{quantized(in, DType::kInt8, -128, 127, 1)}; }),
+      op("quantize", "uint8 per row (axis 0), no zero point")
+          .in("input", F({2, 3}, {0.1, 2, 9, -1, 4, 100}))
+          .konst("scale", F({2}, {0.25, 0.5}))
+          .scalar_int("axis", 0)
+          .string("output_dtype", "uint8")
+          .reference([](const Inputs& in) { return std::vector<Array>{quantized(in, DType::kUInt8, 0, 255, 3)}; }),
+      op("dequantize", "uint8 per column (axis 1)")
+          .in("input", Typed(DType::kUInt8, {2, 2}, {0, 255, 128, 7}))
+          .konst("scale", F({2}, {0.5, -0.25}))
+          .konst("zero_point", Typed(DType::kUInt8, {2}, {128, 7}))
+          .scalar_int("axis", 1)
+          .expect({F({2, 2}, {-64, -62, 0, 0})}),
+      op("dequantize", "int8 per tensor, no zero point")
+          .in("input", Typed(DType::kInt8, {3}, {-128, 0, 127}))
+          .konst("scale", F({}, {0.5}))
+          .expect({F({3}, {-64, 0, 63.5})}),
+  };
+}
+
+[[maybe_unused]] const bool registered = add_entries(blockwise()) && add_entries(palettes()) &&
+                                         add_entries(affines()) && add_entries(activation_quantization());
 
 }  // namespace
 }  // namespace staticllm::test::optable

@@ -49,6 +49,10 @@ std::vector<Entry> reductions() {
       {"reduce_prod",
        [](Group g) { return std::accumulate(g.begin(), g.end(), 1.0, [](double a, double b) { return a * b; }); }},
       {"reduce_l2_norm", [](Group g) { return std::sqrt(sum_square(g)); }},
+      {"reduce_l1_norm",
+       [](Group g) {
+         return std::accumulate(g.begin(), g.end(), 0.0, [](double a, double b) { return a + std::abs(b); });
+       }},
       {"reduce_sum_square", sum_square},
       {"reduce_log_sum_exp", log_sum_exp},
   };
@@ -101,6 +105,11 @@ std::vector<Entry> arg_reductions() {
     out.push_back(op(type, "first of equal values, axis defaults to -1")
                       .in("x", F({2, 3}, {1, 3, 3, -2, -1, -2}))
                       .expect({I32({2}, {max ? 1.0 : 0.0, max ? 1.0 : 0.0})}));
+    out.push_back(op(type, "uint16 indices (iOS17 output_dtype)")
+                      .in("x", F({2, 3}, {1, 3, 2, -2, -1, -3}))
+                      .scalar_int("axis", 1)
+                      .string("output_dtype", "uint16")
+                      .expect({Typed(DType::kUInt16, {2}, {max ? 1.0 : 0.0, max ? 1.0 : 2.0})}));
     out.push_back(op(type, "int32 keep_dims")
                       .in("x", I32({2, 3}, {4, -1, 4, 0, 7, -3}))
                       .scalar_int("axis", 1)
@@ -147,73 +156,32 @@ std::vector<Entry> softmaxes() {
   };
 }
 
-// topk along `axis` in double: values (dtype of x) and indices (int32), best
-// first, equal values by lower index.
-std::vector<Array> topk(const Array& x, int64_t axis, int64_t k, bool ascending) {
-  int64_t rank = static_cast<int64_t>(x.shape.size());
-  if (axis < 0) axis += rank;
-  int64_t outer = 1, n = x.shape[axis], inner = 1;
-  for (int64_t d = 0; d < axis; ++d) outer *= x.shape[d];
-  for (int64_t d = axis + 1; d < rank; ++d) inner *= x.shape[d];
-  Shape shape = x.shape;
-  shape[axis] = k;
-  Array values{x.dtype, shape, std::vector<double>(shape_numel(shape))};
-  Array indices{DType::kInt32, shape, std::vector<double>(shape_numel(shape))};
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t i = 0; i < inner; ++i) {
-      std::vector<int64_t> order(n);
-      std::iota(order.begin(), order.end(), int64_t{0});
-      auto at = [&](int64_t j) { return x.v[(o * n + j) * inner + i]; };
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t a, int64_t b) { return ascending ? at(a) < at(b) : at(a) > at(b); });
-      for (int64_t j = 0; j < k; ++j) {
-        values.v[(o * k + j) * inner + i] = at(order[j]);
-        indices.v[(o * k + j) * inner + i] = static_cast<double>(order[j]);
-      }
-    }
-  }
-  return {values, indices};
-}
-
-std::vector<Entry> topks() {
-  Spec x = F({2, 5, 3}, values_in(30, -4, 4, 7));
+std::vector<Entry> scans() {
+  Spec x = F({2, 3}, {1, -2, 3, 0.5, 4, -1});
   return {
-      op("topk", "k 2 along axis 1")
+      op("reduce_log_sum", "axis 1 of positive values")
+          .in("x", F({2, 3}, {0.5, 1, 2, 3, 0.25, 4}))
+          .ints("axes", {1})
+          .reference([](const Inputs& in) {
+            return std::vector<Array>{
+                reduce(in["x"], {1}, false, in["x"].dtype, [](Group g) { return std::log(sum(g)); })};
+          }),
+      op("cumsum", "axis 0 by default").in("x", x).expect({F({2, 3}, {1, -2, 3, 1.5, 2, 2})}),
+      op("cumsum", "axis 1, exclusive")
           .in("x", x)
-          .scalar_int("k", 2)
           .scalar_int("axis", 1)
-          .reference([](const Inputs& in) { return topk(in["x"], 1, 2, false); }),
-      op("topk", "ascending k 3, last axis by default")
-          .in("x", x)
-          .scalar_int("k", 3)
-          .flag("ascending", true)
-          .reference([](const Inputs& in) { return topk(in["x"], -1, 3, true); }),
-      op("topk", "equal values: lower index first, k defaults to 1")
-          .in("x", F({2, 4}, {1, 3, 3, -2, -1, -2, -1, -3}))
-          .expect({F({2, 1}, {3, -1}), I32({2, 1}, {1, 0})}),
-      op("topk", "equal values keep index order")
-          .in("x", F({1, 4}, {2, 5, 2, 5}))
-          .scalar_int("k", 4)
-          .expect({F({1, 4}, {5, 5, 2, 2}), I32({1, 4}, {1, 3, 0, 2})}),
-      op("topk", "k -1 is every element, int32")
-          .in("x", I32({3}, {4, -7, 9}))
-          .scalar_int("k", -1)
-          .expect({I32({3}, {9, 4, -7}), I32({3}, {2, 0, 1})}),
-      op("topk", "values only")
-          .in("x", F({3}, {0.5, 2, -1}))
-          .scalar_int("k", 2)
-          .flag("return_indices", false)
-          .expect({F({2}, {2, 0.5})}),
-      op("topk", "uint16 indices")
-          .in("x", F({4}, {0.25, -1, 3, 2}))
-          .scalar_int("k", 2)
-          .string("output_indices_dtype", "uint16")
-          .expect({F({2}, {3, 2}), Typed(DType::kUInt16, {2}, {2, 3})}),
+          .flag("exclusive", true)
+          .expect({F({2, 3}, {0, 1, -1, 0, 0.5, 4.5})}),
+      op("cumsum", "axis -1, reverse, int32")
+          .in("x", I32({2, 3}, {1, 2, 3, 4, 5, 6}))
+          .scalar_int("axis", -1)
+          .flag("reverse", true)
+          .expect({I32({2, 3}, {6, 5, 3, 15, 11, 6})}),
   };
 }
 
 [[maybe_unused]] const bool registered =
-    add_entries(reductions()) && add_entries(arg_reductions()) && add_entries(softmaxes()) && add_entries(topks());
+    add_entries(reductions()) && add_entries(arg_reductions()) && add_entries(softmaxes()) && add_entries(scans());
 
 }  // namespace
 }  // namespace staticllm::test::optable

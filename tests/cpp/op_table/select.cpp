@@ -101,8 +101,32 @@ Entry band(int64_t lower, int64_t upper, bool give) {
 
 std::vector<Entry> bands() { return {band(-1, 0, true), band(0, -1, true), band(1, 2, true), band(-1, -1, false)}; }
 
-[[maybe_unused]] const bool registered =
-    add_entries(selects()) && add_entries(casts()) && add_entries(generators()) && add_entries(bands());
+std::vector<Entry> from_shapes() {
+  return {
+      op("fill_like", "the reference's shape, value -2")
+          .in("ref_tensor", F({2, 2}, {9, 9, 9, 9}))
+          .scalar("value", -2)
+          .expect({F({2, 2}, {-2, -2, -2, -2})}),
+      op("fill_like", "int32 value")
+          .in("ref_tensor", F({3}, {1, 2, 3}))
+          .konst("value", I32({}, {4}))
+          .expect({I32({3}, {4, 4, 4})}),
+      op("one_hot", "last axis, out-of-range index all off")
+          .in("indices", I32({3}, {2, 0, 5}))
+          .scalar_int("one_hot_vector_size", 3)
+          .expect({I32({3, 3}, {0, 0, 1, 1, 0, 0, 0, 0, 0})}),
+      op("one_hot", "axis 0, on and off values")
+          .in("indices", I32({2}, {1, 0}))
+          .scalar_int("one_hot_vector_size", 2)
+          .scalar_int("axis", 0)
+          .scalar("on_value", 5)
+          .scalar("off_value", -1)
+          .expect({F({2, 2}, {-1, 5, 5, -1})}),
+  };
+}
+
+[[maybe_unused]] const bool registered = add_entries(selects()) && add_entries(casts()) && add_entries(generators()) &&
+                                         add_entries(bands()) && add_entries(from_shapes());
 
 }  // namespace
 }  // namespace staticllm::test::optable

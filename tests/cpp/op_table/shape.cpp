@@ -76,7 +76,26 @@ std::vector<Entry> copies() {
   };
 }
 
-[[maybe_unused]] const bool registered = add_entries(views()) && add_entries(copies());
+std::vector<Entry> shaped_like() {
+  return {
+      op("flatten2d", "axis 1 by default").in("x", F({2, 3, 2}, iota(12))).expect({F({2, 6}, iota(12))}),
+      op("flatten2d", "axis -1").in("x", F({2, 3, 2}, iota(12))).scalar_int("axis", -1).expect({F({6, 2}, iota(12))}),
+      // the shape is [2, 3] (a's dims 0..2) followed by [5, 6] (b's dims from 1 on)
+      op("reshape_like", "pieces of two reference shapes")
+          .in("x", F({60}, iota(60)))
+          .in("ref_tensors", F({2, 3, 4}, iota(24)))
+          .in("ref_tensors", F({1, 5, 2}, iota(10)))
+          .scalar_int("begins", 0)
+          .scalar_int("begins", 1)
+          .scalar_int("ends", 2)
+          .scalar_int("ends", 0)
+          .flag("end_masks", false)
+          .flag("end_masks", true)
+          .expect({F({2, 3, 5, 2}, iota(60))}),
+  };
+}
+
+[[maybe_unused]] const bool registered = add_entries(views()) && add_entries(copies()) && add_entries(shaped_like());
 
 }  // namespace
 }  // namespace staticllm::test::optable

@@ -86,35 +86,45 @@ std::vector<Entry> joins() {
   };
 }
 
-std::vector<Entry> gathers() {
+// begin / end as run-time inputs; the program declares the slice's shape
+std::vector<Entry> runtime_slices() {
   return {
-      op("gather", "axis 0, negative index")
+      op("slice_by_index", "run-time begin and end, negative end, squeezed axis 0")
           .in("x", x24())
-          .in("indices", I32({3}, {1, -2, 1}))
-          .scalar_int("axis", 0)
-          .expect({F({3, 4}, {4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7})}),
-      op("gather", "axis 1, [2, 1] indices")
+          .in("begin", I32({2}, {1, 1}))
+          .in("end", I32({2}, {2, -1}))
+          .konst("squeeze_mask", Bool({2}, {1, 0}))
+          .declares({F({2}, {})})
+          .expect({F({2}, {5, 6})}),
+      op("slice_by_size", "run-time begin")
           .in("x", x24())
-          .in("indices", I32({2, 1}, {3, 0}))
+          .in("begin", I32({2}, {1, -3}))
+          .ints("size", {1, 2})
+          .expect({F({1, 2}, {5, 6})}),
+      op("slice_update", "constant begin and end, stride 2")
+          .in("x", x24())
+          .in("update", F({2, 2}, {-1, -2, -3, -4}))
+          .ints("begin", {0, 0})
+          .ints("end", {2, 4})
+          .ints("stride", {1, 2})
+          .expect({F({2, 4}, {-1, 1, -2, 3, -3, 5, -4, 7})}),
+      op("slice_update", "run-time begin and end (a cache row), squeezed axis")
+          .in("x", x24())
+          .in("update", F({3}, {10, 20, 30}))
+          .in("begin", I32({2}, {1, 1}))
+          .in("end", I32({2}, {2, 4}))
+          .konst("squeeze_mask", Bool({2}, {1, 0}))
+          .expect({F({2, 4}, {0, 1, 2, 3, 4, 10, 20, 30})}),
+      op("concat", "interleave along axis 1")
+          .in("values", x24())
+          .in("values", F({2, 4}, {10, 11, 12, 13, 14, 15, 16, 17}))
           .scalar_int("axis", 1)
-          .expect({F({2, 2, 1}, {3, 0, 7, 4})}),
-      op("gather", "int32 table, int8 indices, axis defaults to 0")
-          .in("x", I32({3}, {10, 20, 30}))
-          .in("indices", Typed(DType::kInt8, {2}, {2, 0}))
-          .expect({I32({2}, {30, 10})}),
-      op("gather_along_axis", "axis 1")
-          .in("x", x24())
-          .in("indices", I32({2, 3}, {3, 0, -1, 1, 1, 2}))
-          .scalar_int("axis", 1)
-          .expect({F({2, 3}, {3, 0, 3, 5, 5, 6})}),
-      op("gather_along_axis", "axis 0, default")
-          .in("x", x24())
-          .in("indices", I32({1, 4}, {1, 0, 1, 0}))
-          .expect({F({1, 4}, {4, 1, 6, 3})}),
+          .flag("interleave", true)
+          .expect({F({2, 8}, {0, 10, 1, 11, 2, 12, 3, 13, 4, 14, 5, 15, 6, 16, 7, 17})}),
   };
 }
 
-[[maybe_unused]] const bool registered = add_entries(slices()) && add_entries(joins()) && add_entries(gathers());
+[[maybe_unused]] const bool registered = add_entries(slices()) && add_entries(joins()) && add_entries(runtime_slices());
 
 }  // namespace
 }  // namespace staticllm::test::optable

@@ -93,13 +93,10 @@ PlannedOp build_cast(OpPlanContext& ctx) {
   return op;
 }
 
-PlannedOp build_fill(OpPlanContext& ctx) {
-  std::vector<int64_t> shape = ctx.const_ints("shape");
-  double value = ctx.has("value") ? ctx.const_float("value") : 0.0;
-  DType dtype = ctx.has("value") ? ctx.type("value").dtype : DType::kFloat32;
-  PlannedOp op;
-  op.outputs.push_back({dtype, shape});
-  op.run = [=](const KernelCall& call) {
+// A kernel that writes `value` to every element of output 0, in its dtype
+// (fill and fill_like).
+KernelFn fill_with(double value) {
+  return [value](const KernelCall& call) {
     Tensor& o = call.out(0);
     double buf[kBlock];
     std::fill(buf, buf + kBlock, value);
@@ -107,6 +104,15 @@ PlannedOp build_fill(OpPlanContext& ctx) {
       store_run<double>(o.dtype(), o.data(), s, std::min(kBlock, o.numel() - s), buf);
     }
   };
+}
+
+PlannedOp build_fill(OpPlanContext& ctx) {
+  std::vector<int64_t> shape = ctx.const_ints("shape");
+  double value = ctx.has("value") ? ctx.const_float("value") : 0.0;
+  DType dtype = ctx.has("value") ? ctx.type("value").dtype : DType::kFloat32;
+  PlannedOp op;
+  op.outputs.push_back({dtype, shape});
+  op.run = fill_with(value);
   return op;
 }
 
@@ -170,14 +176,7 @@ PlannedOp build_fill_like(OpPlanContext& ctx) {
   if (ctx.declared_outputs().size() == 1) dtype = ctx.declared_outputs()[0].dtype;
   PlannedOp op;
   op.outputs.push_back({dtype, rt.shape});
-  op.run = [value](const KernelCall& call) {
-    Tensor& o = call.out(0);
-    double buf[kBlock];
-    std::fill(buf, buf + kBlock, value);
-    for (int64_t s = 0; s < o.numel(); s += kBlock) {
-      store_run<double>(o.dtype(), o.data(), s, std::min(kBlock, o.numel() - s), buf);
-    }
-  };
+  op.run = fill_with(value);
   return op;
 }
 

@@ -113,29 +113,6 @@ struct MatmulPlan {
   int slots = 1;
 };
 
-std::vector<int64_t> batch_offsets(const Shape& batch, const Shape& own, int64_t matrix) {
-  // Offsets of `own` (right-aligned, broadcast) for each index of `batch`.
-  std::vector<int64_t> strides(batch.size(), 0);
-  int64_t stride = matrix;
-  for (size_t d = 0; d < own.size(); ++d) {
-    size_t od = batch.size() - 1 - d;
-    int64_t dim = own[own.size() - 1 - d];
-    strides[od] = dim == 1 ? 0 : stride;
-    stride *= dim;
-  }
-  std::vector<int64_t> offs;
-  int64_t total = shape_numel(batch);
-  for (int64_t i = 0; i < total; ++i) {
-    int64_t rem = i, off = 0;
-    for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
-      off += (rem % batch[d]) * strides[d];
-      rem /= batch[d];
-    }
-    offs.push_back(off);
-  }
-  return offs;
-}
-
 // Rows [m0, m1) of batch b.
 void matmul_rows(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor& out, int64_t b, int64_t m0,
                  int64_t m1, float* scratch) {
@@ -182,8 +159,8 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   if (ky != p.K) ctx.fail("inner dimensions differ: " + shape_to_string(xt.shape) + " x " + shape_to_string(yt.shape));
   Shape xb(xt.shape.begin(), xt.shape.end() - 2), yb(yt.shape.begin(), yt.shape.end() - 2), batch;
   if (!broadcast_shapes(xb, yb, &batch)) ctx.fail("batch dimensions do not broadcast");
-  p.x_batch = batch_offsets(batch, xb, p.M * p.K);
-  p.y_batch = batch_offsets(batch, yb, p.K * p.N);
+  p.x_batch = broadcast_offsets(batch, xb, p.M * p.K);
+  p.y_batch = broadcast_offsets(batch, yb, p.K * p.N);
   p.batches = shape_numel(batch);
   p.x_dtype = xt.dtype;
   p.y_dtype = yt.dtype;

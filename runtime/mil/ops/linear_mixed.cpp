@@ -20,6 +20,8 @@ DType result_dtype(const OpPlanContext& ctx, const char* a, const char* b) {
   return ctx.constant(a) != nullptr ? ctx.type(b).dtype : ctx.type(a).dtype;
 }
 
+}  // namespace
+
 // Element offsets of `own` (right-aligned, size-1 dims broadcast) for every
 // index of `batch`, `matrix` elements per batch entry.
 std::vector<int64_t> broadcast_offsets(const Shape& batch, const Shape& own, int64_t matrix) {
@@ -42,8 +44,6 @@ std::vector<int64_t> broadcast_offsets(const Shape& batch, const Shape& own, int
   }
   return offs;
 }
-
-}  // namespace
 
 namespace {
 

@@ -4,6 +4,9 @@
 // operand) and matmul with a rank-1 operand (numpy's vector products).
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "mil/op.h"
 
 namespace staticllm::mil {
@@ -13,5 +16,9 @@ bool needs_mixed_matmul(const OpPlanContext& ctx);
 bool needs_mixed_linear(const OpPlanContext& ctx);
 PlannedOp plan_mixed_matmul(OpPlanContext& ctx);
 PlannedOp plan_mixed_linear(OpPlanContext& ctx);
+
+// Element offsets of `own` (right-aligned, size-1 dims broadcast) for every
+// index of `batch`, `matrix` elements per batch entry (linear.cpp uses it too).
+std::vector<int64_t> broadcast_offsets(const Shape& batch, const Shape& own, int64_t matrix);
 
 }  // namespace staticllm::mil

@@ -6,7 +6,9 @@ a pseudo-terminal."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 
 import numpy as np
@@ -187,6 +189,26 @@ def test_repl_two_turns_stats_and_reset(chat_bundles):
         child.terminate(force=True)
 
 
+def _ctrl_c_mid_reply(child: pexpect.spawn, message: str) -> bool:
+    """Sends `message` and presses Ctrl-C while the reply is being written.
+    The child is stopped (SIGSTOP) once the reply has started, so it cannot
+    finish between the check and the key; False if the reply had already ended
+    (a loaded machine can starve this process while the child writes a whole
+    2000-token reply into the pty's buffer)."""
+    child.sendline(message)
+    child.expect_exact(message + "\r\n")  # the echo of the input
+    child.expect(r"\S", timeout=60)  # the reply has started
+    os.kill(child.pid, signal.SIGSTOP)
+    try:
+        # Everything written before the stop; a prompt in it means the reply ended.
+        ended = child.expect_exact([">>> ", pexpect.TIMEOUT], timeout=3) == 0
+        if not ended:
+            child.sendintr()  # pending until the child continues
+        return not ended
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+
+
 def test_repl_ctrl_c_stops_the_reply_and_returns_to_the_prompt(chat_bundles):
     bundle = chat_bundles["multi"]
     # This message's greedy reply runs 2000 tokens (seconds) without an end token.
@@ -196,10 +218,13 @@ def test_repl_ctrl_c_stops_the_reply_and_returns_to_the_prompt(chat_bundles):
     assert probe.stop_reason == "max_new_tokens", "fixture: the reply must be long"
     child = _spawn(bundle, "--max-new-tokens", "2000")
     try:
-        child.sendline(MESSAGES[0])
-        child.expect_exact(MESSAGES[0] + "\r\n")  # the echo of the input
-        child.expect(r"\S", timeout=60)  # the reply has started
-        child.sendintr()
+        for _ in range(5):
+            if _ctrl_c_mid_reply(child, MESSAGES[0]):
+                break
+            child.sendline("/reset")
+            child.expect_exact(">>> ")
+        else:
+            pytest.fail("every reply ended before Ctrl-C reached it")
         child.expect_exact("[stopped]", timeout=30)
         child.expect_exact(">>> ")
         child.sendline("/stats")

@@ -139,6 +139,7 @@ void register_pad_ops(OpRegistry& r);            // ops/pad.cpp (pad)
 void register_image_ops(OpRegistry& r);          // ops/image.cpp (resize*, upsample*, crop*, resample, affine)
 void register_einsum_ops(OpRegistry& r);         // ops/einsum.cpp (einsum)
 void register_recurrent_ops(OpRegistry& r);      // ops/recurrent.cpp (rnn, gru, lstm)
+void register_random_ops(OpRegistry& r);         // ops/random.cpp (random_uniform/normal/bernoulli/categorical)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

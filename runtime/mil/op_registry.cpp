@@ -33,6 +33,7 @@ OpRegistry& OpRegistry::instance() {
     register_image_ops(*r);
     register_einsum_ops(*r);
     register_recurrent_ops(*r);
+    register_random_ops(*r);
     return r;
   }();
   return *registry;

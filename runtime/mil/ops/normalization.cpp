@@ -57,6 +57,17 @@ float epsilon_or(const OpPlanContext& ctx, double fallback) {
   return static_cast<float>(ctx.has("epsilon") ? ctx.const_float("epsilon") : fallback);
 }
 
+// The output type: x's, stored in the float dtype the program declares when
+// that differs. coremltools writes such programs for iOS15: when it turns an
+// fp16 input into fp32 I/O and cannot insert the cast back ("the dtype of
+// the input 'x' is changed to fp32 without inserting any cast op"), x is
+// fp32 beside fp16 constants and an fp16 output.
+ValueType output_type(const OpPlanContext& ctx, const ValueType& xt) {
+  const std::vector<ValueType>& declared = ctx.declared_outputs();
+  if (declared.size() == 1 && is_float_dtype(declared[0].dtype)) return {declared[0].dtype, xt.shape};
+  return xt;
+}
+
 // A kernel reading x as fp32 into scratch and writing fp32 results into
 // scratch before storing them: body(x, y) fills y from x (numel each).
 template <typename Body>
@@ -64,7 +75,7 @@ PlannedOp float_kernel(OpPlanContext& ctx, const ValueType& xt, Body body) {
   int64_t n = shape_numel(xt.shape);
   int xs = ctx.input("x");
   PlannedOp op;
-  op.outputs.push_back(xt);
+  op.outputs.push_back(output_type(ctx, xt));
   op.scratch_bytes = static_cast<size_t>(2 * n) * sizeof(float);
   op.run = [=](const KernelCall& call) {
     auto* buf = static_cast<float*>(call.scratch);

@@ -111,6 +111,20 @@ std::vector<Entry> normalization_entries() {
             }
             return std::vector<Array>{out};
           }),
+      op("batch_norm", "fp32 x, output in the declared dtype of the constants (coremltools' iOS15 fp16 inputs)")
+          .in("x", Typed(DType::kFloat32, {1, 3, 2, 2}, values_in(12, -3, 3, 13)))
+          .konst("mean", F({3}, {0.25, -0.5, 1}))
+          .konst("variance", F({3}, {1.5, 0.25, 4}))
+          .declares({F({1, 3, 2, 2}, {})})
+          .reference([](const Inputs& in) {
+            Array out = in["x"];
+            out.dtype = in.float_dtype;
+            for (int64_t i = 0; i < out.numel(); ++i) {
+              int64_t c = i / 4;
+              out.v[i] = (out.v[i] - in["mean"].v[c]) / std::sqrt(in["variance"].v[c] + 1e-5);
+            }
+            return std::vector<Array>{out};
+          }),
       op("instance_norm", "rank 4 with gamma, beta, epsilon")
           .in("x", x4)
           .konst("gamma", channels3())

@@ -127,7 +127,15 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
   int64_t rank = tensor->contains("rank") ? as_int(c, (*tensor)["rank"], where) : 0;
   if (tensor->contains("dimensions")) {
     for (const json& d : (*tensor)["dimensions"]) {
-      if (!d.contains("constant")) fail(c, where, "dynamic dimensions are not supported (export with fixed shapes)");
+      // A dimension known only at run time (a flexible input, or what
+      // follows from one or from values): the planner fixes it per call.
+      if (d.contains("unknown")) {
+        const json& u = d["unknown"];
+        if (u.is_object() && u.value("variadic", false)) fail(c, where, "variadic dimensions are not supported");
+        p.type.shape.push_back(kFlexibleDim);
+        continue;
+      }
+      if (!d.contains("constant")) fail(c, where, "a dimension is neither constant nor unknown");
       const json& cst = d["constant"];
       int64_t size = cst.contains("size") ? as_int(c, cst["size"], where) : 0;
       if (size < 0) fail(c, where, "negative dimension");
@@ -140,6 +148,7 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
   constexpr int64_t kMaxElements = int64_t{1} << 40;
   int64_t n = 1;
   for (int64_t d : p.type.shape) {
+    if (d == kFlexibleDim) continue;
     if (d != 0 && n > kMaxElements / d)
       fail(c, where, "shape " + shape_to_string(p.type.shape) + " has too many elements");
     n *= d;

@@ -190,7 +190,7 @@ PlannedOp build_slice_by_index(OpPlanContext& ctx) {
   }
   // begin or end known only at run time: the program's declared shape is the slice's
   if (ctx.declared_outputs().size() != 1) ctx.fail("a slice with run-time begin or end needs its declared output type");
-  const ValueType& declared = ctx.declared_outputs()[0];
+  const ValueType declared{ctx.declared_outputs()[0].dtype, ctx.declared_shape(0)};
   std::vector<int64_t> lens = unsqueezed(ctx, r, declared.shape);
   for (size_t d = 0; d < r.rank; ++d) r.want_len[d] = lens[d];
   int xs = ctx.input("x"), bs = ctx.input("begin"), es = ctx.input("end");

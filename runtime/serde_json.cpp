@@ -130,7 +130,6 @@ void parse_flexibility(const json& v, const std::string& path, bool input, Tenso
   }
   if (v.contains("default_shape")) s.default_shape = parse_shape(v["default_shape"], path + ".default_shape", false);
   const bool flexible_input = !s.shape_range.empty() || !s.enumerated_shapes.empty();
-  if (input && s.any_rank) fail(path + ".shape", "expected a list for an input, got null");
   if (input && !s.is_fixed() && s.default_shape.empty()) {
     fail(path + ".default_shape", "missing key (the input is flexible)");
   }
@@ -155,6 +154,7 @@ TensorSpec parse_spec(const json& v, const std::string& path, const std::string&
   }
   const json& shape = require(v, "shape", path);
   s.any_rank = flexible && shape.is_null();
+  if (s.any_rank && kind == "inputs") fail(path + ".shape", "expected a list for an input, got null");
   if (!s.any_rank) s.shape = parse_shape(shape, path + ".shape", flexible);
   if (flexible) parse_flexibility(v, path, kind == "inputs", s);
   s.extra = extras(v, {"name", "dtype", "shape", "default_shape", "shape_range", "enumerated_shapes"});

@@ -24,9 +24,14 @@ class ThreadPool;
 struct CompressedWeight;  // kernels/compressed.h
 struct PackedInts;        // weight_store.h
 
+// A program's declaration of a value whose rank is known only at run time
+// (a variadic dimension): its whole shape is {kAnyRank}.
+constexpr int64_t kAnyRank = -2;
+
 struct ValueType {
   DType dtype = DType::kFloat32;
-  Shape shape;  // may hold kFlexibleDim in a program's declarations, never in a plan
+  // may hold kFlexibleDim or be {kAnyRank} in a program's declarations, never in a plan
+  Shape shape;
 };
 
 // Thrown while planning when an op needs as a constant a value the function

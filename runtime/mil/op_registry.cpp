@@ -108,7 +108,7 @@ const Shape& OpPlanContext::declared_shape(size_t i) const {
   const std::vector<ValueType>& declared = declared_outputs();
   if (i >= declared.size()) fail("the program declares no output " + std::to_string(i));
   const Shape& shape = declared[i].shape;
-  if (std::find(shape.begin(), shape.end(), kFlexibleDim) != shape.end()) {
+  if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) {
     fail_run_time("output " + std::to_string(i) + "'s shape depends on values known only at run time");
   }
   return shape;

@@ -35,13 +35,21 @@ std::vector<Shape> shapes_of(const std::vector<Tensor>& inputs) {
 MethodPlans::MethodPlans(std::shared_ptr<const Program> program, const FunctionDecl& fn, const MethodMetadata& method,
                          ConstPool* pool, size_t capacity)
     : method_(method), pool_(pool), capacity_(std::max<size_t>(capacity, 1)) {
+  const bool fixed = all_fixed(method);
   std::shared_ptr<const Plan> plan;
   try {
+    if (!fixed) check_ops_supported(fn);
     plan = plan_function(fn, method, pool);
   } catch (const RuntimeValueNeeded&) {
     eager_ = true;  // no plan can be made before the values are known
+  } catch (const BundleError&) {
+    // Flexible inputs' default shapes need not fit together (two RangeDims
+    // that must be equal at run time may default differently): such a
+    // method is planned at the first call's shapes, and fails there if the
+    // program is wrong. A fixed method fails the load, as always.
+    if (fixed) throw;
   }
-  if (plan && all_fixed(method)) {
+  if (plan && fixed) {
     fixed_ = std::make_shared<Executor>(std::move(plan));  // today's path, and nothing more kept
     return;
   }

@@ -45,11 +45,32 @@ std::string type_string(const ValueType& t) { return spec_to_string(t.dtype, t.s
 // A computed shape against a declared one, whose open dimensions (flexible
 // inputs, values known at run time) take any size.
 bool shape_fits(const Shape& declared, const Shape& got) {
+  if (declared == Shape{kAnyRank}) return true;
   if (declared.size() != got.size()) return false;
   for (size_t i = 0; i < got.size(); ++i) {
-    if ((declared[i] != kFlexibleDim && declared[i] != got[i])) return false;
+    if (declared[i] != kFlexibleDim && declared[i] != got[i]) return false;
   }
   return true;
+}
+
+// The builder of an op; UnsupportedOpError naming the supported ones when
+// the interpreter has none.
+const OpBuilder& find_builder(const OpDecl& op, const std::string& where) {
+  if (op.has_blocks) {
+    throw UnsupportedOpError(where +
+                             ": ops with nested blocks (control flow) are not supported by the portable interpreter");
+  }
+  const OpBuilder* builder = OpRegistry::instance().find(op.type);
+  if (builder == nullptr || op.unparsed) {
+    std::string known;
+    for (const auto& t : OpRegistry::instance().op_types()) known += (known.empty() ? "" : ", ") + t;
+    throw UnsupportedOpError(where + ": op not supported by the portable interpreter; supported: " + known);
+  }
+  return *builder;
+}
+
+std::string op_where(const FunctionDecl& fn, const OpDecl& op) {
+  return "function '" + fn.name + "', op '" + op.name + "' (type '" + op.type + "')";
 }
 
 // First-fit allocator over free blocks, used only while planning.
@@ -208,20 +229,6 @@ class Planner {
     return params;
   }
 
-  const OpBuilder& find_builder(const OpDecl& op, const std::string& where) const {
-    if (op.has_blocks) {
-      throw UnsupportedOpError(where +
-                               ": ops with nested blocks (control flow) are not supported by the portable interpreter");
-    }
-    const OpBuilder* builder = OpRegistry::instance().find(op.type);
-    if (builder == nullptr || op.unparsed) {
-      std::string known;
-      for (const auto& t : OpRegistry::instance().op_types()) known += (known.empty() ? "" : ", ") + t;
-      throw UnsupportedOpError(where + ": op not supported by the portable interpreter; supported: " + known);
-    }
-    return *builder;
-  }
-
   void check_outputs(const OpDecl& op, const PlannedOp& planned, const std::string& where) const {
     if (planned.outputs.size() != op.outputs.size()) {
       throw BundleError(where + ": the kernel produces " + std::to_string(planned.outputs.size()) +
@@ -231,7 +238,7 @@ class Planner {
       const ValueType& got = planned.outputs[i];
       const ValueType& want = op.outputs[i].type;
       // a builder that took the program's open declaration as its shape
-      if (std::find(got.shape.begin(), got.shape.end(), kFlexibleDim) != got.shape.end()) {
+      if (std::any_of(got.shape.begin(), got.shape.end(), [](int64_t d) { return d < 0; })) {
         throw RuntimeValueNeeded(where + ": output '" + op.outputs[i].name + "' has a shape known only at run time");
       }
       if (got.dtype != want.dtype || !shape_fits(want.shape, got.shape)) {
@@ -246,7 +253,9 @@ class Planner {
   // its inputs alive, so an address is never reused), small ones by content.
   std::string value_key(int id) const {
     const PlanValue& v = plan_->values[id];
-    if (!v.is_const) return "v" + std::to_string(id) + "@" + plan_->where;
+    // a run-time value by its place and type: plans of one function for
+    // other input shapes fold other constants from it (its shape, say)
+    if (!v.is_const) return "v" + std::to_string(id) + type_string(v.type) + "@" + plan_->where;
     if (v.is_string) return "s" + std::to_string(v.string_val.size()) + ":" + v.string_val;
     if (v.lazy)
       return "l" + std::to_string(reinterpret_cast<uintptr_t>(v.lazy.get())) + "#" + std::to_string(v.lazy_index);
@@ -375,7 +384,7 @@ class Planner {
   }
 
   void plan_op(const OpDecl& op) {
-    std::string where = "function '" + fn_.name + "', op '" + op.name + "' (type '" + op.type + "')";
+    std::string where = op_where(fn_, op);
     if (op.type == "const") {
       ValueType declared = op.outputs.empty() ? ValueType{} : op.outputs[0].type;
       by_name_[op.name] = constant_value(op.name, *op.const_val, declared);
@@ -486,6 +495,12 @@ class Planner {
 };
 
 }  // namespace
+
+void check_ops_supported(const FunctionDecl& fn) {
+  for (const OpDecl& op : fn.ops) {
+    if (op.type != "const") find_builder(op, op_where(fn, op));
+  }
+}
 
 std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method, ConstPool* pool,
                                           const PlanFor& plan_for) {

@@ -54,6 +54,10 @@ struct Plan {
   size_t scratch_bytes = 0;
 };
 
+// UnsupportedOpError, as plan_function throws it, for the first op of `fn`
+// the interpreter lacks: a method that plans later checks this at load.
+void check_ops_supported(const FunctionDecl& fn);
+
 // What a plan is made for, beyond the method's declared shapes.
 struct PlanFor {
   // The shapes of one call's inputs (metadata order), for a method whose

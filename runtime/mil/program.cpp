@@ -131,8 +131,10 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
       // follows from one or from values): the planner fixes it per call.
       if (d.contains("unknown")) {
         const json& u = d["unknown"];
-        if (u.is_object() && u.value("variadic", false)) fail(c, where, "variadic dimensions are not supported");
-        p.type.shape.push_back(kFlexibleDim);
+        const bool variadic = u.is_object() && u.value("variadic", false);
+        if (variadic && (*tensor)["dimensions"].size() != 1)
+          fail(c, where, "a variadic dimension must be the only one");
+        p.type.shape.push_back(variadic ? kAnyRank : kFlexibleDim);
         continue;
       }
       if (!d.contains("constant")) fail(c, where, "a dimension is neither constant nor unknown");
@@ -142,13 +144,16 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
       p.type.shape.push_back(size);
     }
   }
-  if (static_cast<int64_t>(p.type.shape.size()) != rank) fail(c, where, "rank does not match the dimension list");
+  const bool any_rank = p.type.shape == Shape{kAnyRank};
+  if (!any_rank && static_cast<int64_t>(p.type.shape.size()) != rank) {
+    fail(c, where, "rank does not match the dimension list");
+  }
   // Bounding the element count keeps every later size computation free of
   // overflow; 2^40 elements is far beyond any model this runs.
   constexpr int64_t kMaxElements = int64_t{1} << 40;
   int64_t n = 1;
   for (int64_t d : p.type.shape) {
-    if (d == kFlexibleDim) continue;
+    if (d < 0) continue;  // kFlexibleDim, kAnyRank
     if (d != 0 && n > kMaxElements / d)
       fail(c, where, "shape " + shape_to_string(p.type.shape) + " has too many elements");
     n *= d;

@@ -124,7 +124,7 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
   json variadic = affine_program();
   variadic["functions"]["main"]["inputs"][0]["type"]["tensorType"]["dimensions"][0] = {
       {"unknown", {{"variadic", true}}}};
-  CHECK_THAT(error(variadic), Catch::Contains("function 'main' input: variadic dimensions are not supported"));
+  CHECK_THAT(error(variadic), Catch::Contains("function 'main' input: a variadic dimension must be the only one"));
 
   json no_block = affine_program();
   no_block["functions"]["main"]["opset"] = "CoreML7";

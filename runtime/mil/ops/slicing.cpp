@@ -260,7 +260,7 @@ PlannedOp build_slice_by_size(OpPlanContext& ctx) {
   for (size_t d = 0; d < rank; ++d) {
     int64_t b = begin[d] < 0 ? begin[d] + xt.shape[d] : begin[d];
     bool inside = b >= 0 && b <= xt.shape[d];  // checked first: shape - b (and b + len) may overflow otherwise
-    if (size[d] == -1 && begin_const == nullptr) ctx.fail("size -1 needs a constant begin");
+    if (size[d] == -1 && begin_const == nullptr) ctx.fail_run_time("size -1 needs a constant begin");
     lens[d] = inside && size[d] == -1 ? xt.shape[d] - b : size[d];
     if (begin_const != nullptr && (!inside || lens[d] < 0 || lens[d] > xt.shape[d] - b)) {
       ctx.fail("slice [" + std::to_string(begin[d]) + ", +" + std::to_string(size[d]) + ") out of range for axis " +

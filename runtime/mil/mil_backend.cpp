@@ -86,7 +86,7 @@ class MilBackend : public Backend {
         throw BundleError("method '" + m.name + "': function '" + m.function_name + "' is not in " +
                           paths.program_json + " (it has: " + known + ")");
       }
-      executors_[m.name] = std::make_shared<mil::MethodPlans>(program, it->second, m, &constants_);
+      executors_[m.name] = std::make_shared<mil::MethodPlans>(program, it->second, m, constants_);
     }
   }
 
@@ -103,7 +103,7 @@ class MilBackend : public Backend {
   // the backend's lifetime too.
   std::shared_ptr<mil::WeightStore> weights_;
   // Folded and decompressed constants, shared by the methods' plans.
-  mil::ConstPool constants_;
+  std::shared_ptr<mil::ConstPool> constants_ = std::make_shared<mil::ConstPool>();
   std::map<std::string, std::shared_ptr<mil::MethodPlans>> executors_;
 };
 

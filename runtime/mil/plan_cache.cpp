@@ -33,13 +33,13 @@ std::vector<Shape> shapes_of(const std::vector<Tensor>& inputs) {
 }  // namespace
 
 MethodPlans::MethodPlans(std::shared_ptr<const Program> program, const FunctionDecl& fn, const MethodMetadata& method,
-                         ConstPool* pool, size_t capacity)
-    : method_(method), pool_(pool), capacity_(std::max<size_t>(capacity, 1)) {
+                         std::shared_ptr<ConstPool> pool, size_t capacity)
+    : method_(method), pool_(std::move(pool)), capacity_(std::max<size_t>(capacity, 1)) {
   const bool fixed = all_fixed(method);
   std::shared_ptr<const Plan> plan;
   try {
     if (!fixed) check_ops_supported(fn);
-    plan = plan_function(fn, method, pool);
+    plan = plan_function(fn, method, pool_.get());
   } catch (const RuntimeValueNeeded&) {
     eager_ = true;  // no plan can be made before the values are known
   } catch (const BundleError&) {
@@ -51,6 +51,7 @@ MethodPlans::MethodPlans(std::shared_ptr<const Program> program, const FunctionD
   }
   if (plan && fixed) {
     fixed_ = std::make_shared<Executor>(std::move(plan));  // today's path, and nothing more kept
+    pool_.reset();
     return;
   }
   program_ = std::move(program);
@@ -89,7 +90,7 @@ std::shared_ptr<Executor> MethodPlans::cached(const std::vector<Tensor>& inputs)
   plan_for.input_shapes = key;
   std::shared_ptr<const Plan> plan;
   try {
-    plan = plan_function(*fn_, method_, pool_, plan_for);
+    plan = plan_function(*fn_, method_, pool_.get(), plan_for);
   } catch (const RuntimeValueNeeded&) {
     return nullptr;
   }

@@ -27,8 +27,10 @@ class MethodPlans {
   // Plans the method at its fixed or default input shapes, so an
   // unsupported op or a disagreeing program fails the load. Keeps `program`
   // only when later calls need to plan again.
+  // `pool` is shared with the bundle's other methods; a Method may outlive
+  // its Runtime, so the plans made later hold it too.
   MethodPlans(std::shared_ptr<const Program> program, const FunctionDecl& fn, const MethodMetadata& method,
-              ConstPool* pool, size_t capacity = plan_cache_capacity());
+              std::shared_ptr<ConstPool> pool, size_t capacity = plan_cache_capacity());
 
   // Thread-safe, like Executor::execute; inputs were validated by Method.
   std::vector<Tensor> execute(const std::vector<Tensor>& inputs, const std::vector<Tensor>& states);
@@ -46,7 +48,7 @@ class MethodPlans {
   std::shared_ptr<const Program> program_;  // null for a fixed method
   const FunctionDecl* fn_ = nullptr;        // in program_
   MethodMetadata method_;
-  ConstPool* pool_;
+  std::shared_ptr<ConstPool> pool_;
   size_t capacity_;
   std::shared_ptr<Executor> fixed_;
   bool eager_ = false;

@@ -157,8 +157,9 @@ TEST_CASE("a method with a flexible input plans each input shape once, in a boun
   Program p = load_program(write_json(scaled_relu_program()), nullptr);
   auto program = std::make_shared<const Program>(std::move(p));
   MethodMetadata m = method_of({range_input()}, {open_output("y", DType::kFloat32)});
-  ConstPool pool;
-  MethodPlans plans(program, program->functions.at("main"), m, &pool, 2);
+  auto pool = std::make_shared<ConstPool>();
+  MethodPlans plans(program, program->functions.at("main"), m, pool, 2);
+  pool.reset();  // a Method outlives its Runtime, whose pool its later plans use
   CHECK_FALSE(plans.fixed());
   CHECK_FALSE(plans.eager());
   CHECK(plans.plans_made() == 1);  // the default shape, at load
@@ -181,8 +182,8 @@ TEST_CASE("a fixed method is planned once at load, as before", "[flexible]") {
   doc["functions"]["main"]["inputs"][0]["type"] = tensor_type("FLOAT32", {2, 3});
   auto program = std::make_shared<const Program>(load_program(write_json(doc), nullptr));
   MethodMetadata m = method_of({spec("x", DType::kFloat32, {2, 3})}, {spec("y", DType::kFloat32, {2, 3})});
-  ConstPool pool;
-  MethodPlans plans(program, program->functions.at("main"), m, &pool);
+  auto pool = std::make_shared<ConstPool>();
+  MethodPlans plans(program, program->functions.at("main"), m, pool);
   CHECK(plans.fixed());
   CHECK(plans.plans_made() == 0);
   CHECK(plans.execute({f32_iota({2, 3}, -1.f)}, {})[0].data_as<float>()[5] == 8.f);
@@ -201,8 +202,8 @@ TEST_CASE("shapes that follow from run-time values run on the eager path", "[fle
   MethodMetadata m =
       method_of({spec("x", DType::kInt32, {5}), spec("w", DType::kFloat32, {6}), spec("s", DType::kInt32, {2})},
                 {open_output("y", DType::kInt32), open_output("z", DType::kFloat32)});
-  ConstPool pool;
-  MethodPlans plans(prog, prog->functions.at("main"), m, &pool);
+  auto pool = std::make_shared<ConstPool>();
+  MethodPlans plans(prog, prog->functions.at("main"), m, pool);
   CHECK(plans.eager());
   std::vector<Tensor> out = plans.execute({i32({5}, {0, 4, 0, -1, 2}), f32_iota({6}, 0.f), i32({2}, {3, -1})}, {});
   CHECK(out[0].shape() == Shape{3, 1});
@@ -218,11 +219,11 @@ TEST_CASE("shapes that follow from run-time values run on the eager path", "[fle
 
 TEST_CASE("a genuine error in a flexible or eager method still fails the load", "[flexible]") {
   MethodMetadata m = method_of({range_input()}, {open_output("y", DType::kFloat32)});
-  ConstPool pool;
+  auto pool = std::make_shared<ConstPool>();
   json unsupported = scaled_relu_program();
   unsupported["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"][1]["type"] = "no_such_op";
   auto p1 = std::make_shared<const Program>(load_program(write_json(unsupported), nullptr));
-  CHECK_THROWS_AS(MethodPlans(p1, p1->functions.at("main"), m, &pool), UnsupportedOpError);
+  CHECK_THROWS_AS(MethodPlans(p1, p1->functions.at("main"), m, pool), UnsupportedOpError);
   // fill's shape must be integers: a constant of floats is an error, not a reason to wait for run time
   json fill_prog = program(
       json::array({input("x", "FLOAT32", {2})}),
@@ -232,6 +233,6 @@ TEST_CASE("a genuine error in a flexible or eager method still fails the load", 
       {"y"});
   auto p2 = std::make_shared<const Program>(load_program(write_json(fill_prog), nullptr));
   MethodMetadata fm = method_of({spec("x", DType::kFloat32, {2})}, {open_output("y", DType::kFloat32)});
-  CHECK_THROWS_WITH(MethodPlans(p2, p2->functions.at("main"), fm, &pool),
+  CHECK_THROWS_WITH(MethodPlans(p2, p2->functions.at("main"), fm, pool),
                     Catch::Contains("parameter 'shape' must be integers"));
 }

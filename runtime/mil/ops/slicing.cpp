@@ -338,7 +338,15 @@ PlannedOp build_concat(OpPlanContext& ctx) {
   size_t n = ctx.arity("values");
   if (n == 0) ctx.fail("concat needs at least one value");
   if (ctx.const_bool_or("interleave", false)) return plan_interleave(ctx, n);
-  const ValueType& first = ctx.type("values", 0);
+  // A rank-0 value is one element along the axis: coremltools concatenates
+  // scalars into a shape vector this way (Core ML runs it; a rank-0 `out`
+  // had no axis to index).
+  auto type_of = [&](size_t i) {
+    ValueType t = ctx.type("values", i);
+    if (t.shape.empty()) t.shape = {1};
+    return t;
+  };
+  const ValueType first = type_of(0);
   int64_t rank = static_cast<int64_t>(first.shape.size());
   int64_t axis = normalize_axis(ctx, ctx.const_int("axis"), rank);
   Shape out = first.shape;
@@ -350,7 +358,7 @@ PlannedOp build_concat(OpPlanContext& ctx) {
   for (int64_t d = axis + 1; d < rank; ++d) inner *= first.shape[d];
   size_t elem = dtype_size(first.dtype);
   for (size_t i = 0; i < n; ++i) {
-    const ValueType& t = ctx.type("values", i);
+    const ValueType t = type_of(i);
     if (t.dtype != first.dtype || static_cast<int64_t>(t.shape.size()) != rank)
       ctx.fail("concat values differ in dtype or rank");
     for (int64_t d = 0; d < rank; ++d) {

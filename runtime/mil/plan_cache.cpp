@@ -7,13 +7,15 @@
 
 namespace staticllm::mil {
 
+size_t plan_cache_capacity(const char* env) {
+  char* end = nullptr;
+  const bool digits = env != nullptr && *env >= '0' && *env <= '9';  // strtoul takes "-1" as ULONG_MAX
+  unsigned long n = digits ? std::strtoul(env, &end, 10) : 0;
+  return n > 0 && *end == '\0' && n < 1000000 ? static_cast<size_t>(n) : size_t{8};
+}
+
 size_t plan_cache_capacity() {
-  static const size_t capacity = [] {
-    const char* env = std::getenv("STATICLLM_PLAN_CACHE");
-    char* end = nullptr;
-    unsigned long n = env != nullptr ? std::strtoul(env, &end, 10) : 0;
-    return n > 0 && *end == '\0' && n < 1000000 ? static_cast<size_t>(n) : size_t{8};
-  }();
+  static const size_t capacity = plan_cache_capacity(std::getenv("STATICLLM_PLAN_CACHE"));
   return capacity;
 }
 

@@ -19,8 +19,10 @@
 
 namespace staticllm::mil {
 
-// STATICLLM_PLAN_CACHE when it is a positive integer, else 8.
+// STATICLLM_PLAN_CACHE when it is a positive integer, else 8 (read once).
 size_t plan_cache_capacity();
+// The same rule for a given value of the variable (null: unset).
+size_t plan_cache_capacity(const char* env);
 
 class MethodPlans {
  public:

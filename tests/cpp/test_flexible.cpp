@@ -177,6 +177,15 @@ TEST_CASE("a method with a flexible input plans each input shape once, in a boun
   CHECK(plans.plans_made() == 5);
 }
 
+TEST_CASE("STATICLLM_PLAN_CACHE sets the cache bound; anything but a positive integer means 8", "[flexible]") {
+  CHECK(plan_cache_capacity(nullptr) == 8);
+  CHECK(plan_cache_capacity("3") == 3);
+  CHECK(plan_cache_capacity("0") == 8);
+  CHECK(plan_cache_capacity("-1") == 8);
+  CHECK(plan_cache_capacity("4x") == 8);
+  CHECK(plan_cache_capacity("") == 8);
+}
+
 TEST_CASE("a fixed method is planned once at load, as before", "[flexible]") {
   json doc = scaled_relu_program();
   doc["functions"]["main"]["inputs"][0]["type"] = tensor_type("FLOAT32", {2, 3});

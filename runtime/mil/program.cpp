@@ -295,6 +295,9 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
 
 std::shared_ptr<ConstValue> parse_value(const Ctx& c, const json& v, const std::string& where) {
   ParsedType pt = parse_type(c, get(c, v, "type", where), where);
+  for (int64_t d : pt.type.shape) {
+    if (d < 0) fail(c, where, "a constant's shape must be fixed, got " + shape_to_string(pt.type.shape));
+  }
   if (v.contains("immediateValue")) return parse_immediate(c, pt, v["immediateValue"], where);
   if (v.contains("blobFileValue")) {
     const json& b = v["blobFileValue"];

@@ -245,3 +245,31 @@ TEST_CASE("a genuine error in a flexible or eager method still fails the load", 
   CHECK_THROWS_WITH(MethodPlans(p2, p2->functions.at("main"), fm, pool),
                     Catch::Contains("parameter 'shape' must be integers"));
 }
+
+TEST_CASE("the eager path runs a stateful function: state ops stay steps, the state is updated", "[flexible]") {
+  // acc += x (a state), y = non_zero(x): the eager path with a state
+  const json acc = tensor_type("FLOAT32", {4});
+  json ops = json::array({
+      op("read_state", {{"input", named("acc")}}, "r", acc),
+      op("add", {{"x", named("r")}, {"y", named("x")}}, "s", acc),
+      json{{"type", "write_state"}, {"inputs", {{"input", named("acc")}, {"data", named("s")}}}},
+      op("non_zero", {{"x", named("x")}}, "y", open_type("INT32", {kFlexibleDim, 1})),
+  });
+  json inputs = json::array({input("x", "FLOAT32", {4}), state_input("acc", "FLOAT32", {4})});
+  json doc = program(inputs, ops, {"y", "s"});
+  auto prog = std::make_shared<const Program>(load_program(write_json(doc), nullptr));
+  MethodMetadata m =
+      method_of({spec("x", DType::kFloat32, {4})}, {open_output("y", DType::kInt32), spec("s", DType::kFloat32, {4})});
+  m.states = {spec("acc", DType::kFloat32, {4})};
+  MethodPlans plans(prog, prog->functions.at("main"), m, std::make_shared<ConstPool>());
+  REQUIRE(plans.eager());
+  Tensor state = f32_iota({4}, 0.f);  // 0 1 2 3
+  Tensor x(DType::kFloat32, {4});
+  std::vector<float> xs = {0.f, 5.f, 0.f, -1.f};
+  std::copy(xs.begin(), xs.end(), x.data_as<float>());
+  std::vector<Tensor> out = plans.execute({x}, {state});
+  CHECK(ints(out[0]) == std::vector<int32_t>{1, 3});
+  CHECK(std::vector<float>(state.data_as<float>(), state.data_as<float>() + 4) == std::vector<float>{0, 6, 2, 2});
+  out = plans.execute({x}, {state});
+  CHECK(std::vector<float>(out[1].data_as<float>(), out[1].data_as<float>() + 4) == std::vector<float>{0, 11, 2, 1});
+}

@@ -131,8 +131,7 @@ std::vector<Tensor> gather_inputs(const Method& m, const py::object& given, bool
       }
     }
     for (const auto& s : spec.inputs) {
-      if (!d.contains(s.name))
-        throw InputError(prefix + ": missing input '" + s.name + "' (" + spec_to_string(s.dtype, s.shape) + ")");
+      if (!d.contains(s.name)) throw InputError(prefix + ": missing input '" + s.name + "' (" + s.allowed() + ")");
       out.push_back(to_tensor(d[py::str(s.name)], prefix + ": input '" + s.name + "'"));
     }
     if (with_state) return out;
@@ -186,12 +185,36 @@ py::dict execute(const Method& m, const py::object& given, const std::shared_ptr
   return result;
 }
 
+// A shape as a tuple, None for a flexible dimension.
+py::tuple shape_tuple(const Shape& shape) {
+  py::tuple t(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i)
+    t[i] = shape[i] == kFlexibleDim ? py::object(py::none()) : py::int_(shape[i]);
+  return t;
+}
+
+// (name, dtype, shape, default_shape, shape_range, enumerated_shapes): shape
+// is None when not even the rank is known; the last three are None for a
+// spec without them.
 py::list specs_list(const std::vector<TensorSpec>& specs) {
   py::list out;
   for (const auto& s : specs) {
-    py::tuple shape(s.shape.size());
-    for (size_t i = 0; i < s.shape.size(); ++i) shape[i] = s.shape[i];
-    out.append(py::make_tuple(s.name, numpy_dtype(s.dtype), shape));
+    py::object ranges = py::none(), shapes = py::none();
+    if (!s.shape_range.empty()) {
+      py::list r;
+      for (const DimRange& d : s.shape_range)
+        r.append(py::make_tuple(d.lower, d.upper == kFlexibleDim ? py::object(py::none()) : py::int_(d.upper)));
+      ranges = py::tuple(r);
+    }
+    if (!s.enumerated_shapes.empty()) {
+      py::list e;
+      for (const Shape& shape : s.enumerated_shapes) e.append(shape_tuple(shape));
+      shapes = py::tuple(e);
+    }
+    py::object shape = s.any_rank ? py::object(py::none()) : py::object(shape_tuple(s.shape));
+    py::object default_shape =
+        s.default_shape.empty() ? py::object(py::none()) : py::object(shape_tuple(s.default_shape));
+    out.append(py::make_tuple(s.name, numpy_dtype(s.dtype), shape, default_shape, ranges, shapes));
   }
   return out;
 }

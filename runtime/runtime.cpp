@@ -36,9 +36,9 @@ void Method::validate(const std::vector<Tensor>& inputs, bool with_states) const
     bool is_state = i >= spec_.inputs.size();
     const TensorSpec& s = is_state ? spec_.states[i - spec_.inputs.size()] : spec_.inputs[i];
     const Tensor& t = inputs[i];
-    if (t.dtype() != s.dtype || t.shape() != s.shape) {
+    if (t.dtype() != s.dtype || (is_state ? t.shape() != s.shape : !s.accepts(t.shape()))) {
       throw InputError("method '" + spec_.name + "': " + (is_state ? "state" : "input") + " '" + s.name + "' expects " +
-                       spec_to_string(s.dtype, s.shape) + ", got " + spec_to_string(t.dtype(), t.shape()));
+                       s.allowed() + ", got " + spec_to_string(t.dtype(), t.shape()));
     }
     if (t.data() == nullptr && t.numel() > 0) {
       throw InputError("method '" + spec_.name + "': input '" + s.name + "' has no data");
@@ -97,10 +97,9 @@ void Method::check_outputs(const std::vector<Tensor>& outputs) const {
   for (size_t i = 0; i < outputs.size(); ++i) {
     const TensorSpec& s = spec_.outputs[i];
     const Tensor& t = outputs[i];
-    if (t.dtype() != s.dtype || t.shape() != s.shape) {
+    if (t.dtype() != s.dtype || !s.accepts(t.shape())) {
       throw BundleError("method '" + spec_.name + "': output '" + s.name + "' is " +
-                        spec_to_string(t.dtype(), t.shape()) + " but metadata.json declares " +
-                        spec_to_string(s.dtype, s.shape));
+                        spec_to_string(t.dtype(), t.shape()) + " but metadata.json declares " + s.allowed());
     }
   }
 }

@@ -67,7 +67,83 @@ void require_object(const json& v, const std::string& path) {
   if (!v.is_object()) fail(path.empty() ? "<root>" : path, "expected an object, got " + type_name(v));
 }
 
-TensorSpec parse_spec(const json& v, const std::string& path) {
+// A list of positive integers; with `flexible`, null entries are kFlexibleDim.
+Shape parse_shape(const json& shape, const std::string& path, bool flexible) {
+  const char* expected =
+      flexible ? "expected a list of positive integers or nulls, got " : "expected a list of positive integers, got ";
+  if (!shape.is_array()) fail(path, expected + type_name(shape));
+  Shape out;
+  int64_t elements = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (flexible && shape[i].is_null()) {
+      out.push_back(kFlexibleDim);
+      continue;
+    }
+    std::optional<int64_t> d = as_int64(shape[i]);
+    if (!d || *d <= 0) {
+      fail(path + "[" + std::to_string(i) + "]",
+           std::string(flexible ? "expected a positive integer or null" : "expected a positive integer") + ", got " +
+               shape[i].dump());
+    }
+    if (*d > kMaxElements / elements) fail(path, "shape " + shape.dump() + " has more than 2^40 elements");
+    elements *= *d;
+    out.push_back(*d);
+  }
+  return out;
+}
+
+std::vector<DimRange> parse_ranges(const json& v, size_t rank, const std::string& path) {
+  if (!v.is_array() || v.size() != rank) {
+    fail(path, "expected a list of " + std::to_string(rank) + " [lower, upper] pairs, got " + v.dump());
+  }
+  std::vector<DimRange> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const json& r = v[i];
+    std::string p = path + "[" + std::to_string(i) + "]";
+    std::optional<int64_t> lo = r.is_array() && r.size() == 2 ? as_int64(r[0]) : std::nullopt;
+    std::optional<int64_t> hi = r.is_array() && r.size() == 2 ? as_int64(r[1]) : std::nullopt;
+    bool unbounded = r.is_array() && r.size() == 2 && r[1].is_null();
+    if (!lo || *lo <= 0 || kMaxElements < *lo || (!unbounded && (!hi || *hi < *lo || kMaxElements < *hi))) {
+      fail(p, "expected [lower, upper] with 0 < lower <= upper (upper null: unbounded), got " + r.dump());
+    }
+    out.push_back({*lo, unbounded ? kFlexibleDim : *hi});
+  }
+  return out;
+}
+
+// The keys of a flexible input; `s.shape` is parsed already.
+void parse_flexibility(const json& v, const std::string& path, bool input, TensorSpec& s) {
+  if (v.contains("shape_range")) s.shape_range = parse_ranges(v["shape_range"], s.shape.size(), path + ".shape_range");
+  if (v.contains("enumerated_shapes")) {
+    const json& list = v["enumerated_shapes"];
+    std::string p = path + ".enumerated_shapes";
+    if (!list.is_array() || list.empty()) fail(p, "expected a non-empty list of shapes, got " + list.dump());
+    for (size_t i = 0; i < list.size(); ++i) {
+      s.enumerated_shapes.push_back(parse_shape(list[i], p + "[" + std::to_string(i) + "]", false));
+      if (s.enumerated_shapes.back().size() != s.shape.size()) {
+        fail(p + "[" + std::to_string(i) + "]", "rank differs from shape " + v["shape"].dump());
+      }
+    }
+  }
+  if (!s.shape_range.empty() && !s.enumerated_shapes.empty()) {
+    fail(path, "has both shape_range and enumerated_shapes; a Core ML input has one or the other");
+  }
+  if (v.contains("default_shape")) s.default_shape = parse_shape(v["default_shape"], path + ".default_shape", false);
+  const bool flexible_input = !s.shape_range.empty() || !s.enumerated_shapes.empty();
+  if (input && !s.is_fixed() && s.default_shape.empty()) {
+    fail(path + ".default_shape", "missing key (the input is flexible)");
+  }
+  if (!input && (flexible_input || !s.default_shape.empty())) {
+    fail(path, "an output has no shape_range, enumerated_shapes or default_shape");
+  }
+  if (!s.default_shape.empty() && !s.accepts(s.default_shape)) {
+    fail(path + ".default_shape",
+         shape_to_string(s.default_shape) + " is not a shape the input allows (" + s.allowed() + ")");
+  }
+}
+
+TensorSpec parse_spec(const json& v, const std::string& path, const std::string& kind) {
+  const bool flexible = kind != "states";
   require_object(v, path);
   TensorSpec s;
   s.name = get_string(v, "name", path);
@@ -77,23 +153,15 @@ TensorSpec parse_spec(const json& v, const std::string& path) {
          "expected one of fp16, fp32, fp64, int8, uint8, int16, uint16, int32, int64, bool; got \"" + dt + "\"");
   }
   const json& shape = require(v, "shape", path);
-  if (!shape.is_array()) fail(path + ".shape", "expected a list of positive integers, got " + type_name(shape));
-  int64_t elements = 1;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    std::optional<int64_t> d = as_int64(shape[i]);
-    if (!d || *d <= 0) {
-      fail(path + ".shape[" + std::to_string(i) + "]", "expected a positive integer, got " + shape[i].dump());
-    }
-    if (*d > kMaxElements / elements) {
-      fail(path + ".shape", "shape " + shape.dump() + " has more than 2^40 elements");
-    }
-    elements *= *d;
-    s.shape.push_back(*d);
-  }
-  s.extra = extras(v, {"name", "dtype", "shape"});
+  s.any_rank = flexible && shape.is_null();
+  if (s.any_rank && kind == "inputs") fail(path + ".shape", "expected a list for an input, got null");
+  if (!s.any_rank) s.shape = parse_shape(shape, path + ".shape", flexible);
+  if (flexible) parse_flexibility(v, path, kind == "inputs", s);
+  s.extra = extras(v, {"name", "dtype", "shape", "default_shape", "shape_range", "enumerated_shapes"});
   return s;
 }
 
+// States are buffers the caller holds: always fixed. Inputs and outputs may be flexible.
 std::vector<TensorSpec> parse_specs(const json& m, const std::string& key, const std::string& path, bool optional) {
   std::vector<TensorSpec> out;
   if (optional && !m.contains(key)) return out;
@@ -103,7 +171,7 @@ std::vector<TensorSpec> parse_specs(const json& m, const std::string& key, const
   std::set<std::string> names;
   for (size_t i = 0; i < list.size(); ++i) {
     std::string ip = p + "[" + std::to_string(i) + "]";
-    TensorSpec s = parse_spec(list[i], ip);
+    TensorSpec s = parse_spec(list[i], ip, key);
     if (!names.insert(s.name).second) fail(ip + ".name", "duplicate name \"" + s.name + "\"");
     out.push_back(std::move(s));
   }
@@ -142,7 +210,20 @@ json spec_to_json(const TensorSpec& s) {
   json j = s.extra.is_object() ? s.extra : json::object();
   j["name"] = s.name;
   j["dtype"] = dtype_name(s.dtype);
-  j["shape"] = s.shape;
+  auto dims = [](const Shape& shape) {
+    json a = json::array();
+    for (int64_t d : shape) a.push_back(d == kFlexibleDim ? json() : json(d));
+    return a;
+  };
+  j["shape"] = s.any_rank ? json() : dims(s.shape);
+  if (!s.default_shape.empty()) j["default_shape"] = s.default_shape;
+  if (!s.shape_range.empty()) {
+    json ranges = json::array();
+    for (const DimRange& r : s.shape_range)
+      ranges.push_back({r.lower, r.upper == kFlexibleDim ? json() : json(r.upper)});
+    j["shape_range"] = ranges;
+  }
+  if (!s.enumerated_shapes.empty()) j["enumerated_shapes"] = s.enumerated_shapes;
   return j;
 }
 

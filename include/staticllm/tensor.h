@@ -24,6 +24,9 @@ enum class DType : uint8_t {
 };
 
 using Shape = std::vector<int64_t>;
+// A dimension of a declared shape (a method's TensorSpec, a program's value
+// type) fixed only when the method runs. A Tensor's shape never holds one.
+constexpr int64_t kFlexibleDim = -1;
 
 // What staticllm says about an element type, in one table (tensor.cpp) that
 // the serde, the Core ML backend and the Python bindings all read.

@@ -43,21 +43,47 @@ def feature_array(feature: Any) -> Any | None:
     return None
 
 
-def _tensor_spec(feature: Any, where: str) -> dict[str, Any]:
+def _flexibility(arr: Any) -> dict[str, Any]:
+    """The metadata keys of a flexible input: its shape with None where it
+    may vary, the default shape and the range or enumeration it accepts."""
+    default = [int(s) for s in arr.shape]
+    kind = arr.WhichOneof("ShapeFlexibility")
+    if kind == "shapeRange":
+        ranges = [(int(r.lowerBound), int(r.upperBound)) for r in arr.shapeRange.sizeRanges]
+        shape = [lo if lo == hi else None for lo, hi in ranges]
+        out = {"shape_range": [[lo, hi if hi >= 0 else None] for lo, hi in ranges]}
+    else:
+        shapes = [[int(d) for d in e.shape] for e in arr.enumeratedShapes.shapes]
+        shape = [dims[0] if len(set(dims)) == 1 else None for dims in zip(*shapes)]
+        out = {"enumerated_shapes": shapes}
+    return {"shape": shape, "default_shape": default, **out}
+
+
+def _tensor_spec(feature: Any, where: str, kind: str) -> dict[str, Any]:
+    """The metadata spec of an input, output or state feature. Inputs may be
+    flexible; an output without a declared shape (known only at run time) has
+    shape None; states are fixed."""
     arr = feature_array(feature)
     if arr is None:
-        kind = feature.type.WhichOneof("Type")
+        other = feature.type.WhichOneof("Type")
         raise BundleError(
-            f"{where}: feature '{feature.name}' is a {kind}; staticllm handles multi-arrays and states"
+            f"{where}: feature '{feature.name}' is a {other}; staticllm handles multi-arrays and states"
         )
     if arr.dataType not in _ARRAY_DTYPES:
         raise BundleError(f"{where}: feature '{feature.name}' has unsupported array type {arr.dataType}")
+    spec: dict[str, Any] = {"name": feature.name, "dtype": _ARRAY_DTYPES[arr.dataType]}
     shape = [int(s) for s in arr.shape]
-    if not shape:
+    flexible = arr.WhichOneof("ShapeFlexibility") is not None
+    if kind == "input" and flexible and shape:
+        return {**spec, **_flexibility(arr)}
+    if kind == "output" and (flexible or not shape):
+        return {**spec, "shape": None}
+    if flexible or not shape:
         raise BundleError(
-            f"{where}: feature '{feature.name}' has no fixed shape (flexible shapes are not supported)"
+            f"{where}: {kind} '{feature.name}' has no fixed shape "
+            f"({'a state must be fixed' if kind == 'state' else 'and no default shape'})"
         )
-    return {"name": feature.name, "dtype": _ARRAY_DTYPES[arr.dataType], "shape": shape}
+    return {**spec, "shape": shape}
 
 
 def function_descriptions(spec: Any, where: str) -> tuple[list[dict[str, Any]], str, bool]:
@@ -83,9 +109,9 @@ def function_descriptions(spec: Any, where: str) -> tuple[list[dict[str, Any]], 
             {
                 "name": name,
                 "function_name": name,
-                "inputs": [_tensor_spec(f, w) for f in ins],
-                "outputs": [_tensor_spec(f, w) for f in outs],
-                "states": [_tensor_spec(f, w) for f in states],
+                "inputs": [_tensor_spec(f, w, "input") for f in ins],
+                "outputs": [_tensor_spec(f, w, "output") for f in outs],
+                "states": [_tensor_spec(f, w, "state") for f in states],
             }
         )
     return methods, default, multi

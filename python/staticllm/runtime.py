@@ -15,16 +15,41 @@ from staticllm.errors import InputError
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """A method's input, output or state. `shape` has None for a dimension
+    fixed only when the method runs (and is None when not even the rank is
+    declared). A flexible input also has the shape it is planned at first
+    (`default_shape`) and what it accepts: per-dimension `shape_range`
+    ((lower, upper), upper None when unbounded) or `enumerated_shapes`."""
+
     name: str
     dtype: np.dtype
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...] | None
+    default_shape: tuple[int, ...] | None = None
+    shape_range: tuple[tuple[int, int | None], ...] | None = None
+    enumerated_shapes: tuple[tuple[int, ...], ...] | None = None
+
+    def __repr__(self) -> str:
+        flex = ("default_shape", "shape_range", "enumerated_shapes")
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in flex if getattr(self, k) is not None)
+        return f"TensorSpec(name={self.name!r}, dtype={self.dtype!r}, shape={self.shape!r}{extra})"
+
+    @property
+    def is_flexible(self) -> bool:
+        return self.shape is None or None in self.shape
 
     def zeros(self) -> np.ndarray:
-        return np.zeros(self.shape, self.dtype)
+        """Zeros of the spec's shape (its default shape when flexible)."""
+        shape = self.default_shape if self.default_shape is not None else self.shape
+        if shape is None or None in shape:
+            raise InputError(f"'{self.name}' has no fixed or default shape to make zeros of")
+        return np.zeros(shape, self.dtype)
 
 
-def _specs(raw: list[tuple[str, Any, tuple[int, ...]]]) -> list[TensorSpec]:
-    return [TensorSpec(name, np.dtype(dtype), tuple(shape)) for name, dtype, shape in raw]
+def _specs(raw: list[tuple[Any, ...]]) -> list[TensorSpec]:
+    return [
+        TensorSpec(name, np.dtype(dtype), None if shape is None else tuple(shape), *flex)
+        for name, dtype, shape, *flex in raw
+    ]
 
 
 class State:
@@ -98,7 +123,9 @@ class Method:
         return self.execute(inputs)
 
     def __repr__(self) -> str:
-        ins = ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in self.input_specs)
+        ins = ", ".join(
+            f"{s.name}: {s.dtype}{'[?]' if s.shape is None else list(s.shape)}" for s in self.input_specs
+        )
         return f"Method({self.name!r}, inputs=[{ins}])"
 
 

@@ -273,8 +273,10 @@ class CoreMLExecutable : public MethodExecutable {
     for (const TensorSpec& o : spec_.outputs) {
       MLMultiArray* a = [result featureValueForName:ns(o.name)].multiArrayValue;
       if (a == nil) throw BundleError(where_ + ": Core ML returned no array output '" + o.name + "'");
-      Tensor t(o.dtype, o.shape);
-      std::string problem = transfer(a, t.data(), o.dtype, o.shape, false);
+      // an output whose shape Core ML fixes only when it runs takes the array's
+      const Shape shape = o.is_fixed() ? o.shape : int64s(a.shape);
+      Tensor t(o.dtype, shape);
+      std::string problem = transfer(a, t.data(), o.dtype, shape, false);
       if (!problem.empty()) throw BundleError(where_ + ": output '" + o.name + "': " + problem);
       outputs.push_back(std::move(t));
     }

@@ -37,16 +37,19 @@ class LazyConsts {
   bool made_ = false;
 };
 
+// Entries live as long as some plan holds them: a plan per input shape
+// (plan_cache.h) evicted from its cache frees the constants only it used.
 class ConstPool {
  public:
-  // The entry for `key`, created by `create` the first time.
+  // The entry for `key`, created by `create` when no live entry has it.
   std::shared_ptr<LazyConsts> find_or_add(const std::string& key,
                                           const std::function<std::shared_ptr<LazyConsts>()>& create);
-  size_t size() const;
+  size_t size() const;  // live entries
 
  private:
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<LazyConsts>> entries_;
+  std::unordered_map<std::string, std::weak_ptr<LazyConsts>> entries_;
+  size_t sweep_at_ = 64;  // entries_ size at which expired keys are dropped
 };
 
 }  // namespace staticllm::mil

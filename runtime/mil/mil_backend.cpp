@@ -6,8 +6,7 @@
 #include <cstring>
 #include <map>
 
-#include "mil/executor.h"
-#include "mil/planner.h"
+#include "mil/plan_cache.h"
 #include "mil/program.h"
 #include "mil/weight_store.h"
 #include "staticllm/backend.h"
@@ -45,7 +44,7 @@ class MilStateStorage : public StateStorage {
 
 class MilExecutable : public MethodExecutable {
  public:
-  MilExecutable(std::shared_ptr<mil::Executor> exec, const MethodMetadata& method)
+  MilExecutable(std::shared_ptr<mil::MethodPlans> exec, const MethodMetadata& method)
       : exec_(std::move(exec)), states_(method.states) {}
 
   std::unique_ptr<StateStorage> make_state() override { return std::make_unique<MilStateStorage>(states_); }
@@ -61,7 +60,7 @@ class MilExecutable : public MethodExecutable {
   }
 
  private:
-  std::shared_ptr<mil::Executor> exec_;
+  std::shared_ptr<mil::MethodPlans> exec_;
   std::vector<TensorSpec> states_;
 };
 
@@ -77,16 +76,17 @@ class MilBackend : public Backend {
     } else if (options.verify) {
       check_weights_file(metadata, paths.weights);  // says what is missing
     }
-    mil::Program program = mil::load_program(paths.program_json, weights_.get());
+    // Kept only by methods that plan again after the load (flexible shapes).
+    auto program = std::make_shared<const mil::Program>(mil::load_program(paths.program_json, weights_.get()));
     for (const MethodMetadata& m : metadata.methods) {
-      auto it = program.functions.find(m.function_name);
-      if (it == program.functions.end()) {
+      auto it = program->functions.find(m.function_name);
+      if (it == program->functions.end()) {
         std::string known;
-        for (const auto& f : program.functions) known += (known.empty() ? "" : ", ") + f.first;
+        for (const auto& f : program->functions) known += (known.empty() ? "" : ", ") + f.first;
         throw BundleError("method '" + m.name + "': function '" + m.function_name + "' is not in " +
                           paths.program_json + " (it has: " + known + ")");
       }
-      executors_[m.name] = std::make_shared<mil::Executor>(mil::plan_function(it->second, m, &constants_));
+      executors_[m.name] = std::make_shared<mil::MethodPlans>(program, it->second, m, constants_);
     }
   }
 
@@ -103,8 +103,8 @@ class MilBackend : public Backend {
   // the backend's lifetime too.
   std::shared_ptr<mil::WeightStore> weights_;
   // Folded and decompressed constants, shared by the methods' plans.
-  mil::ConstPool constants_;
-  std::map<std::string, std::shared_ptr<mil::Executor>> executors_;
+  std::shared_ptr<mil::ConstPool> constants_ = std::make_shared<mil::ConstPool>();
+  std::map<std::string, std::shared_ptr<mil::MethodPlans>> executors_;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "staticllm/errors.h"
 #include "staticllm/tensor.h"
 
 namespace staticllm::mil {
@@ -23,9 +24,24 @@ class ThreadPool;
 struct CompressedWeight;  // kernels/compressed.h
 struct PackedInts;        // weight_store.h
 
+// A program's declaration of a value whose rank is known only at run time
+// (a variadic dimension): its whole shape is {kAnyRank}.
+constexpr int64_t kAnyRank = -2;
+
 struct ValueType {
   DType dtype = DType::kFloat32;
+  // may hold kFlexibleDim or be {kAnyRank} in a program's declarations, never in a plan
   Shape shape;
+};
+
+// Thrown while planning when an op needs as a constant a value the function
+// computes at run time (reshape's shape, fill's shape, non_zero's input), or
+// its output shape follows from such values. The planner then runs the
+// function on the eager path (planner.h). A BundleError, so that where no
+// eager path exists it reads as the error it was before.
+class RuntimeValueNeeded : public BundleError {
+ public:
+  using BundleError::BundleError;
 };
 
 // What a kernel sees when it runs. Input slots are numbered in the order the
@@ -86,6 +102,16 @@ class OpPlanContext {
   virtual const std::vector<ValueType>& declared_outputs() const = 0;
   // Throws BundleError: "<function>/<op name> (<op type>): <message>".
   [[noreturn]] virtual void fail(const std::string& message) const = 0;
+  // The same message as RuntimeValueNeeded: the op cannot be planned before
+  // the values it needs are computed (it can be on the eager path).
+  [[noreturn]] virtual void fail_run_time(const std::string& message) const {
+    throw RuntimeValueNeeded(op_type() + ": " + message);
+  }
+  // True when the parameter is a tensor computed at run time (not a constant).
+  virtual bool is_run_time(const std::string& param, size_t i = 0) const { return false; }
+  // The declared shape of output i; fail_run_time when the program leaves a
+  // dimension of it open (the shape depends on run-time values).
+  const Shape& declared_shape(size_t i) const;
   // String constants (e.g. cast's "dtype"), which have no Tensor form.
   virtual std::string const_string(const std::string& param) const = 0;
   // The iOS release of the function's opset (FunctionDecl::ios_opset), 0 if unknown.
@@ -140,6 +166,7 @@ void register_image_ops(OpRegistry& r);          // ops/image.cpp (resize*, upsa
 void register_einsum_ops(OpRegistry& r);         // ops/einsum.cpp (einsum)
 void register_recurrent_ops(OpRegistry& r);      // ops/recurrent.cpp (rnn, gru, lstm)
 void register_random_ops(OpRegistry& r);         // ops/random.cpp (random_uniform/normal/bernoulli/categorical)
+void register_value_shaped_ops(OpRegistry& r);   // ops/value_shaped.cpp (non_zero)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

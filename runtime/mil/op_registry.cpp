@@ -34,6 +34,7 @@ OpRegistry& OpRegistry::instance() {
     register_einsum_ops(*r);
     register_recurrent_ops(*r);
     register_random_ops(*r);
+    register_value_shaped_ops(*r);
     return r;
   }();
   return *registry;
@@ -99,8 +100,19 @@ double element_as_double(const Tensor& t, int64_t i) {
 static const Tensor& require_const(const OpPlanContext& ctx, const std::string& param) {
   if (!ctx.has(param)) ctx.fail("missing parameter '" + param + "'");
   const Tensor* t = ctx.constant(param);
+  if (t == nullptr && ctx.is_run_time(param)) ctx.fail_run_time("parameter '" + param + "' must be a constant");
   if (t == nullptr) ctx.fail("parameter '" + param + "' must be a constant");
   return *t;
+}
+
+const Shape& OpPlanContext::declared_shape(size_t i) const {
+  const std::vector<ValueType>& declared = declared_outputs();
+  if (i >= declared.size()) fail("the program declares no output " + std::to_string(i));
+  const Shape& shape = declared[i].shape;
+  if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) {
+    fail_run_time("output " + std::to_string(i) + "'s shape depends on values known only at run time");
+  }
+  return shape;
 }
 
 std::vector<int64_t> OpPlanContext::const_ints(const std::string& param) const {

@@ -53,6 +53,13 @@ class PlanContext : public OpPlanContext {
   }
   const std::vector<ValueType>& declared_outputs() const override { return declared_; }
   [[noreturn]] void fail(const std::string& message) const override { throw BundleError(where_ + ": " + message); }
+  [[noreturn]] void fail_run_time(const std::string& message) const override {
+    throw RuntimeValueNeeded(where_ + ": " + message);
+  }
+  bool is_run_time(const std::string& p, size_t i) const override {
+    const PlanValue& v = values_[id(p, i)];
+    return !v.is_const && !v.is_string;
+  }
   std::string const_string(const std::string& p) const override {
     const PlanValue& v = values_[id(p, 0)];
     if (!v.is_string || !v.is_const) fail("parameter '" + p + "' must be a constant string");

@@ -42,6 +42,37 @@ size_t value_bytes(const PlanValue& v) {
 }
 std::string type_string(const ValueType& t) { return spec_to_string(t.dtype, t.shape); }
 
+// A computed shape against a declared one, whose open dimensions (flexible
+// inputs, values known at run time) take any size.
+bool shape_fits(const Shape& declared, const Shape& got) {
+  if (declared == Shape{kAnyRank}) return true;
+  if (declared.size() != got.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (declared[i] != kFlexibleDim && declared[i] != got[i]) return false;
+  }
+  return true;
+}
+
+// The builder of an op; UnsupportedOpError naming the supported ones when
+// the interpreter has none.
+const OpBuilder& find_builder(const OpDecl& op, const std::string& where) {
+  if (op.has_blocks) {
+    throw UnsupportedOpError(where +
+                             ": ops with nested blocks (control flow) are not supported by the portable interpreter");
+  }
+  const OpBuilder* builder = OpRegistry::instance().find(op.type);
+  if (builder == nullptr || op.unparsed) {
+    std::string known;
+    for (const auto& t : OpRegistry::instance().op_types()) known += (known.empty() ? "" : ", ") + t;
+    throw UnsupportedOpError(where + ": op not supported by the portable interpreter; supported: " + known);
+  }
+  return *builder;
+}
+
+std::string op_where(const FunctionDecl& fn, const OpDecl& op) {
+  return "function '" + fn.name + "', op '" + op.name + "' (type '" + op.type + "')";
+}
+
 // First-fit allocator over free blocks, used only while planning.
 class ArenaPlanner {
  public:
@@ -84,8 +115,8 @@ class ArenaPlanner {
 
 class Planner {
  public:
-  Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool)
-      : fn_(fn), method_(m), pool_(pool != nullptr ? pool : &own_pool_) {
+  Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool, const PlanFor& plan_for)
+      : fn_(fn), method_(m), for_(plan_for), pool_(pool != nullptr ? pool : &own_pool_) {
     plan_ = std::make_shared<Plan>();
     plan_->where = "method '" + m.name + "' (function '" + fn.name + "')";
   }
@@ -112,10 +143,26 @@ class Planner {
     return all;
   }
 
+  // The metadata's input or state against the program's declaration: a
+  // dimension the program leaves open may be anything in the metadata, a
+  // fixed one must be the same (and a state is fixed in both).
   void check_spec(const char* kind, const TensorSpec& spec, const ValueType& program) const {
-    if (spec.dtype == program.dtype && spec.shape == program.shape) return;
-    throw BundleError(plan_->where + ": metadata " + kind + " '" + spec.name + "' is " +
-                      spec_to_string(spec.dtype, spec.shape) + " but the program declares " + type_string(program));
+    bool same = spec.dtype == program.dtype && !spec.any_rank && spec.shape.size() == program.shape.size();
+    for (size_t i = 0; same && i < spec.shape.size(); ++i) {
+      same = program.shape[i] == spec.shape[i] || program.shape[i] == kFlexibleDim;
+    }
+    if (same) return;
+    throw BundleError(plan_->where + ": metadata " + kind + " '" + spec.name + "' is " + spec.allowed() +
+                      " but the program declares " + type_string(program));
+  }
+
+  // The type a function input has in this plan: the call's shape, or the
+  // metadata's fixed or default one.
+  ValueType input_type(const TensorSpec& spec, size_t pos) const {
+    ValueType t{spec.dtype, spec.planning_shape()};
+    if (for_.input_values != nullptr && pos < for_.input_values->size()) t.shape = (*for_.input_values)[pos].shape();
+    if (pos < for_.input_shapes.size()) t.shape = for_.input_shapes[pos];
+    return t;
   }
 
   // Function inputs, in the caller's order (metadata inputs, then states).
@@ -135,9 +182,13 @@ class Planner {
       check_spec(in.is_state ? "state" : "input", *pos, in.type);
       PlanValue v;
       v.name = in.name;
-      v.type = in.type;
-      v.is_state = in.is_state;
       v.input_index = static_cast<int>(pos - caller.begin());
+      v.type = input_type(*pos, static_cast<size_t>(v.input_index));
+      v.is_state = in.is_state;
+      if (!in.is_state && for_.input_values != nullptr) {
+        v.is_const = true;  // the eager path
+        v.constant = (*for_.input_values)[static_cast<size_t>(v.input_index)];
+      }
       by_name_[in.name] = add_value(std::move(v));
     }
     for (const TensorSpec& spec : caller) {
@@ -178,20 +229,6 @@ class Planner {
     return params;
   }
 
-  const OpBuilder& find_builder(const OpDecl& op, const std::string& where) const {
-    if (op.has_blocks) {
-      throw UnsupportedOpError(where +
-                               ": ops with nested blocks (control flow) are not supported by the portable interpreter");
-    }
-    const OpBuilder* builder = OpRegistry::instance().find(op.type);
-    if (builder == nullptr || op.unparsed) {
-      std::string known;
-      for (const auto& t : OpRegistry::instance().op_types()) known += (known.empty() ? "" : ", ") + t;
-      throw UnsupportedOpError(where + ": op not supported by the portable interpreter; supported: " + known);
-    }
-    return *builder;
-  }
-
   void check_outputs(const OpDecl& op, const PlannedOp& planned, const std::string& where) const {
     if (planned.outputs.size() != op.outputs.size()) {
       throw BundleError(where + ": the kernel produces " + std::to_string(planned.outputs.size()) +
@@ -200,7 +237,11 @@ class Planner {
     for (size_t i = 0; i < planned.outputs.size(); ++i) {
       const ValueType& got = planned.outputs[i];
       const ValueType& want = op.outputs[i].type;
-      if (got.dtype != want.dtype || got.shape != want.shape) {
+      // a builder that took the program's open declaration as its shape
+      if (std::any_of(got.shape.begin(), got.shape.end(), [](int64_t d) { return d < 0; })) {
+        throw RuntimeValueNeeded(where + ": output '" + op.outputs[i].name + "' has a shape known only at run time");
+      }
+      if (got.dtype != want.dtype || !shape_fits(want.shape, got.shape)) {
         throw BundleError(where + ": output '" + op.outputs[i].name + "' is declared " + type_string(want) +
                           " but the op computes " + type_string(got));
       }
@@ -212,7 +253,9 @@ class Planner {
   // its inputs alive, so an address is never reused), small ones by content.
   std::string value_key(int id) const {
     const PlanValue& v = plan_->values[id];
-    if (!v.is_const) return "v" + std::to_string(id) + "@" + plan_->where;
+    // a run-time value by its place and type: plans of one function for
+    // other input shapes fold other constants from it (its shape, say)
+    if (!v.is_const) return "v" + std::to_string(id) + type_string(v.type) + "@" + plan_->where;
     if (v.is_string) return "s" + std::to_string(v.string_val.size()) + ":" + v.string_val;
     if (v.lazy)
       return "l" + std::to_string(reinterpret_cast<uintptr_t>(v.lazy.get())) + "#" + std::to_string(v.lazy_index);
@@ -341,7 +384,7 @@ class Planner {
   }
 
   void plan_op(const OpDecl& op) {
-    std::string where = "function '" + fn_.name + "', op '" + op.name + "' (type '" + op.type + "')";
+    std::string where = op_where(fn_, op);
     if (op.type == "const") {
       ValueType declared = op.outputs.empty() ? ValueType{} : op.outputs[0].type;
       by_name_[op.name] = constant_value(op.name, *op.const_val, declared);
@@ -362,10 +405,11 @@ class Planner {
     }
     check_outputs(op, planned, where);
     std::vector<int> outs;
-    for (const ValueDecl& o : op.outputs) {
+    for (size_t i = 0; i < op.outputs.size(); ++i) {
+      const ValueDecl& o = op.outputs[i];
       PlanValue v;
       v.name = o.name;
-      v.type = o.type;
+      v.type = planned.outputs[i];  // the declared type, with its open dimensions fixed
       outs.push_back(add_value(std::move(v)));
       by_name_[o.name] = outs.back();
     }
@@ -395,7 +439,10 @@ class Planner {
       if (values()[it->second].is_const) ensure_dense(it->second, "output '" + spec.name + "'");
       const PlanValue& v = values()[it->second];
       if (v.is_string) throw BundleError(plan_->where + ": output '" + spec.name + "' is a string");
-      check_spec("output", spec, v.type);
+      if (v.type.dtype != spec.dtype || !spec.accepts(v.type.shape)) {
+        throw BundleError(plan_->where + ": metadata output '" + spec.name + "' is " + spec.allowed() +
+                          " but the program declares " + type_string(v.type));
+      }
       plan_->output_values.push_back(it->second);
     }
   }
@@ -439,6 +486,7 @@ class Planner {
 
   const FunctionDecl& fn_;
   const MethodMetadata& method_;
+  const PlanFor& for_;
   std::shared_ptr<Plan> plan_;
   std::unordered_map<std::string, int> by_name_;
   size_t held_ = 0;     // bytes of folded constants (and, at the end, arena and scratch)
@@ -448,8 +496,15 @@ class Planner {
 
 }  // namespace
 
-std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method, ConstPool* pool) {
-  return Planner(fn, method, pool).run();
+void check_ops_supported(const FunctionDecl& fn) {
+  for (const OpDecl& op : fn.ops) {
+    if (op.type != "const") find_builder(op, op_where(fn, op));
+  }
+}
+
+std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method, ConstPool* pool,
+                                          const PlanFor& plan_for) {
+  return Planner(fn, method, pool, plan_for).run();
 }
 
 }  // namespace staticllm::mil

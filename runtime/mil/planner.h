@@ -54,11 +54,30 @@ struct Plan {
   size_t scratch_bytes = 0;
 };
 
+// UnsupportedOpError, as plan_function throws it, for the first op of `fn`
+// the interpreter lacks: a method that plans later checks this at load.
+void check_ops_supported(const FunctionDecl& fn);
+
+// What a plan is made for, beyond the method's declared shapes.
+struct PlanFor {
+  // The shapes of one call's inputs (metadata order), for a method whose
+  // inputs are flexible; empty: the inputs' fixed or default shapes.
+  std::vector<Shape> input_shapes;
+  // The eager path: one call's inputs, planned as constants. Every op whose
+  // inputs are all known is then evaluated while planning (the constant
+  // folding every plan does), so an op whose shape or parameters come from
+  // run-time values sees them as constants, and the plan's outputs are
+  // computed. Only ops reading states remain as steps.
+  const std::vector<Tensor>* input_values = nullptr;
+};
+
 // Plans `fn` for `method`. Throws UnsupportedOpError for an op the
-// interpreter lacks (naming function, op and type, listing supported ops) and
-// BundleError when the program, the kernels or the metadata disagree.
+// interpreter lacks (naming function, op and type, listing supported ops),
+// RuntimeValueNeeded (op.h) when an op needs a value known only at run time
+// (the caller may plan the call on the eager path instead) and BundleError
+// when the program, the kernels or the metadata disagree.
 // Functions planned with the same `pool` share their folded constants.
 std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method,
-                                          ConstPool* pool = nullptr);
+                                          ConstPool* pool = nullptr, const PlanFor& plan_for = {});
 
 }  // namespace staticllm::mil

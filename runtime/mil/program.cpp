@@ -127,19 +127,33 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
   int64_t rank = tensor->contains("rank") ? as_int(c, (*tensor)["rank"], where) : 0;
   if (tensor->contains("dimensions")) {
     for (const json& d : (*tensor)["dimensions"]) {
-      if (!d.contains("constant")) fail(c, where, "dynamic dimensions are not supported (export with fixed shapes)");
+      // A dimension known only at run time (a flexible input, or what
+      // follows from one or from values): the planner fixes it per call.
+      if (d.contains("unknown")) {
+        const json& u = d["unknown"];
+        const bool variadic = u.is_object() && u.value("variadic", false);
+        if (variadic && (*tensor)["dimensions"].size() != 1)
+          fail(c, where, "a variadic dimension must be the only one");
+        p.type.shape.push_back(variadic ? kAnyRank : kFlexibleDim);
+        continue;
+      }
+      if (!d.contains("constant")) fail(c, where, "a dimension is neither constant nor unknown");
       const json& cst = d["constant"];
       int64_t size = cst.contains("size") ? as_int(c, cst["size"], where) : 0;
       if (size < 0) fail(c, where, "negative dimension");
       p.type.shape.push_back(size);
     }
   }
-  if (static_cast<int64_t>(p.type.shape.size()) != rank) fail(c, where, "rank does not match the dimension list");
+  const bool any_rank = p.type.shape == Shape{kAnyRank};
+  if (!any_rank && static_cast<int64_t>(p.type.shape.size()) != rank) {
+    fail(c, where, "rank does not match the dimension list");
+  }
   // Bounding the element count keeps every later size computation free of
   // overflow; 2^40 elements is far beyond any model this runs.
   constexpr int64_t kMaxElements = int64_t{1} << 40;
   int64_t n = 1;
   for (int64_t d : p.type.shape) {
+    if (d < 0) continue;  // kFlexibleDim, kAnyRank
     if (d != 0 && n > kMaxElements / d)
       fail(c, where, "shape " + shape_to_string(p.type.shape) + " has too many elements");
     n *= d;
@@ -281,6 +295,9 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
 
 std::shared_ptr<ConstValue> parse_value(const Ctx& c, const json& v, const std::string& where) {
   ParsedType pt = parse_type(c, get(c, v, "type", where), where);
+  for (int64_t d : pt.type.shape) {
+    if (d < 0) fail(c, where, "a constant's shape must be fixed, got " + shape_to_string(pt.type.shape));
+  }
   if (v.contains("immediateValue")) return parse_immediate(c, pt, v["immediateValue"], where);
   if (v.contains("blobFileValue")) {
     const json& b = v["blobFileValue"];

@@ -73,11 +73,13 @@ def _loaded(mlmodel: Any) -> _Loaded:
     return cached
 
 
-def _as_input(name: str, value: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+def _as_input(name: str, value: Any, dtype: np.dtype, shape: tuple[int | None, ...]) -> np.ndarray:
     """What Core ML does with a given array: converts it to the input's
-    dtype; a scalar (given as shape (1,)) fills a one-element input of any rank."""
+    dtype; a scalar (given as shape (1,)) fills a one-element input of any
+    rank. A flexible input (None dimensions) takes the array as given."""
     arr = np.asarray(value)
-    if arr.shape != shape and arr.size == 1 and int(np.prod(shape)) == 1:
+    fixed = None not in shape
+    if fixed and arr.shape != shape and arr.size == 1 and int(np.prod(shape)) == 1:
         arr = arr.reshape(shape)
     return arr.astype(dtype, copy=False)
 

@@ -121,10 +121,16 @@ TEST_CASE("malformed programs are BundleErrors naming file and place", "[program
     }
     return "";
   };
-  json dynamic = affine_program();
-  dynamic["functions"]["main"]["inputs"][0]["type"]["tensorType"]["dimensions"][0] = {
-      {"unknown", {{"variadic", false}}}};
-  CHECK_THAT(error(dynamic), Catch::Contains("function 'main' input: dynamic dimensions are not supported"));
+  json variadic = affine_program();
+  variadic["functions"]["main"]["inputs"][0]["type"]["tensorType"]["dimensions"][0] = {
+      {"unknown", {{"variadic", true}}}};
+  CHECK_THAT(error(variadic), Catch::Contains("function 'main' input: a variadic dimension must be the only one"));
+
+  json open_const = affine_program();
+  auto& first_op = open_const["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"][0];
+  REQUIRE(first_op["type"] == "const");
+  first_op["attributes"]["val"]["type"]["tensorType"]["dimensions"][0] = {{"unknown", json::object()}};
+  CHECK_THAT(error(open_const), Catch::Contains("a constant's shape must be fixed, got [-1"));
 
   json no_block = affine_program();
   no_block["functions"]["main"]["opset"] = "CoreML7";

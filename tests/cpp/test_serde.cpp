@@ -83,7 +83,7 @@ TEST_CASE("mistyped values name path and expectation", "[serde]") {
   REQUIRE(error_of(d) == "metadata.json: multifunction: expected true or false, got string");
   d = valid_doc();
   d["methods"][0]["outputs"][0]["shape"] = json::array({1, -4});
-  REQUIRE(error_of(d) == "metadata.json: methods[0].outputs[0].shape[1]: expected a positive integer, got -4");
+  REQUIRE(error_of(d) == "metadata.json: methods[0].outputs[0].shape[1]: expected a positive integer or null, got -4");
   d = valid_doc();
   d["format_version"] = 9;
   REQUIRE(error_of(d).find("format_version: expected 1, got 9") != std::string::npos);

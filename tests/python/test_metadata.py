@@ -114,12 +114,12 @@ def _dup_output(d: dict) -> None:
         (
             DOC,
             lambda d: d["methods"][0]["outputs"][0].update(shape=[2, 0]),
-            r"methods\[0\]\.outputs\[0\]\.shape\[1\]: expected a positive integer, got 0",
+            r"methods\[0\]\.outputs\[0\]\.shape\[1\]: expected a positive integer or null, got 0",
         ),
         (
             DOC,
             lambda d: d["methods"][0]["outputs"][0].update(shape="2"),
-            r"methods\[0\]\.outputs\[0\]\.shape: expected a list of positive integers, got string",
+            r"methods\[0\]\.outputs\[0\]\.shape: expected a list of positive integers or nulls, got string",
         ),
         (DOC, lambda d: d["methods"][0].pop("function_name"), r"methods\[0\]\.function_name: missing key"),
         (

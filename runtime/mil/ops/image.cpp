@@ -188,7 +188,7 @@ PlannedOp build_resize_bilinear(OpPlanContext& ctx) {
 PlannedOp build_resize(OpPlanContext& ctx) {
   const ValueType& xt = ctx.type("x");
   if (!is_float_dtype(xt.dtype)) ctx.fail("x must be fp16 or fp32");
-  if (ctx.constant("shape") == nullptr) ctx.fail("a shape known only at run time is not supported");
+  if (ctx.constant("shape") == nullptr) ctx.fail_run_time("a shape known only at run time is not supported");
   std::vector<int64_t> shape = ctx.const_ints("shape");
   const int64_t k = ctx.const_int("resized_dims"), rank = static_cast<int64_t>(xt.shape.size());
   if (k < 1 || k > 2 || k > static_cast<int64_t>(shape.size()) || static_cast<int64_t>(shape.size()) > rank) {

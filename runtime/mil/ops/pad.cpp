@@ -25,7 +25,7 @@ int64_t source_of(PadMode mode, int64_t p, int64_t before, int64_t n) {
 PlannedOp build_pad(OpPlanContext& ctx) {
   const ValueType& xt = ctx.type("x");
   if (ctx.constant("pad") == nullptr)
-    ctx.fail("a pad known only at run time is not supported (the output shape depends on it)");
+    ctx.fail_run_time("a pad known only at run time is not supported (the output shape depends on it)");
   std::vector<int64_t> pad = ctx.const_ints("pad");
   const int64_t rank = static_cast<int64_t>(xt.shape.size());
   if (pad.size() % 2 != 0 || static_cast<int64_t>(pad.size()) > 2 * rank)

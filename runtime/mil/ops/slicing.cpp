@@ -190,7 +190,7 @@ PlannedOp build_slice_by_index(OpPlanContext& ctx) {
   }
   // begin or end known only at run time: the program's declared shape is the slice's
   if (ctx.declared_outputs().size() != 1) ctx.fail("a slice with run-time begin or end needs its declared output type");
-  const ValueType& declared = ctx.declared_outputs()[0];
+  const ValueType declared{ctx.declared_outputs()[0].dtype, ctx.declared_shape(0)};
   std::vector<int64_t> lens = unsqueezed(ctx, r, declared.shape);
   for (size_t d = 0; d < r.rank; ++d) r.want_len[d] = lens[d];
   int xs = ctx.input("x"), bs = ctx.input("begin"), es = ctx.input("end");
@@ -260,7 +260,7 @@ PlannedOp build_slice_by_size(OpPlanContext& ctx) {
   for (size_t d = 0; d < rank; ++d) {
     int64_t b = begin[d] < 0 ? begin[d] + xt.shape[d] : begin[d];
     bool inside = b >= 0 && b <= xt.shape[d];  // checked first: shape - b (and b + len) may overflow otherwise
-    if (size[d] == -1 && begin_const == nullptr) ctx.fail("size -1 needs a constant begin");
+    if (size[d] == -1 && begin_const == nullptr) ctx.fail_run_time("size -1 needs a constant begin");
     lens[d] = inside && size[d] == -1 ? xt.shape[d] - b : size[d];
     if (begin_const != nullptr && (!inside || lens[d] < 0 || lens[d] > xt.shape[d] - b)) {
       ctx.fail("slice [" + std::to_string(begin[d]) + ", +" + std::to_string(size[d]) + ") out of range for axis " +
@@ -338,7 +338,15 @@ PlannedOp build_concat(OpPlanContext& ctx) {
   size_t n = ctx.arity("values");
   if (n == 0) ctx.fail("concat needs at least one value");
   if (ctx.const_bool_or("interleave", false)) return plan_interleave(ctx, n);
-  const ValueType& first = ctx.type("values", 0);
+  // A rank-0 value is one element along the axis: coremltools concatenates
+  // scalars into a shape vector this way (Core ML runs it; a rank-0 `out`
+  // had no axis to index).
+  auto type_of = [&](size_t i) {
+    ValueType t = ctx.type("values", i);
+    if (t.shape.empty()) t.shape = {1};
+    return t;
+  };
+  const ValueType first = type_of(0);
   int64_t rank = static_cast<int64_t>(first.shape.size());
   int64_t axis = normalize_axis(ctx, ctx.const_int("axis"), rank);
   Shape out = first.shape;
@@ -350,7 +358,7 @@ PlannedOp build_concat(OpPlanContext& ctx) {
   for (int64_t d = axis + 1; d < rank; ++d) inner *= first.shape[d];
   size_t elem = dtype_size(first.dtype);
   for (size_t i = 0; i < n; ++i) {
-    const ValueType& t = ctx.type("values", i);
+    const ValueType t = type_of(i);
     if (t.dtype != first.dtype || static_cast<int64_t>(t.shape.size()) != rank)
       ctx.fail("concat values differ in dtype or rank");
     for (int64_t d = 0; d < rank; ++d) {

@@ -62,6 +62,12 @@ std::vector<Entry> joins() {
           .in("values", I32({2, 2}, {3, 4, 5, 6}))
           .scalar_int("axis", 0)
           .expect({I32({3, 2}, {1, 2, 3, 4, 5, 6})}),
+      op("concat", "rank-0 values are one element each (a shape vector from scalars)")
+          .in("values", I32({}, {7}))
+          .in("values", I32({2}, {8, 9}))
+          .in("values", I32({}, {10}))
+          .scalar_int("axis", 0)
+          .expect({I32({4}, {7, 8, 9, 10})}),
       op("stack", "axis 0")
           .in("values", F({2}, {1, 2}))
           .in("values", F({2}, {3, 4}))

@@ -9,6 +9,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "mil/control_flow.h"
 #include "mil/plan_context.h"
 #include "mil/thread_pool.h"
 #include "staticllm/errors.h"
@@ -84,13 +85,19 @@ class ArenaPlanner {
 
 class Planner {
  public:
-  Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool)
-      : fn_(fn), method_(m), pool_(pool != nullptr ? pool : &own_pool_) {
+  // `outer`: when planning a nested block, the constants of the scopes
+  // around it it may read by name (control_flow.h).
+  Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool,
+          const std::vector<std::pair<std::string, Tensor>>* outer = nullptr)
+      : fn_(fn), method_(m), pool_(pool != nullptr ? pool : &own_pool_), outer_(outer) {
     plan_ = std::make_shared<Plan>();
     plan_->where = "method '" + m.name + "' (function '" + fn.name + "')";
   }
 
   std::shared_ptr<const Plan> run() {
+    if (outer_ != nullptr) {
+      for (const auto& [name, t] : *outer_) by_name_[name] = constant_value(name, ConstValue{false, {}, t, {}}, {});
+    }
     bind_inputs();
     for (const OpDecl& op : fn_.ops) plan_op(op);
     bind_outputs();
@@ -179,7 +186,7 @@ class Planner {
   }
 
   const OpBuilder& find_builder(const OpDecl& op, const std::string& where) const {
-    if (op.has_blocks) {
+    if (!op.blocks.empty()) {
       throw UnsupportedOpError(where +
                                ": ops with nested blocks (control flow) are not supported by the portable interpreter");
     }
@@ -347,14 +354,17 @@ class Planner {
       by_name_[op.name] = constant_value(op.name, *op.const_val, declared);
       return;
     }
-    const OpBuilder& builder = find_builder(op, where);
+    const bool control_flow = is_control_flow_op(op.type) && !op.blocks.empty() && !op.unparsed;
+    const OpBuilder* builder = control_flow ? nullptr : &find_builder(op, where);
     std::vector<ValueType> declared;
     for (const auto& o : op.outputs) declared.push_back(o.type);
     std::map<std::string, std::vector<int>> params = bind_params(op, where);
+    const std::vector<std::string> outer = control_flow ? outer_names(op) : std::vector<std::string>{};
+    for (const std::string& name : outer) params[kOuterParam].push_back(value_id(name, where));
     PlanContext ctx(where, op, values(), params, declared, fn_.ios_opset);
     PlannedOp planned;
     try {
-      planned = builder(ctx);
+      planned = control_flow ? plan_control_flow(ctx, op, fn_.name, outer, block_planner()) : (*builder)(ctx);
     } catch (const StaticLLMError&) {
       throw;
     } catch (const std::exception& e) {
@@ -370,7 +380,8 @@ class Planner {
       by_name_[o.name] = outs.back();
     }
     const std::vector<int>& ins = ctx.inputs();
-    if (std::all_of(ins.begin(), ins.end(), [&](int id) { return values()[id].is_const; })) {
+    // (a loop is not run at load: it may never end)
+    if (!control_flow && std::all_of(ins.begin(), ins.end(), [&](int id) { return values()[id].is_const; })) {
       fold(op, planned, params, ins, outs, where);
       return;
     }
@@ -395,7 +406,7 @@ class Planner {
       if (values()[it->second].is_const) ensure_dense(it->second, "output '" + spec.name + "'");
       const PlanValue& v = values()[it->second];
       if (v.is_string) throw BundleError(plan_->where + ": output '" + spec.name + "' is a string");
-      check_spec("output", spec, v.type);
+      if (outer_ == nullptr) check_spec("output", spec, v.type);  // a block's output types are what it computes
       plan_->output_values.push_back(it->second);
     }
   }
@@ -444,6 +455,22 @@ class Planner {
   size_t held_ = 0;     // bytes of folded constants (and, at the end, arena and scratch)
   ConstPool own_pool_;  // when the caller shares none
   ConstPool* pool_;
+  const std::vector<std::pair<std::string, Tensor>>* outer_;
+
+  // The id of a value the op's blocks read from this scope.
+  int value_id(const std::string& name, const std::string& where) const {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) throw BundleError(where + ": a block reads unknown value '" + name + "'");
+    return it->second;
+  }
+
+  // Nested blocks are planned by planners of their own, sharing the pool.
+  BlockPlanner block_planner() {
+    return [this](const FunctionDecl& fn, const MethodMetadata& m,
+                  const std::vector<std::pair<std::string, Tensor>>& constants) {
+      return Planner(fn, m, pool_, &constants).run();
+    };
+  }
 };
 
 }  // namespace

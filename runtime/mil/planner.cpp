@@ -9,6 +9,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "mil/control_flow.h"
 #include "mil/plan_context.h"
 #include "mil/thread_pool.h"
 #include "staticllm/errors.h"
@@ -56,7 +57,7 @@ bool shape_fits(const Shape& declared, const Shape& got) {
 // The builder of an op; UnsupportedOpError naming the supported ones when
 // the interpreter has none.
 const OpBuilder& find_builder(const OpDecl& op, const std::string& where) {
-  if (op.has_blocks) {
+  if (!op.blocks.empty()) {
     throw UnsupportedOpError(where +
                              ": ops with nested blocks (control flow) are not supported by the portable interpreter");
   }
@@ -115,13 +116,19 @@ class ArenaPlanner {
 
 class Planner {
  public:
-  Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool, const PlanFor& plan_for)
-      : fn_(fn), method_(m), for_(plan_for), pool_(pool != nullptr ? pool : &own_pool_) {
+  // `outer`: when planning a nested block, the constants of the scopes
+  // around it it may read by name (control_flow.h).
+  Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool, const PlanFor& plan_for,
+          const std::vector<std::pair<std::string, Tensor>>* outer = nullptr)
+      : fn_(fn), method_(m), for_(plan_for), pool_(pool != nullptr ? pool : &own_pool_), outer_(outer) {
     plan_ = std::make_shared<Plan>();
     plan_->where = "method '" + m.name + "' (function '" + fn.name + "')";
   }
 
   std::shared_ptr<const Plan> run() {
+    if (outer_ != nullptr) {
+      for (const auto& [name, t] : *outer_) by_name_[name] = constant_value(name, ConstValue{false, {}, t, {}}, {});
+    }
     bind_inputs();
     for (const OpDecl& op : fn_.ops) plan_op(op);
     bind_outputs();
@@ -390,14 +397,17 @@ class Planner {
       by_name_[op.name] = constant_value(op.name, *op.const_val, declared);
       return;
     }
-    const OpBuilder& builder = find_builder(op, where);
+    const bool control_flow = is_control_flow_op(op.type) && !op.blocks.empty() && !op.unparsed;
+    const OpBuilder* builder = control_flow ? nullptr : &find_builder(op, where);
     std::vector<ValueType> declared;
     for (const auto& o : op.outputs) declared.push_back(o.type);
     std::map<std::string, std::vector<int>> params = bind_params(op, where);
+    const std::vector<std::string> outer = control_flow ? outer_names(op) : std::vector<std::string>{};
+    for (const std::string& name : outer) params[kOuterParam].push_back(value_id(name, where));
     PlanContext ctx(where, op, values(), params, declared, fn_.ios_opset);
     PlannedOp planned;
     try {
-      planned = builder(ctx);
+      planned = control_flow ? plan_control_flow(ctx, op, fn_.name, outer, block_planner()) : (*builder)(ctx);
     } catch (const StaticLLMError&) {
       throw;
     } catch (const std::exception& e) {
@@ -414,7 +424,8 @@ class Planner {
       by_name_[o.name] = outs.back();
     }
     const std::vector<int>& ins = ctx.inputs();
-    if (std::all_of(ins.begin(), ins.end(), [&](int id) { return values()[id].is_const; })) {
+    // (a loop is not run at load: it may never end)
+    if (!control_flow && std::all_of(ins.begin(), ins.end(), [&](int id) { return values()[id].is_const; })) {
       fold(op, planned, params, ins, outs, where);
       return;
     }
@@ -492,15 +503,44 @@ class Planner {
   size_t held_ = 0;     // bytes of folded constants (and, at the end, arena and scratch)
   ConstPool own_pool_;  // when the caller shares none
   ConstPool* pool_;
+  const std::vector<std::pair<std::string, Tensor>>* outer_;
+
+  // The id of a value the op's blocks read from this scope.
+  int value_id(const std::string& name, const std::string& where) const {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) throw BundleError(where + ": a block reads unknown value '" + name + "'");
+    return it->second;
+  }
+
+  // Nested blocks are planned by planners of their own (fixed shapes), sharing the pool.
+  BlockPlanner block_planner() {
+    return [this](const FunctionDecl& fn, const MethodMetadata& m,
+                  const std::vector<std::pair<std::string, Tensor>>& constants) {
+      const PlanFor fixed;
+      return Planner(fn, m, pool_, fixed, &constants).run();
+    };
+  }
 };
 
 }  // namespace
 
-void check_ops_supported(const FunctionDecl& fn) {
-  for (const OpDecl& op : fn.ops) {
-    if (op.type != "const") find_builder(op, op_where(fn, op));
+namespace {
+
+// Unsupported ops anywhere in `ops`, nested blocks included.
+void check_ops_supported(const FunctionDecl& fn, const std::vector<OpDecl>& ops) {
+  for (const OpDecl& op : ops) {
+    if (op.type == "const") continue;
+    if (is_control_flow_op(op.type) && !op.blocks.empty() && !op.unparsed) {
+      for (const BlockDecl& block : op.blocks) check_ops_supported(fn, block.ops);
+      continue;
+    }
+    find_builder(op, op_where(fn, op));
   }
 }
+
+}  // namespace
+
+void check_ops_supported(const FunctionDecl& fn) { check_ops_supported(fn, fn.ops); }
 
 std::shared_ptr<const Plan> plan_function(const FunctionDecl& fn, const MethodMetadata& method, ConstPool* pool,
                                           const PlanFor& plan_for) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "json_depth.h"
+#include "mil/control_flow.h"
 #include "mil/half.h"
 #include "staticllm/errors.h"
 
@@ -354,15 +355,40 @@ void parse_op_body(const Ctx& c, const json& j, const std::string& where, OpDecl
   }
 }
 
+OpDecl parse_op(const Ctx& c, const json& j, const std::string& where);
+
+// A nested block; its ops recurse through parse_op, as deep as the JSON
+// depth limit lets a file nest.
+BlockDecl parse_block(const Ctx& c, const json& j, const std::string& where) {
+  BlockDecl block;
+  for (const json& in : member_or_empty(j, "inputs")) {
+    ParsedType pt = parse_type(c, get(c, in, "type", where), where + " input");
+    block.inputs.push_back({get(c, in, "name", where).get<std::string>(), pt.type, pt.is_string, pt.is_state});
+  }
+  for (const json& op : member_or_empty(j, "operations")) block.ops.push_back(parse_op(c, op, where));
+  for (const json& o : member_or_empty(j, "outputs")) block.outputs.push_back(o.get<std::string>());
+  return block;
+}
+
+void parse_blocks(const Ctx& c, const json& j, const std::string& where, OpDecl& op) {
+  const json& blocks = member_or_empty(j, "blocks");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    std::string w = where + ", block " + std::to_string(i) + " of op '" + op.name + "' (" + op.type + ")";
+    op.blocks.push_back(parse_block(c, blocks[i], w));
+  }
+}
+
 OpDecl parse_op(const Ctx& c, const json& j, const std::string& where) {
   OpDecl op;
   op.type = get(c, j, "type", where).get<std::string>();
   const json& outs = member_or_empty(j, "outputs");
   op.name = !outs.empty() && outs[0].contains("name") ? outs[0]["name"].get<std::string>() : op.type;
-  op.has_blocks = j.contains("blocks") && !j["blocks"].empty();
-  bool supported = !op.has_blocks && (op.type == "const" || OpRegistry::instance().find(op.type) != nullptr);
+  const bool has_blocks = !member_or_empty(j, "blocks").empty();
+  bool supported =
+      has_blocks ? is_control_flow_op(op.type) : op.type == "const" || OpRegistry::instance().find(op.type) != nullptr;
   try {
     parse_op_body(c, j, where, op);
+    parse_blocks(c, j, where, op);
   } catch (const std::exception&) {  // BundleError or a JSON type error
     // An op the interpreter cannot run anyway may use types it cannot parse
     // (lists, dynamic shapes); the planner reports it as unsupported instead.

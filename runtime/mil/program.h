@@ -36,13 +36,25 @@ struct Binding {
   std::shared_ptr<ConstValue> value;
 };
 
+struct OpDecl;
+
+// A nested block of a control-flow op (cond's branches, while_loop's
+// condition and body): its inputs (while_loop's loop variables, renamed), its
+// ops and the names it yields. Its ops may read any value of the scopes
+// around it.
+struct BlockDecl {
+  std::vector<ValueDecl> inputs;
+  std::vector<OpDecl> ops;
+  std::vector<std::string> outputs;
+};
+
 struct OpDecl {
   std::string type;
   std::string name;  // first output's name, for messages
   std::map<std::string, std::vector<Binding>> inputs;
   std::vector<ValueDecl> outputs;
   std::shared_ptr<ConstValue> const_val;  // for "const" ops
-  bool has_blocks = false;                // cond / while_loop: not supported
+  std::vector<BlockDecl> blocks;          // cond, while_loop
   bool unparsed = false;                  // an unsupported op whose types could not be parsed
 };
 

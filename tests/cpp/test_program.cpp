@@ -299,9 +299,10 @@ TEST_CASE("unsupported ops and type disagreements fail the plan, not the run", "
                                         "interpreter; supported: ") &&
                           Catch::Contains("linear"));
 
-  FunctionDecl nested = fn;
-  nested.ops[1].has_blocks = true;
+  FunctionDecl nested = fn;  // blocks on an op other than cond and while_loop
+  nested.ops[1].blocks.emplace_back();
   REQUIRE_THROWS_AS(plan_function(nested, affine_method()), UnsupportedOpError);
+  REQUIRE_THROWS_WITH(plan_function(nested, affine_method()), Catch::Contains("ops with nested blocks"));
 
   FunctionDecl wrong_type = fn;
   wrong_type.ops[1].outputs[0].type.dtype = DType::kFloat16;
@@ -319,13 +320,19 @@ TEST_CASE("unsupported ops and type disagreements fail the plan, not the run", "
 
 TEST_CASE("an unsupported op with unparseable types is reported as unsupported", "[program]") {
   json doc = affine_program();
-  json loop = {{"type", "while_loop"},
+  json loop = {{"type", "custom_loop"},
                {"outputs", output("w", {{"listType", json::object()}})},
                {"blocks", json::array({json::object()})}};
   doc["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"].push_back(loop);
   Program p = load_program(write_json(doc), nullptr);
+  REQUIRE_THROWS_AS(plan_function(p.functions.at("main"), affine_method()), UnsupportedOpError);
   REQUIRE_THROWS_WITH(plan_function(p.functions.at("main"), affine_method()),
-                      Catch::StartsWith("function 'main', op 'w' (type 'while_loop'): ops with nested blocks"));
+                      Catch::StartsWith("function 'main', op 'w' (type 'custom_loop'): op not supported"));
+
+  // while_loop is supported: its list-typed loop variable fails the load
+  doc["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"].back()["type"] = "while_loop";
+  REQUIRE_THROWS_WITH(load_program(write_json(doc), nullptr),
+                      Catch::Contains("function 'main': only tensor and state values are supported (lists"));
 }
 
 // Found by fuzzing: a string constant fed to a kernel as a tensor, which read

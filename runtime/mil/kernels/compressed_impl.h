@@ -300,16 +300,38 @@ bool whole_groups(const CompressedWeight& w, int bits) {
   return (w.cols * bits) % 8 == 0 && w.col_block % (SPLIT * Isa::W) == 0;
 }
 
+// The s and b of every group of rows [n0, n1) (Dec::group_params), made once
+// per call: group g's are s[g - first] and b[g - first].
+struct GroupParams {
+  const float* s = nullptr;
+  const float* b = nullptr;
+  int64_t first = 0;
+  bool any_bias = false;
+};
+
+template <class Dec>
+GroupParams group_params(const CompressedWeight& w, int64_t n0, int64_t n1) {
+  thread_local std::vector<float> buf;
+  const int64_t first = (n0 / w.row_block) * w.grid_cols;
+  const int64_t count = ((n1 - 1) / w.row_block + 1) * w.grid_cols - first;
+  buf.resize(static_cast<size_t>(2 * count));
+  GroupParams p;
+  p.s = buf.data();
+  p.b = buf.data() + count;
+  p.first = first;
+  p.any_bias = Dec::group_params(w, first, count, buf.data(), buf.data() + count);
+  return p;
+}
+
 // fused_block for whole_groups() weights: no partial vectors, and no sums of
 // x in the inner loop: the offset term of group gc is b times
 // xsum[m * grid_cols + gc], the sum of x over the group, made once per call.
-// Scale decoders take every group's s and b for the NR rows up front
-// (group_params), so a group ends in one FMA with a scale read from memory
-// and the offset terms are summed after the row.
-// `params`: room for 2 * NR * grid_cols floats.
+// Scale decoders read every group's s and b from `params` (GroupParams), so
+// a group ends in one FMA with a scale read from memory and the offset terms
+// are summed after the row.
 template <class Isa, class Dec, int MB, int NR>
 void fused_block_whole(const float* xs, const float* xsum, const CompressedWeight& w, int64_t n, float* y, int64_t ldy,
-                       float* params) {
+                       const GroupParams& params) {
   using F = typename Isa::F;
   constexpr int W = Isa::W;
   constexpr int B = Dec::kBits;
@@ -327,15 +349,6 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < NR; ++r) acc[m][r] = Isa::zero();
   Dec dec[NR];
-  [[maybe_unused]] const float* scales = nullptr;
-  [[maybe_unused]] const float* biases = nullptr;
-  [[maybe_unused]] bool any_bias = false;
-  if constexpr (Dec::kGroupScale) {
-    for (int r = 0; r < NR; ++r)
-      any_bias |= Dec::group_params(w, group_row[r], G, params + r * G, params + (NR + r) * G);
-    scales = params;
-    biases = params + NR * G;
-  }
   for (int64_t gc = 0; gc < G; ++gc) {
     if constexpr (!Dec::kGroupScale) {
       for (int r = 0; r < NR; ++r) dec[r].begin(w, group_row[r] + gc);
@@ -357,7 +370,7 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     for (int m = 0; m < MB; ++m) {
       for (int r = 0; r < NR; ++r) {
         if constexpr (Dec::kGroupScale) {
-          acc[m][r] = Isa::fma(sxr[m][r], Isa::set1(scales[r * G + gc]), acc[m][r]);
+          acc[m][r] = Isa::fma(sxr[m][r], Isa::set1(params.s[group_row[r] - params.first + gc]), acc[m][r]);
         } else {
           acc[m][r] = dec[r].scaled(sxr[m][r], acc[m][r]);
         }
@@ -365,10 +378,11 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     }
   }
   if constexpr (Dec::kGroupScale) {
-    if (any_bias) {
+    if (params.any_bias) {
       for (int m = 0; m < MB; ++m)
         for (int r = 0; r < NR; ++r)
-          for (int64_t gc = 0; gc < G; ++gc) bias[m][r] += biases[r * G + gc] * xsum[m * G + gc];
+          for (int64_t gc = 0; gc < G; ++gc)
+            bias[m][r] += params.b[group_row[r] - params.first + gc] * xsum[m * G + gc];
     }
   }
   for (int m = 0; m < MB; ++m)
@@ -384,10 +398,10 @@ void fused_rows(const float* x, const float* xp, bool whole, const float* xsum, 
   int64_t n = n0;
   if (whole) {
     const float* xs = Dec::kSplit == 2 ? xp : x;
-    thread_local std::vector<float> params;
-    params.resize(static_cast<size_t>(2 * NR * w.grid_cols));
-    for (; n + NR <= n1; n += NR) fused_block_whole<Isa, Dec, MB, NR>(xs, xsum, w, n, y, ldy, params.data());
-    for (; n < n1; ++n) fused_block_whole<Isa, Dec, MB, 1>(xs, xsum, w, n, y, ldy, params.data());
+    GroupParams params;
+    if constexpr (Dec::kGroupScale) params = group_params<Dec>(w, n0, n1);
+    for (; n + NR <= n1; n += NR) fused_block_whole<Isa, Dec, MB, NR>(xs, xsum, w, n, y, ldy, params);
+    for (; n < n1; ++n) fused_block_whole<Isa, Dec, MB, 1>(xs, xsum, w, n, y, ldy, params);
     return;
   }
   for (; n + NR <= n1; n += NR) fused_block<Isa, Dec, MB, NR>(x, xp, w, n, y, ldy);

@@ -36,21 +36,29 @@ struct ThreadPool::Impl {
   std::atomic<uint64_t> generation{0};
   std::atomic<bool> stop{false};
 
-  // The current job.
+  // The current job. A chunk is claimed from `ticket`: the job's number, its
+  // chunk count and the next chunk in one word, so a worker still leaving
+  // the previous job (it saw that job's last chunk taken, not yet the new
+  // job) can neither take a chunk of the new one nor count one off it.
+  static constexpr int kIndexBits = 20;  // chunks per job: at most 4 x 4096 threads
+  static constexpr uint64_t kIndexMask = (uint64_t{1} << kIndexBits) - 1;
   const std::function<void(int64_t, int64_t)>* fn = nullptr;
   int64_t n = 0;
   int64_t chunk = 0;
-  int64_t chunks = 0;
-  std::atomic<int64_t> next{0};
+  std::atomic<uint64_t> ticket{0};  // job << 40 | chunks << 20 | next chunk
   std::atomic<int64_t> remaining{0};
   std::mutex error_mutex;
   std::exception_ptr error;
 
-  void run_chunks() {
+  static uint64_t job_bits(uint64_t job) { return (job << (2 * kIndexBits)) >> (2 * kIndexBits); }
+
+  void run_chunks(uint64_t job) {
+    uint64_t t = ticket.load(std::memory_order_acquire);
     for (;;) {
-      int64_t c = next.fetch_add(1, std::memory_order_acq_rel);
-      if (c >= chunks) return;
-      int64_t begin = c * chunk;
+      const uint64_t c = t & kIndexMask;
+      if ((t >> (2 * kIndexBits)) != job_bits(job) || c >= ((t >> kIndexBits) & kIndexMask)) return;
+      if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      int64_t begin = static_cast<int64_t>(c) * chunk;
       int64_t end = std::min(n, begin + chunk);
       try {
         (*fn)(begin, end);
@@ -59,6 +67,7 @@ struct ThreadPool::Impl {
         if (!error) error = std::current_exception();
       }
       remaining.fetch_sub(1, std::memory_order_acq_rel);
+      t = ticket.load(std::memory_order_acquire);
     }
   }
 
@@ -68,7 +77,7 @@ struct ThreadPool::Impl {
       uint64_t gen = generation.load(std::memory_order_acquire);
       if (gen != seen) {
         seen = gen;
-        run_chunks();
+        run_chunks(gen);
         continue;
       }
       bool woke = false;
@@ -133,16 +142,17 @@ void ThreadPool::parallel_for(int64_t n, int64_t min_chunk, const std::function<
   s.fn = &fn;
   s.n = n;
   s.chunk = (n + max_chunks - 1) / max_chunks;
-  s.chunks = (n + s.chunk - 1) / s.chunk;
+  const auto chunks = static_cast<uint64_t>((n + s.chunk - 1) / s.chunk);
   s.error = nullptr;
-  s.next.store(0, std::memory_order_release);
-  s.remaining.store(s.chunks, std::memory_order_release);
+  s.remaining.store(static_cast<int64_t>(chunks), std::memory_order_release);
+  const uint64_t job = s.generation.load(std::memory_order_relaxed) + 1;
+  s.ticket.store(Impl::job_bits(job) << (2 * Impl::kIndexBits) | chunks << Impl::kIndexBits, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lock(s.wake_mutex);
-    s.generation.fetch_add(1, std::memory_order_acq_rel);
+    s.generation.store(job, std::memory_order_release);
   }
   s.wake.notify_all();
-  s.run_chunks();
+  s.run_chunks(job);
   // Spin briefly for the last chunks, then yield the core: on a busy machine
   // the thread finishing them may be waiting for it.
   for (int spins = 0; s.remaining.load(std::memory_order_acquire) > 0; ++spins) {

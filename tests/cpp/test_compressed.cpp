@@ -160,6 +160,7 @@ std::vector<Spec> specs() {
         out.push_back({K::kScale, bits, sign, 7, 96, 1, 32, dt, offset});   // blocks of 32
         out.push_back({K::kScale, bits, sign, 5, 72, 1, 24, dt, offset});   // blocks not a multiple of 16
         out.push_back({K::kScale, bits, sign, 6, 36, 2, 12, dt, offset});   // row blocks too
+        out.push_back({K::kScale, bits, sign, 10, 64, 2, 32, dt, offset});  // row blocks of whole vectors
       }
     }
     out.push_back({K::kScale, bits, true, 9, 37, 1, 37, DType::kFloat16, 0});  // odd K: unaligned 4-bit rows

@@ -48,6 +48,17 @@ inline float param(const void* p, DType t, int64_t i) {
   return load_float(p, t, i);
 }
 
+// params[i] for i in [i0, i0 + count) as floats (fp16 a vector at a time).
+template <class Isa>
+void load_params(const void* p, DType t, int64_t i0, int64_t count, float* out) {
+  int64_t i = 0;
+  if (t == DType::kFloat16) {
+    const auto* h = static_cast<const uint16_t*>(p) + i0;
+    for (; i + Isa::W <= count; i += Isa::W) Isa::store(out + i, Isa::load_half(h + i));
+  }
+  for (; i < count; ++i) out[i] = param<Isa>(p, t, i0 + i);
+}
+
 // Decoders expand the codes of one group. The fused kernel asks for raw
 // values (raw(): SPLIT vectors for SPLIT * W codes) and turns a group's sum
 // of x * raw into its contribution once per group (finish()); the row walker
@@ -56,15 +67,17 @@ inline float param(const void* p, DType t, int64_t i) {
 // SPLIT 2 (4-bit codes): W bytes give the W even codes, then the W odd ones,
 // so the kernel reads x permuted the same way (see permute_pairs).
 
-// (code - offset) * scale = raw * s + b, raw = code + kBias: signed 4-bit
-// codes are read with their sign bit flipped (code + 8, no sign extension)
-// and the 8 moves into b.
+// (code - offset) * scale = raw * s + b, raw = code + kBias: split 4-bit
+// codes come as the ISA reads them fastest (nibble_values: signed codes
+// with their sign bit flipped, code + 8, where a conversion is cheaper than
+// a 16-entry lookup), and the bias moves into b.
 template <class Isa, int BITS, bool SIGNED, int SPLIT>
 struct ScaleDecoder {
   using F = typename Isa::F;
   static constexpr int kBits = BITS;
   static constexpr int kSplit = SPLIT;
-  static constexpr int kBias = SPLIT == 2 && SIGNED ? 8 : 0;
+  static constexpr int kBias = SPLIT == 2 ? Isa::template kNibbleBias<SIGNED> : 0;
+  static constexpr bool kGroupScale = true;  // see group_params
   float fs = 0.f, fb = 0.f;
 
   void begin(const CompressedWeight& w, int64_t g) {
@@ -72,20 +85,30 @@ struct ScaleDecoder {
     const float off = w.offset != nullptr ? param<Isa>(w.offset, w.offset_dtype, g) : 0.f;
     fb = -(off + kBias) * fs;
   }
+  // Whether group_params can give a nonzero b (the fused kernels then need sums of x).
+  static bool has_bias(const CompressedWeight& w) { return w.offset != nullptr || kBias != 0; }
+  // s and b of the `count` groups from g (begin()'s values, made for a whole
+  // row at once); returns whether any b is nonzero.
+  static bool group_params(const CompressedWeight& w, int64_t g, int64_t count, float* s, float* b) {
+    load_params<Isa>(w.scale, w.scale_dtype, g, count, s);
+    if (!has_bias(w)) return false;
+    if (w.offset != nullptr) load_params<Isa>(w.offset, w.offset_dtype, g, count, b);
+    bool any = false;
+    for (int64_t i = 0; i < count; ++i) {
+      const float off = w.offset != nullptr ? b[i] : 0.f;
+      b[i] = -(off + kBias) * s[i];
+      any |= b[i] != 0.f;
+    }
+    return any;
+  }
   void raw(const uint8_t* p, F* out) const {
     if constexpr (SPLIT == 2) {
-      typename Isa::I lo, hi;
-      Isa::template nibbles<SIGNED>(p, &lo, &hi);
-      out[0] = Isa::cvt(lo);
-      out[1] = Isa::cvt(hi);
+      Isa::template nibble_values<SIGNED>(p, &out[0], &out[1]);
     } else {
       out[0] = Isa::cvt(Isa::template codes<BITS, SIGNED>(p));
     }
   }
   float raw_scalar(int32_t code) const { return static_cast<float>(code + kBias); }
-  // acc + s * sum(x * raw); the caller adds bias() * sum(x).
-  F scaled(F sum_xr, F acc) const { return Isa::fma(sum_xr, Isa::set1(fs), acc); }
-  float bias() const { return fb; }
   // acc + s * sum(x * raw) + b * sum(x)
   F finish(F sum_xr, F sum_x, F acc) const {
     return Isa::fma(sum_xr, Isa::set1(fs), Isa::fma(sum_x, Isa::set1(fb), acc));
@@ -105,6 +128,7 @@ struct LutDecoder {
   static constexpr int kBits = BITS;
   static constexpr int kSplit = SPLIT;
   static constexpr int kEntries = 1 << BITS;
+  static constexpr bool kGroupScale = false;
   alignas(64) float table[std::max(kEntries, 64)];
   typename Isa::template Lut<BITS> lut;
   int64_t group = -1;
@@ -118,17 +142,14 @@ struct LutDecoder {
   }
   void raw(const uint8_t* p, F* out) const {
     if constexpr (SPLIT == 2) {
-      typename Isa::I lo, hi;
-      Isa::template nibbles<false>(p, &lo, &hi);
-      out[0] = Isa::template lookup<BITS>(lut, lo);
-      out[1] = Isa::template lookup<BITS>(lut, hi);
+      Isa::nibble_lookup(p, lut, &out[0], &out[1]);
     } else {
       out[0] = Isa::template lookup<BITS>(lut, Isa::template codes<BITS, false>(p));
     }
   }
   float raw_scalar(int32_t code) const { return table[code]; }
+  static bool has_bias(const CompressedWeight&) { return false; }
   F scaled(F sum_xr, F acc) const { return Isa::add(acc, sum_xr); }
-  float bias() const { return 0.f; }
   F finish(F sum_xr, F /*sum_x*/, F acc) const { return Isa::add(acc, sum_xr); }
   F vec(const uint8_t* p) const {
     F r[SPLIT];
@@ -279,12 +300,38 @@ bool whole_groups(const CompressedWeight& w, int bits) {
   return (w.cols * bits) % 8 == 0 && w.col_block % (SPLIT * Isa::W) == 0;
 }
 
+// The s and b of every group of rows [n0, n1) (Dec::group_params), made once
+// per call: group g's are s[g - first] and b[g - first].
+struct GroupParams {
+  const float* s = nullptr;
+  const float* b = nullptr;
+  int64_t first = 0;
+  bool any_bias = false;
+};
+
+template <class Dec>
+GroupParams group_params(const CompressedWeight& w, int64_t n0, int64_t n1) {
+  thread_local std::vector<float> buf;
+  const int64_t first = (n0 / w.row_block) * w.grid_cols;
+  const int64_t count = ((n1 - 1) / w.row_block + 1) * w.grid_cols - first;
+  buf.resize(static_cast<size_t>(2 * count));
+  GroupParams p;
+  p.s = buf.data();
+  p.b = buf.data() + count;
+  p.first = first;
+  p.any_bias = Dec::group_params(w, first, count, buf.data(), buf.data() + count);
+  return p;
+}
+
 // fused_block for whole_groups() weights: no partial vectors, and no sums of
-// x in the inner loop: the offset term of group gc is bias() times
+// x in the inner loop: the offset term of group gc is b times
 // xsum[m * grid_cols + gc], the sum of x over the group, made once per call.
+// Scale decoders read every group's s and b from `params` (GroupParams), so
+// a group ends in one FMA with a scale read from memory and the offset terms
+// are summed after the row.
 template <class Isa, class Dec, int MB, int NR>
-void fused_block_whole(const float* xs, const float* xsum, const CompressedWeight& w, int64_t n, float* y,
-                       int64_t ldy) {
+void fused_block_whole(const float* xs, const float* xsum, const CompressedWeight& w, int64_t n, float* y, int64_t ldy,
+                       const GroupParams& params) {
   using F = typename Isa::F;
   constexpr int W = Isa::W;
   constexpr int B = Dec::kBits;
@@ -303,7 +350,9 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     for (int r = 0; r < NR; ++r) acc[m][r] = Isa::zero();
   Dec dec[NR];
   for (int64_t gc = 0; gc < G; ++gc) {
-    for (int r = 0; r < NR; ++r) dec[r].begin(w, group_row[r] + gc);
+    if constexpr (!Dec::kGroupScale) {
+      for (int r = 0; r < NR; ++r) dec[r].begin(w, group_row[r] + gc);
+    }
     F sxr[MB][NR];
     for (int m = 0; m < MB; ++m)
       for (int r = 0; r < NR; ++r) sxr[m][r] = Isa::zero();
@@ -320,24 +369,39 @@ void fused_block_whole(const float* xs, const float* xsum, const CompressedWeigh
     }
     for (int m = 0; m < MB; ++m) {
       for (int r = 0; r < NR; ++r) {
-        acc[m][r] = dec[r].scaled(sxr[m][r], acc[m][r]);
-        bias[m][r] += dec[r].bias() * xsum[m * G + gc];
+        if constexpr (Dec::kGroupScale) {
+          acc[m][r] = Isa::fma(sxr[m][r], Isa::set1(params.s[group_row[r] - params.first + gc]), acc[m][r]);
+        } else {
+          acc[m][r] = dec[r].scaled(sxr[m][r], acc[m][r]);
+        }
       }
+    }
+  }
+  if constexpr (Dec::kGroupScale) {
+    if (params.any_bias) {
+      for (int m = 0; m < MB; ++m)
+        for (int r = 0; r < NR; ++r)
+          for (int64_t gc = 0; gc < G; ++gc)
+            bias[m][r] += params.b[group_row[r] - params.first + gc] * xsum[m * G + gc];
     }
   }
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < NR; ++r) y[m * ldy + n + r] = Isa::hsum(acc[m][r]) + bias[m][r];
 }
 
+// `whole`: w is whole_groups(), and xsum holds the sums of x over groups if
+// the decoder has_bias().
 template <class Isa, class Dec, int MB>
-void fused_rows(const float* x, const float* xp, const float* xsum, const CompressedWeight& w, float* y, int64_t ldy,
-                int64_t n0, int64_t n1) {
+void fused_rows(const float* x, const float* xp, bool whole, const float* xsum, const CompressedWeight& w, float* y,
+                int64_t ldy, int64_t n0, int64_t n1) {
   constexpr int NR = MB == 1 ? 4 : MB == 2 ? 2 : 1;  // MB * NR >= 3 independent accumulator chains
   int64_t n = n0;
-  if (xsum != nullptr) {
+  if (whole) {
     const float* xs = Dec::kSplit == 2 ? xp : x;
-    for (; n + NR <= n1; n += NR) fused_block_whole<Isa, Dec, MB, NR>(xs, xsum, w, n, y, ldy);
-    for (; n < n1; ++n) fused_block_whole<Isa, Dec, MB, 1>(xs, xsum, w, n, y, ldy);
+    GroupParams params;
+    if constexpr (Dec::kGroupScale) params = group_params<Dec>(w, n0, n1);
+    for (; n + NR <= n1; n += NR) fused_block_whole<Isa, Dec, MB, NR>(xs, xsum, w, n, y, ldy, params);
+    for (; n < n1; ++n) fused_block_whole<Isa, Dec, MB, 1>(xs, xsum, w, n, y, ldy, params);
     return;
   }
   for (; n + NR <= n1; n += NR) fused_block<Isa, Dec, MB, NR>(x, xp, w, n, y, ldy);
@@ -389,8 +453,9 @@ void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
     permute_pairs<Isa::W>(x, M, w.cols, permuted.data());
     xp = permuted.data();
   }
+  const bool whole = whole_groups<Isa, Dec::kSplit>(w, Dec::kBits);
   const float* xsum = nullptr;
-  if (whole_groups<Isa, Dec::kSplit>(w, Dec::kBits)) {
+  if (whole && Dec::has_bias(w)) {
     thread_local std::vector<float> sums;
     const int64_t G = w.grid_cols;
     sums.resize(static_cast<size_t>(M * G));
@@ -407,10 +472,10 @@ void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
     xsum = sums.data();
   }
   switch (M) {
-    case 1: return fused_rows<Isa, Dec, 1>(x, xp, xsum, w, y, ldy, n0, n1);
-    case 2: return fused_rows<Isa, Dec, 2>(x, xp, xsum, w, y, ldy, n0, n1);
-    case 3: return fused_rows<Isa, Dec, 3>(x, xp, xsum, w, y, ldy, n0, n1);
-    default: return fused_rows<Isa, Dec, 4>(x, xp, xsum, w, y, ldy, n0, n1);
+    case 1: return fused_rows<Isa, Dec, 1>(x, xp, whole, xsum, w, y, ldy, n0, n1);
+    case 2: return fused_rows<Isa, Dec, 2>(x, xp, whole, xsum, w, y, ldy, n0, n1);
+    case 3: return fused_rows<Isa, Dec, 3>(x, xp, whole, xsum, w, y, ldy, n0, n1);
+    default: return fused_rows<Isa, Dec, 4>(x, xp, whole, xsum, w, y, ldy, n0, n1);
   }
 }
 

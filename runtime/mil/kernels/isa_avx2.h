@@ -101,6 +101,16 @@ struct IsaAvx2 {
     *lo = _mm256_and_si256(v, _mm256_set1_epi32(15));
     *hi = _mm256_srli_epi32(v, 4);
   }
+  // See isa_generic.h. A conversion: a 16-entry lookup takes two permutes and a blend at 8 lanes.
+  template <bool SIGNED>
+  static constexpr int kNibbleBias = SIGNED ? 8 : 0;
+  template <bool SIGNED>
+  static void nibble_values(const uint8_t* p, F* lo, F* hi) {
+    I a, b;
+    nibbles<SIGNED>(p, &a, &b);
+    *lo = cvt(a);
+    *hi = cvt(b);
+  }
   static float half(uint16_t h) { return _cvtsh_ss(h); }
 
   // Up to 16 entries live in registers (permutes); larger tables are gathered.
@@ -123,6 +133,12 @@ struct IsaAvx2 {
     } else {
       return _mm256_i32gather_ps(lut.table, idx, 4);
     }
+  }
+  static void nibble_lookup(const uint8_t* p, const Lut<4>& lut, F* lo, F* hi) {
+    I a, b;
+    nibbles<false>(p, &a, &b);
+    *lo = lookup<4>(lut, a);
+    *hi = lookup<4>(lut, b);
   }
 };
 

@@ -88,14 +88,22 @@ struct IsaAvx512 {
     }
   }
 
-  // 32 codes of 4 bits from 16 bytes: even codes in lo, odd ones in hi (see isa_generic.h).
-  template <bool FLIP>
-  static void nibbles(const uint8_t* p, I* lo, I* hi) {
-    __m128i b = x86::load_code_bytes<16>(p);
-    if constexpr (FLIP) b = _mm_xor_si128(b, _mm_set1_epi8(static_cast<char>(0x88)));
-    __m512i v = _mm512_cvtepu8_epi32(b);
-    *lo = _mm512_and_si512(v, _mm512_set1_epi32(15));
-    *hi = _mm512_srli_epi32(v, 4);
+  // 32 codes of 4 bits from 16 bytes as floats: even codes in lo, odd ones
+  // in hi (see isa_generic.h). Codes are looked up (one permute each, which reads
+  // only the low 4 bits of an index: the low nibble needs no mask), so
+  // signed codes come out as they are, without a bias.
+  template <bool SIGNED>
+  static constexpr int kNibbleBias = 0;
+  template <bool SIGNED>
+  static void nibble_values(const uint8_t* p, F* lo, F* hi) {
+    const F table = SIGNED ? _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1)
+                           : _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    nibble_permute(p, table, lo, hi);
+  }
+  static void nibble_permute(const uint8_t* p, F table, F* lo, F* hi) {
+    const __m512i v = _mm512_cvtepu8_epi32(x86::load_code_bytes<16>(p));
+    *lo = _mm512_permutexvar_ps(v, table);
+    *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
   }
   static float half(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -128,6 +136,7 @@ struct IsaAvx512 {
       return _mm512_i32gather_ps(idx, lut.table, 4);
     }
   }
+  static void nibble_lookup(const uint8_t* p, const Lut<4>& lut, F* lo, F* hi) { nibble_permute(p, lut.t[0], lo, hi); }
 };
 
 }  // namespace staticllm::mil

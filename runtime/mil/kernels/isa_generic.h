@@ -134,6 +134,17 @@ struct IsaGeneric {
       hi->v[i] = b >> 4;
     }
   }
+  // The 2N codes of 4 bits in the N bytes at p as floats, split as nibbles()
+  // does: code + kNibbleBias (a signed code read with its top bit flipped).
+  template <bool SIGNED>
+  static constexpr int kNibbleBias = SIGNED ? 8 : 0;
+  template <bool SIGNED>
+  static void nibble_values(const uint8_t* p, F* lo, F* hi) {
+    I a, b;
+    nibbles<SIGNED>(p, &a, &b);
+    *lo = cvt(a);
+    *hi = cvt(b);
+  }
   static float half(uint16_t h) { return half_to_float(h); }
 
   // A lookup table of 1 << BITS floats; `table` stays valid while it is used.
@@ -150,6 +161,13 @@ struct IsaGeneric {
     F r;
     for (int i = 0; i < N; ++i) r.v[i] = lut.table[idx.v[i]];
     return r;
+  }
+  // A 16-entry table's values for the 2N codes of 4 bits at p, split as nibbles() does.
+  static void nibble_lookup(const uint8_t* p, const Lut<4>& lut, F* lo, F* hi) {
+    I a, b;
+    nibbles<false>(p, &a, &b);
+    *lo = lookup<4>(lut, a);
+    *hi = lookup<4>(lut, b);
   }
 };
 

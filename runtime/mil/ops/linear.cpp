@@ -4,6 +4,7 @@
 // over output features for linear, over batches for matmul.
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 #include "mil/kernels/compressed.h"
@@ -102,10 +103,13 @@ PlannedOp build_linear(OpPlanContext& ctx) {
 // Batched matmul. Per batch: x as [M, K] fp32, y read in its stored dtype,
 // either [N, K] (transpose_y: gemm_nt) or [K, N] (gemm_nn). The work items
 // are row chunks of every batch, so that a few large batches (attention over
-// 3 kv heads on 2 threads) still split evenly.
+// 3 kv heads on 2 threads) still split evenly; with transpose_y and too few
+// rows for that (decode attention: 3 query rows per kv head), column chunks
+// of the rows too.
 struct MatmulPlan {
   int64_t M = 0, K = 0, N = 0, batches = 1;
-  int64_t chunk_rows = 0, chunks = 1;  // rows of x per work item, items per batch
+  int64_t chunk_rows = 0, chunks = 1;      // rows of x per work item, row chunks per batch
+  int64_t chunk_cols = 0, col_chunks = 1;  // columns of y per work item (transpose_y), column chunks per row chunk
   bool tx = false, ty = false;
   std::vector<int64_t> x_batch, y_batch;  // element offsets per output batch
   DType x_dtype = DType::kFloat32, y_dtype = DType::kFloat32, out_dtype = DType::kFloat32;
@@ -113,9 +117,9 @@ struct MatmulPlan {
   int slots = 1;
 };
 
-// Rows [m0, m1) of batch b.
+// Rows [m0, m1) of batch b, columns [n0, n1) (all of them without transpose_y).
 void matmul_rows(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor& out, int64_t b, int64_t m0,
-                 int64_t m1, float* scratch) {
+                 int64_t m1, int64_t n0, int64_t n1, float* scratch) {
   const int64_t rows = m1 - m0;
   float* x = scratch;
   float* o = x + rows * p.K;
@@ -133,11 +137,14 @@ void matmul_rows(const MatmulPlan& p, const Tensor& xt, const Tensor& yt, Tensor
   const auto* base =
       static_cast<const uint8_t*>(yt.data()) + p.y_batch[b] * static_cast<int64_t>(dtype_size(p.y_dtype));
   if (p.ty) {
-    gemm_nt(x, rows, p.K, base, weight_type(p.y_dtype), dst, p.N, 0, p.N);
+    gemm_nt(x, rows, p.K, base, weight_type(p.y_dtype), dst, p.N, n0, n1);
   } else {
     gemm_nn(x, p.K, base, weight_type(p.y_dtype), p.N, dst, 0, rows);
   }
-  if (!out_f32) store_run<float>(p.out_dtype, out.data(), out_off, rows * p.N, dst);
+  if (out_f32) return;
+  if (n0 == 0 && n1 == p.N) return store_run<float>(p.out_dtype, out.data(), out_off, rows * p.N, dst);
+  for (int64_t m = 0; m < rows; ++m)
+    store_run<float>(p.out_dtype, out.data(), out_off + m * p.N + n0, n1 - n0, dst + m * p.N + n0);
 }
 
 PlannedOp build_matmul(OpPlanContext& ctx) {
@@ -170,6 +177,18 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   p.chunks = std::clamp<int64_t>((8 * p.slots + p.batches - 1) / p.batches, 1, std::max<int64_t>(1, p.M / 16));
   p.chunk_rows = (p.M + p.chunks - 1) / p.chunks;
   p.chunks = (p.M + p.chunk_rows - 1) / std::max<int64_t>(1, p.chunk_rows);
+  // transpose_y: when the row items do not split evenly over the threads'
+  // slots, each is cut into slots / gcd column chunks (multiples of 16: the
+  // kernels' row tiles), so that every slot gets the same work.
+  p.chunk_cols = p.N;
+  const int64_t row_items = p.batches * p.chunks;
+  if (p.ty && p.slots > 1 && row_items % p.slots != 0) {
+    const int64_t c = p.slots / std::gcd<int64_t>(row_items, p.slots);
+    if (p.N >= 16 * c) {
+      p.chunk_cols = ((p.N + c - 1) / c + 15) / 16 * 16;
+      p.col_chunks = (p.N + p.chunk_cols - 1) / p.chunk_cols;
+    }
+  }
   p.per_slot = static_cast<size_t>(p.chunk_rows * p.K + p.chunk_rows * p.N) + 16;
   Shape out = batch;
   out.push_back(p.M);
@@ -180,10 +199,12 @@ PlannedOp build_matmul(OpPlanContext& ctx) {
   op.scratch_bytes = p.per_slot * p.slots * sizeof(float);
   op.run = [p, xs, ys](const KernelCall& call) {
     auto* scratch = static_cast<float*>(call.scratch);
-    const int64_t items = p.batches * p.chunks;
+    const int64_t items = p.batches * p.chunks * p.col_chunks;
     auto item = [&](int64_t i, float* buf) {
-      const int64_t b = i / p.chunks, m0 = (i % p.chunks) * p.chunk_rows;
-      matmul_rows(p, call.in(xs), call.in(ys), call.out(0), b, m0, std::min(p.M, m0 + p.chunk_rows), buf);
+      const int64_t rc = i / p.col_chunks, b = rc / p.chunks, m0 = (rc % p.chunks) * p.chunk_rows;
+      const int64_t n0 = (i % p.col_chunks) * p.chunk_cols;
+      matmul_rows(p, call.in(xs), call.in(ys), call.out(0), b, m0, std::min(p.M, m0 + p.chunk_rows), n0,
+                  std::min(p.N, n0 + p.chunk_cols), buf);
     };
     auto work = [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s)

@@ -71,6 +71,10 @@ std::vector<Entry> matmuls() {
       matmul_entry("[4, 16, 32] x [4, 32, 40], batches split over the thread pool", mat({4, 16, 32}, 20),
                    mat({4, 32, 40}, 21), false, false),
       matmul_entry("transpose_x and transpose_y", mat({6, 3}, 14), mat({4, 6}, 15), true, true),
+      // Decode attention: 3 batches of 3 rows do not split evenly over 2 threads, so each is also cut
+      // into column chunks (100 = 64 + 36: a partial row tile).
+      matmul_entry("transpose_y, [3, 3, 16] x [3, 100, 16], column chunks", mat({3, 3, 16}, 22), mat({3, 100, 16}, 23),
+                   false, true),
       op("matmul", "flags default to false")
           .in("x", mat({3, 2}, 16))
           .in("y", mat({2, 3}, 17))

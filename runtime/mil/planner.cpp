@@ -450,7 +450,8 @@ class Planner {
       if (values()[it->second].is_const) ensure_dense(it->second, "output '" + spec.name + "'");
       const PlanValue& v = values()[it->second];
       if (v.is_string) throw BundleError(plan_->where + ": output '" + spec.name + "' is a string");
-      if (v.type.dtype != spec.dtype || !spec.accepts(v.type.shape)) {
+      // A block's output types are what it computes (outer_ set): nothing to check against.
+      if (outer_ == nullptr && (v.type.dtype != spec.dtype || !spec.accepts(v.type.shape))) {
         throw BundleError(plan_->where + ": metadata output '" + spec.name + "' is " + spec.allowed() +
                           " but the program declares " + type_string(v.type));
       }

@@ -121,30 +121,29 @@ class CachedDecoder(torch.nn.Module):
         return self.o((att @ values).transpose(1, 2).reshape(1, 1, -1))
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_small_cnn(tmp_path: Path, precision: str) -> None:
+def _check_stateless(
+    module: torch.nn.Module, x: torch.Tensor, precision: str, tmp_path: Path, name: str
+) -> None:
+    """Converts `module` traced on `x`, runs the package through the
+    interpreter and compares its one output with torch's."""
     import coremltools as ct
 
-    torch.manual_seed(0)
-    module = SmallCNN().eval()
-    x = torch.randn(2, 3, 16, 16)
     model = _convert(module, (x,), precision, inputs=[ct.TensorType(name="x", shape=x.shape)])
-    method = _load(model, tmp_path, "cnn")
+    method = _load(model, tmp_path, name)
     (out,) = method.execute({"x": x.numpy()}).values()
     _close(out, module(x), precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_small_cnn(tmp_path: Path, precision: str) -> None:
+    torch.manual_seed(0)
+    _check_stateless(SmallCNN().eval(), torch.randn(2, 3, 16, 16), precision, tmp_path, "cnn")
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_transformer_encoder_block(tmp_path: Path, precision: str) -> None:
-    import coremltools as ct
-
     torch.manual_seed(1)
-    module = EncoderBlock().eval()
-    x = torch.randn(2, 6, 32)
-    model = _convert(module, (x,), precision, inputs=[ct.TensorType(name="x", shape=x.shape)])
-    method = _load(model, tmp_path, "encoder")
-    (out,) = method.execute({"x": x.numpy()}).values()
-    _close(out, module(x), precision)
+    _check_stateless(EncoderBlock().eval(), torch.randn(2, 6, 32), precision, tmp_path, "encoder")
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

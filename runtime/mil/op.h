@@ -167,6 +167,7 @@ void register_einsum_ops(OpRegistry& r);         // ops/einsum.cpp (einsum)
 void register_recurrent_ops(OpRegistry& r);      // ops/recurrent.cpp (rnn, gru, lstm)
 void register_random_ops(OpRegistry& r);         // ops/random.cpp (random_uniform/normal/bernoulli/categorical)
 void register_value_shaped_ops(OpRegistry& r);   // ops/value_shaped.cpp (non_zero)
+void register_detection_ops(OpRegistry& r);      // ops/detection.cpp (non_maximum_suppression)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

@@ -35,6 +35,7 @@ OpRegistry& OpRegistry::instance() {
     register_recurrent_ops(*r);
     register_random_ops(*r);
     register_value_shaped_ops(*r);
+    register_detection_ops(*r);
     return r;
   }();
   return *registry;

@@ -291,3 +291,17 @@ TEST_CASE("crop_resize before iOS16 refuses a sample point outside the input; fr
                       Catch::Contains("lies outside the input, which crop_resize before iOS16 does not define"));
   REQUIRE(values(crop(16)[0]) == std::vector<float>{1, 0});
 }
+
+TEST_CASE("non_maximum_suppression rejects mismatched shapes and max_boxes below 1", "[ops]") {
+  auto nms = [](Shape boxes, Shape scores, int32_t max_boxes) {
+    return run_op("non_maximum_suppression", {{"boxes", {input(f32(boxes, std::vector<float>(shape_numel(boxes))))}},
+                                              {"scores", {input(f32(scores, std::vector<float>(shape_numel(scores))))}},
+                                              {"iou_threshold", {constant(f32({}, {0.5f}))}},
+                                              {"score_threshold", {constant(f32({}, {0.f}))}},
+                                              {"max_boxes", {constant(i32({}, {max_boxes}))}}});
+  };
+  REQUIRE(nms({1, 3, 4}, {1, 3, 2}, 2).size() == 4);
+  REQUIRE_THROWS_WITH(nms({1, 3, 5}, {1, 3, 2}, 2), Catch::Contains("boxes must hold 4 coordinates per box"));
+  REQUIRE_THROWS_WITH(nms({1, 3, 4}, {1, 2, 2}, 2), Catch::Contains("scores must match boxes in batch and box count"));
+  REQUIRE_THROWS_WITH(nms({1, 3, 4}, {1, 3, 2}, 0), Catch::Contains("max_boxes must be positive, got 0"));
+}

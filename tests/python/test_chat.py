@@ -147,7 +147,17 @@ def test_closing_a_reply_early_keeps_it_and_the_next_turn_still_matches(chat_bun
 
 def _spawn(bundle, *args: str) -> pexpect.spawn:
     cmd = [sys.executable, "-m", "staticllm.cli", "chat", str(bundle), *args]
-    child = pexpect.spawn(cmd[0], cmd[1:], encoding="utf-8", timeout=60, dimensions=(40, 200))
+    # Ctrl-C as a terminal user gets it: a test run started in the background
+    # by a non-interactive shell (nohup ... &) has SIGINT ignored, the child
+    # would inherit that, and Python keeps an ignored SIGINT ignored.
+    child = pexpect.spawn(
+        cmd[0],
+        cmd[1:],
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     child.expect_exact(">>> ")
     return child
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from staticllm.bundle_layout import METADATA
 from staticllm.errors import MetadataError
 
 FORMAT = 4  # what export writes
@@ -288,7 +289,7 @@ class LLMSpec:
         return section
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any], where: str = "metadata.json") -> LLMSpec:
+    def from_metadata(cls, metadata: Mapping[str, Any], where: str = METADATA) -> LLMSpec:
         """Parses `metadata["llm"]`; the methods' specs in `metadata["methods"]`
         supply the dtype. Every error names the key."""
         llm = metadata.get("llm")

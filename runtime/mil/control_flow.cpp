@@ -68,10 +68,11 @@ struct PlannedBlock {
 // Plans block `index` of the op as function "<function>/<op name>.<label>",
 // so that messages about its ops name where they are. `inputs` are the
 // block's run-time inputs (loop variables, then outer values), `constants`
-// the values it reads by name.
+// the values it reads by name; `share_pool` as for BlockPlanner.
 PlannedBlock plan_one(const OpPlanContext& ctx, const OpDecl& op, size_t index, const std::string& label,
                       const std::string& function, const std::vector<ValueDecl>& inputs,
-                      const std::vector<NamedConstant>& constants, const BlockPlanner& plan_block) {
+                      const std::vector<NamedConstant>& constants, const BlockPlanner& plan_block,
+                      bool share_pool = true) {
   const BlockDecl& block = op.blocks[index];
   FunctionDecl fn;
   fn.name = function + "/" + op.name + "." + label;
@@ -83,7 +84,7 @@ PlannedBlock plan_one(const OpPlanContext& ctx, const OpDecl& op, size_t index, 
   method.name = method.function_name = fn.name;
   for (const ValueDecl& in : fn.inputs) method.inputs.push_back(spec_of(in.name, in.type));
   for (const std::string& name : fn.outputs) method.outputs.push_back(spec_of(name, {}));
-  std::shared_ptr<const Plan> plan = plan_block(fn, method, constants);
+  std::shared_ptr<const Plan> plan = plan_block(fn, method, constants, share_pool);
   PlannedBlock planned;
   for (int id : plan->output_values) planned.outputs.push_back(plan->values[id].type);
   planned.executor = std::make_shared<Executor>(std::move(plan));
@@ -234,10 +235,11 @@ PlannedOp run_loop_now(const OpPlanContext& ctx, const OpDecl& op, const std::st
     return constants;
   };
   for (;;) {
-    PlannedBlock cond = plan_one(ctx, op, 0, "cond", function, {}, bound(0), plan_block);
+    // (own pools: a growing list's every length would stay in a shared one)
+    PlannedBlock cond = plan_one(ctx, op, 0, "cond", function, {}, bound(0), plan_block, false);
     check_cond_block(ctx, cond);
     if (!is_true(cond.executor->execute({})[0])) break;
-    PlannedBlock body = plan_one(ctx, op, 1, "body", function, {}, bound(1), plan_block);
+    PlannedBlock body = plan_one(ctx, op, 1, "body", function, {}, bound(1), plan_block, false);
     check_body_block(ctx, body, n);
     std::vector<Tensor> next = body.executor->execute({});
     for (size_t i = 0; i < n; ++i) {

@@ -522,9 +522,10 @@ class Planner {
 
   // Nested blocks are planned by planners of their own (fixed shapes), sharing the pool.
   BlockPlanner block_planner() {
-    return [this](const FunctionDecl& fn, const MethodMetadata& m, const std::vector<NamedConstant>& constants) {
+    return [this](const FunctionDecl& fn, const MethodMetadata& m, const std::vector<NamedConstant>& constants,
+                  bool share_pool) {
       const PlanFor fixed;
-      return Planner(fn, m, pool_, fixed, &constants).run();
+      return Planner(fn, m, share_pool ? pool_ : nullptr, fixed, &constants).run();
     };
   }
 };

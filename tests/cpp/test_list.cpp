@@ -178,3 +178,44 @@ TEST_CASE("a list that grows in a while_loop runs on the eager path", "[list][co
     CHECK(values(out[1]) == (n == 0 ? std::vector<float>{0, 0, 0, 0} : std::vector<float>{0, 0, 1, 2}));
   }
 }
+
+namespace {
+
+// ls = p ? (ls0 with row at 2) : (ls0 with row at 0), ls0 a dynamic-length
+// list of one element [2]: the branches leave it 3 and 1 long.
+json branching_writes() {
+  json make = op("make_list", {{"elem_shape", inline_value(immediate("INT32", {}, {{"ints", {{"values", {2}}}}}))}},
+                 "ls0", list_type({2}, 1));
+  auto write_at = [](int32_t at, const std::string& out) {
+    json index = inline_value(immediate("INT32", {}, {{"ints", {{"values", {at}}}}}));
+    json w =
+        op("list_write", {{"ls", named("ls0")}, {"index", index}, {"value", named("row")}}, out, list_type({2}, 1));
+    return block(json::array(), json::array({w}), {out});
+  };
+  json c = {{"type", "cond"},
+            {"inputs", {{"pred", named("p")}}},
+            {"outputs", json::array({json{{"name", "ls"}, {"type", list_type({2}, 1)}}})},
+            {"blocks", json::array({write_at(2, "t"), write_at(0, "f")})}};
+  json ops = json::array({make, c, op("list_length", {{"ls", named("ls")}}, "len", tensor_type("INT32", {}))});
+  return program(json::array({input("p", "BOOL", {}), input("row", "FLOAT32", {2})}), ops, {"len"});
+}
+
+}  // namespace
+
+TEST_CASE("a cond whose branches leave lists of different lengths runs on the eager path", "[list][control_flow]") {
+  Program p = load_program(write_json(branching_writes()), nullptr);
+  MethodMetadata m;
+  m.name = m.function_name = "main";
+  m.inputs = {spec("p", DType::kBool, {}), spec("row", DType::kFloat32, {2})};
+  m.outputs = {spec("len", DType::kInt32, {})};
+  REQUIRE_THROWS_WITH(plan_function(p.functions.at("main"), m),
+                      "function 'main', op 'ls' (type 'cond'): the branches yield list of 3 fp32 [2] and list of 1 "
+                      "fp32 [2] as output 0");
+  for (bool pred : {true, false}) {
+    const std::vector<Tensor> call = {boolean({}, {pred}), f32({2}, {1, 2})};
+    PlanFor eager;
+    eager.input_values = &call;
+    Executor exec(plan_function(p.functions.at("main"), m, nullptr, eager));
+    CHECK(exec.execute(call)[0].data_as<int32_t>()[0] == (pred ? 3 : 1));
+  }
+}

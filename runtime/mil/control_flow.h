@@ -29,12 +29,22 @@ bool is_control_flow_op(const std::string& type);
 // first use.
 std::vector<std::string> outer_names(const OpDecl& op);
 
+// A constant a block reads by name: an outer value, or (when a loop runs
+// while it is planned) a loop variable.
+struct NamedConstant {
+  std::string name;
+  ValueType type;  // the tensor's dtype and shape, and whether it is a list
+  Tensor value;
+};
+
 // Plans a block given as a function; `constants` are outer constants it may
 // read by name. The planned output types are the block's; the metadata's
-// output types are not checked.
+// output types are not checked. With `share_pool` its folded constants join
+// the enclosing plan's pool; without, they live as long as the block's plan
+// (a loop run while planned: each iteration's values die with it).
 using BlockPlanner =
     std::function<std::shared_ptr<const Plan>(const FunctionDecl& block, const MethodMetadata& method,
-                                              const std::vector<std::pair<std::string, Tensor>>& constants)>;
+                                              const std::vector<NamedConstant>& constants, bool share_pool)>;
 
 // The kernel of a cond or while_loop op. `ctx` binds the op's parameters and,
 // as parameter kOuterParam, the values named by `outer` (outer_names(op)).

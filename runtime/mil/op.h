@@ -32,7 +32,20 @@ struct ValueType {
   DType dtype = DType::kFloat32;
   // may hold kFlexibleDim or be {kAnyRank} in a program's declarations, never in a plan
   Shape shape;
+  // A MIL list (make_list and the list_* ops) is held as its elements
+  // stacked: shape [length, *element shape]. In a plan the length is what the
+  // list holds at that point; a program declares only its initial length
+  // (the proto records no more), which a growing list leaves behind.
+  bool is_list = false;
+  bool dynamic_length = false;  // planned lists only: writes past the end grow it
 };
+
+// Whether a computed type is one the program's declaration allows: open
+// dimensions (flexible inputs, values known at run time) take any size, and a
+// list any length.
+bool fits_declared(const ValueType& declared, const ValueType& got);
+// "fp32 [2, 3]"; a list "list of 3 fp32 [2]".
+std::string type_string(const ValueType& t);
 
 // Thrown while planning when an op needs as a constant a value the function
 // computes at run time (reshape's shape, fill's shape, non_zero's input), or
@@ -73,6 +86,10 @@ struct PlannedOp {
   // stored: the planner keeps this instead of folding the op, and makes the
   // dense constant only for an op that asks for it (with `run`).
   std::shared_ptr<const CompressedWeight> compressed;
+  // Control flow run while it is planned (a loop whose variables change
+  // shape from one iteration to the next, all its inputs known): its
+  // outputs, which the planner makes constants; `run` is then unused.
+  std::vector<Tensor> results;
 };
 
 // Plan-time view of one op. Parameter names are the MIL names ("x", "y", "axes").
@@ -168,6 +185,7 @@ void register_recurrent_ops(OpRegistry& r);      // ops/recurrent.cpp (rnn, gru,
 void register_random_ops(OpRegistry& r);         // ops/random.cpp (random_uniform/normal/bernoulli/categorical)
 void register_value_shaped_ops(OpRegistry& r);   // ops/value_shaped.cpp (non_zero)
 void register_detection_ops(OpRegistry& r);      // ops/detection.cpp (non_maximum_suppression)
+void register_list_ops(OpRegistry& r);           // ops/list.cpp (make_list, list_*)
 
 // Row-major strides (in elements) of a shape.
 std::vector<int64_t> contiguous_strides(const Shape& shape);

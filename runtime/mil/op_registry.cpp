@@ -36,6 +36,7 @@ OpRegistry& OpRegistry::instance() {
     register_random_ops(*r);
     register_value_shaped_ops(*r);
     register_detection_ops(*r);
+    register_list_ops(*r);
     return r;
   }();
   return *registry;
@@ -104,6 +105,22 @@ static const Tensor& require_const(const OpPlanContext& ctx, const std::string& 
   if (t == nullptr && ctx.is_run_time(param)) ctx.fail_run_time("parameter '" + param + "' must be a constant");
   if (t == nullptr) ctx.fail("parameter '" + param + "' must be a constant");
   return *t;
+}
+
+std::string type_string(const ValueType& t) {
+  if (!t.is_list || t.shape.empty()) return spec_to_string(t.dtype, t.shape);
+  const std::string length = t.shape[0] < 0 ? "?" : std::to_string(t.shape[0]);
+  return "list of " + length + " " + spec_to_string(t.dtype, Shape(t.shape.begin() + 1, t.shape.end()));
+}
+
+bool fits_declared(const ValueType& declared, const ValueType& got) {
+  if (declared.dtype != got.dtype || declared.is_list != got.is_list) return false;
+  if (declared.shape == Shape{kAnyRank}) return true;
+  if (declared.shape.size() != got.shape.size()) return false;
+  for (size_t i = got.is_list ? 1 : 0; i < got.shape.size(); ++i) {
+    if (declared.shape[i] != kFlexibleDim && declared.shape[i] != got.shape[i]) return false;
+  }
+  return true;
 }
 
 const Shape& OpPlanContext::declared_shape(size_t i) const {

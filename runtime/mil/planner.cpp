@@ -41,18 +41,6 @@ size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 size_t value_bytes(const PlanValue& v) {
   return static_cast<size_t>(shape_numel(v.type.shape)) * dtype_size(v.type.dtype);
 }
-std::string type_string(const ValueType& t) { return spec_to_string(t.dtype, t.shape); }
-
-// A computed shape against a declared one, whose open dimensions (flexible
-// inputs, values known at run time) take any size.
-bool shape_fits(const Shape& declared, const Shape& got) {
-  if (declared == Shape{kAnyRank}) return true;
-  if (declared.size() != got.size()) return false;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (declared[i] != kFlexibleDim && declared[i] != got[i]) return false;
-  }
-  return true;
-}
 
 // The builder of an op; UnsupportedOpError naming the supported ones when
 // the interpreter has none.
@@ -119,7 +107,7 @@ class Planner {
   // `outer`: when planning a nested block, the constants of the scopes
   // around it it may read by name (control_flow.h).
   Planner(const FunctionDecl& fn, const MethodMetadata& m, ConstPool* pool, const PlanFor& plan_for,
-          const std::vector<std::pair<std::string, Tensor>>* outer = nullptr)
+          const std::vector<NamedConstant>* outer = nullptr)
       : fn_(fn), method_(m), for_(plan_for), pool_(pool != nullptr ? pool : &own_pool_), outer_(outer) {
     plan_ = std::make_shared<Plan>();
     plan_->where = "method '" + m.name + "' (function '" + fn.name + "')";
@@ -127,7 +115,10 @@ class Planner {
 
   std::shared_ptr<const Plan> run() {
     if (outer_ != nullptr) {
-      for (const auto& [name, t] : *outer_) by_name_[name] = constant_value(name, ConstValue{false, {}, t, {}}, {});
+      for (const NamedConstant& c : *outer_) {
+        by_name_[c.name] = constant_value(c.name, ConstValue{false, {}, c.value, {}}, {});
+        values()[by_name_[c.name]].type = c.type;  // a list stays one
+      }
     }
     bind_inputs();
     for (const OpDecl& op : fn_.ops) plan_op(op);
@@ -191,6 +182,8 @@ class Planner {
       v.name = in.name;
       v.input_index = static_cast<int>(pos - caller.begin());
       v.type = input_type(*pos, static_cast<size_t>(v.input_index));
+      v.type.is_list = in.type.is_list;  // a block's loop variable (the metadata has no lists)
+      v.type.dynamic_length = in.type.dynamic_length;
       v.is_state = in.is_state;
       if (!in.is_state && for_.input_values != nullptr) {
         v.is_const = true;  // the eager path
@@ -248,7 +241,7 @@ class Planner {
       if (std::any_of(got.shape.begin(), got.shape.end(), [](int64_t d) { return d < 0; })) {
         throw RuntimeValueNeeded(where + ": output '" + op.outputs[i].name + "' has a shape known only at run time");
       }
-      if (got.dtype != want.dtype || !shape_fits(want.shape, got.shape)) {
+      if (!fits_declared(want, got)) {
         throw BundleError(where + ": output '" + op.outputs[i].name + "' is declared " + type_string(want) +
                           " but the op computes " + type_string(got));
       }
@@ -365,6 +358,16 @@ class Planner {
     for (int id : outs) values()[id].constant = lazy->get(values()[id].lazy_index);
   }
 
+  // The outputs of an op that computed them while planned: constants.
+  void take_results(const std::vector<Tensor>& results, const std::vector<int>& outs, const std::string& where) {
+    for (size_t i = 0; i < outs.size(); ++i) {
+      PlanValue& v = values()[outs[i]];
+      reserve(value_bytes(v), where);
+      v.is_const = true;
+      v.constant = results[i];
+    }
+  }
+
   // Counts `bytes` more of working memory; BundleError past memory_limit().
   void reserve(size_t bytes, const std::string& where) {
     held_ += bytes;
@@ -422,6 +425,10 @@ class Planner {
       v.type = planned.outputs[i];  // the declared type, with its open dimensions fixed
       outs.push_back(add_value(std::move(v)));
       by_name_[o.name] = outs.back();
+    }
+    if (!planned.results.empty()) {
+      take_results(planned.results, outs, where);
+      return;
     }
     const std::vector<int>& ins = ctx.inputs();
     // (a loop is not run at load: it may never end)
@@ -504,7 +511,7 @@ class Planner {
   size_t held_ = 0;     // bytes of folded constants (and, at the end, arena and scratch)
   ConstPool own_pool_;  // when the caller shares none
   ConstPool* pool_;
-  const std::vector<std::pair<std::string, Tensor>>* outer_;
+  const std::vector<NamedConstant>* outer_;
 
   // The id of a value the op's blocks read from this scope.
   int value_id(const std::string& name, const std::string& where) const {
@@ -515,10 +522,10 @@ class Planner {
 
   // Nested blocks are planned by planners of their own (fixed shapes), sharing the pool.
   BlockPlanner block_planner() {
-    return [this](const FunctionDecl& fn, const MethodMetadata& m,
-                  const std::vector<std::pair<std::string, Tensor>>& constants) {
+    return [this](const FunctionDecl& fn, const MethodMetadata& m, const std::vector<NamedConstant>& constants,
+                  bool share_pool) {
       const PlanFor fixed;
-      return Planner(fn, m, pool_, fixed, &constants).run();
+      return Planner(fn, m, share_pool ? pool_ : nullptr, fixed, &constants).run();
     };
   }
 };

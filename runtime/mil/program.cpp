@@ -111,30 +111,18 @@ struct ParsedType {
   bool is_state = false;
 };
 
-ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
-  ParsedType p;
-  const json* tensor = nullptr;
-  if (t.contains("tensorType")) {
-    tensor = &t["tensorType"];
-  } else if (t.contains("stateType")) {
-    p.is_state = true;
-    const json& wrapped = get(c, t["stateType"], "wrappedType", where);
-    tensor = &get(c, wrapped, "tensorType", where);
-  } else {
-    fail(c, where, "only tensor and state values are supported (lists, tuples and dictionaries are not)");
-  }
-  std::string dt = tensor->value("dataType", std::string("FLOAT32"));
+void parse_tensor_type(const Ctx& c, const json& tensor, const std::string& where, ParsedType& p) {
+  std::string dt = tensor.value("dataType", std::string("FLOAT32"));
   if (!parse_dtype(dt, &p.type.dtype, &p.bits, &p.is_string)) fail(c, where, "unsupported data type " + dt);
-  int64_t rank = tensor->contains("rank") ? as_int(c, (*tensor)["rank"], where) : 0;
-  if (tensor->contains("dimensions")) {
-    for (const json& d : (*tensor)["dimensions"]) {
+  int64_t rank = tensor.contains("rank") ? as_int(c, tensor["rank"], where) : 0;
+  if (tensor.contains("dimensions")) {
+    for (const json& d : tensor["dimensions"]) {
       // A dimension known only at run time (a flexible input, or what
       // follows from one or from values): the planner fixes it per call.
       if (d.contains("unknown")) {
         const json& u = d["unknown"];
         const bool variadic = u.is_object() && u.value("variadic", false);
-        if (variadic && (*tensor)["dimensions"].size() != 1)
-          fail(c, where, "a variadic dimension must be the only one");
+        if (variadic && tensor["dimensions"].size() != 1) fail(c, where, "a variadic dimension must be the only one");
         p.type.shape.push_back(variadic ? kAnyRank : kFlexibleDim);
         continue;
       }
@@ -158,6 +146,37 @@ ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
     if (d != 0 && n > kMaxElements / d)
       fail(c, where, "shape " + shape_to_string(p.type.shape) + " has too many elements");
     n *= d;
+  }
+}
+
+// The length of a list type: a constant, or open (kFlexibleDim).
+int64_t parse_list_length(const Ctx& c, const json& length, const std::string& where) {
+  if (length.contains("unknown")) return kFlexibleDim;
+  if (!length.contains("constant")) fail(c, where, "a list length is neither constant nor unknown");
+  const json& cst = length["constant"];
+  const int64_t n = cst.contains("size") ? as_int(c, cst["size"], where) : 0;
+  if (n < 0) fail(c, where, "negative list length");
+  return n;
+}
+
+ParsedType parse_type(const Ctx& c, const json& t, const std::string& where) {
+  ParsedType p;
+  if (t.contains("tensorType")) {
+    parse_tensor_type(c, t["tensorType"], where, p);
+  } else if (t.contains("stateType")) {
+    p.is_state = true;
+    const json& wrapped = get(c, t["stateType"], "wrappedType", where);
+    parse_tensor_type(c, get(c, wrapped, "tensorType", where), where, p);
+  } else if (t.contains("listType")) {
+    // held as [length, *element shape] (ValueType::is_list)
+    const json& list = t["listType"];
+    parse_tensor_type(c, get(c, get(c, list, "type", where), "tensorType", where), where, p);
+    if (p.is_string || p.bits > 0 || p.type.shape == Shape{kAnyRank})
+      fail(c, where, "a list's elements must be tensors of known rank and a whole-byte data type");
+    p.type.shape.insert(p.type.shape.begin(), parse_list_length(c, get(c, list, "length", where), where));
+    p.type.is_list = true;
+  } else {
+    fail(c, where, "only tensor, state and list values are supported (tuples and dictionaries are not)");
   }
   return p;
 }
@@ -296,6 +315,7 @@ std::shared_ptr<ConstValue> parse_immediate(const Ctx& c, const ParsedType& pt, 
 
 std::shared_ptr<ConstValue> parse_value(const Ctx& c, const json& v, const std::string& where) {
   ParsedType pt = parse_type(c, get(c, v, "type", where), where);
+  if (pt.type.is_list) fail(c, where, "list constants are not supported");
   for (int64_t d : pt.type.shape) {
     if (d < 0) fail(c, where, "a constant's shape must be fixed, got " + shape_to_string(pt.type.shape));
   }

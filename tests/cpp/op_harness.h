@@ -19,7 +19,9 @@ namespace staticllm::test {
 struct Arg {
   Tensor tensor;
   bool is_const = true;
-  std::string str;  // string constant when non-empty
+  std::string str;       // string constant when non-empty
+  bool is_list = false;  // a MIL list: the tensor is [length, *element shape]
+  bool dynamic_length = false;
 };
 
 namespace detail {
@@ -98,6 +100,10 @@ inline std::vector<float> values(const Tensor& t) {
 inline Arg input(Tensor t) { return {std::move(t), false, ""}; }
 inline Arg constant(Tensor t) { return {std::move(t), true, ""}; }
 inline Arg str(const std::string& s) { return {Tensor(), true, s}; }
+// A list held as `t` ([length, *element shape]), run-time or constant.
+inline Arg list(Tensor t, bool dynamic_length, bool is_const = false) {
+  return {std::move(t), is_const, "", true, dynamic_length};
+}
 
 class HarnessContext : public mil::OpPlanContext {
  public:
@@ -105,7 +111,7 @@ class HarnessContext : public mil::OpPlanContext {
                  std::vector<mil::ValueType> declared = {}, int ios_opset = 0)
       : type_(std::move(type)), params_(std::move(params)), declared_(std::move(declared)), ios_opset_(ios_opset) {
     for (auto& [name, args] : params_)
-      for (auto& a : args) types_[name].push_back({a.tensor.dtype(), a.tensor.shape()});
+      for (auto& a : args) types_[name].push_back({a.tensor.dtype(), a.tensor.shape(), a.is_list, a.dynamic_length});
   }
   const std::string& op_type() const override { return type_; }
   const std::string& op_name() const override { return type_; }

@@ -55,7 +55,9 @@ std::string run_entry(const Entry& e, DType run_float) {
       continue;
     }
     Tensor t = tensor_of(p.spec.dtype.value_or(run_float), p.spec.shape, p.spec.v);
-    params[p.name].push_back(p.is_const ? constant(t) : input(t));
+    params[p.name].push_back(p.spec.is_list ? list(t, p.spec.dynamic_length, p.is_const)
+                             : p.is_const   ? constant(t)
+                                            : input(t));
     tensors[p.name].push_back(t);
     inputs.by_name[p.name].push_back(read_tensor(t));
   }

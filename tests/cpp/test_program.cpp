@@ -321,7 +321,7 @@ TEST_CASE("unsupported ops and type disagreements fail the plan, not the run", "
 TEST_CASE("an unsupported op with unparseable types is reported as unsupported", "[program]") {
   json doc = affine_program();
   json loop = {{"type", "custom_loop"},
-               {"outputs", output("w", {{"listType", json::object()}})},
+               {"outputs", output("w", {{"tupleType", json::object()}})},
                {"blocks", json::array({json::object()})}};
   doc["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"].push_back(loop);
   Program p = load_program(write_json(doc), nullptr);
@@ -329,10 +329,10 @@ TEST_CASE("an unsupported op with unparseable types is reported as unsupported",
   REQUIRE_THROWS_WITH(plan_function(p.functions.at("main"), affine_method()),
                       Catch::StartsWith("function 'main', op 'w' (type 'custom_loop'): op not supported"));
 
-  // while_loop is supported: its list-typed loop variable fails the load
+  // while_loop is supported: its tuple-typed loop variable fails the load
   doc["functions"]["main"]["blockSpecializations"]["CoreML8"]["operations"].back()["type"] = "while_loop";
   REQUIRE_THROWS_WITH(load_program(write_json(doc), nullptr),
-                      Catch::Contains("function 'main': only tensor and state values are supported (lists"));
+                      Catch::Contains("function 'main': only tensor, state and list values are supported (tuples"));
 }
 
 // Found by fuzzing: a string constant fed to a kernel as a tensor, which read

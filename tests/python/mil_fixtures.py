@@ -38,6 +38,11 @@ def bundle_from_program(prog: Any, tmp: Path, name: str, fp16: bool = False) -> 
     return staticllm.import_mlpackage(pkg, tmp / name)
 
 
+def program_method(prog: Any, tmp: Path, name: str) -> Any:
+    """The interpreter's method for a MIL program (bundle_from_program, loaded with backend="mil")."""
+    return staticllm.Runtime.load(bundle_from_program(prog, tmp, name), backend="mil").method()
+
+
 def affine_program(weight: np.ndarray, bias: np.ndarray, dtype: Any = np.float32) -> Any:
     """y = x @ weight.T + bias, with x [2, K] in `dtype`."""
     import coremltools as ct

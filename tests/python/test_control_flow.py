@@ -7,12 +7,7 @@ from typing import Any
 
 import numpy as np
 
-import staticllm
-from mil_fixtures import bundle_from_program
-
-
-def _method(prog: Any, tmp, name: str) -> Any:
-    return staticllm.Runtime.load(bundle_from_program(prog, tmp, name), backend="mil").method()
+from mil_fixtures import program_method
 
 
 def test_while_loop_power(tmp_path) -> None:
@@ -36,7 +31,7 @@ def test_while_loop_power(tmp_path) -> None:
         )
         return mb.identity(x=res, name="res"), mb.identity(x=count, name="count")
 
-    m = _method(prog, tmp_path, "power")
+    m = program_method(prog, tmp_path, "power")
     x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 3)).astype(np.float32)
     for k in (0, 1, 5):
         out = m.execute({"x": x, "k": np.array([k], np.float32)})
@@ -62,7 +57,7 @@ def test_cond_on_input(tmp_path) -> None:
         )
         return mb.identity(x=y, name="y")
 
-    m = _method(prog, tmp_path, "cond")
+    m = program_method(prog, tmp_path, "cond")
     rng = np.random.default_rng(1)
     for sign in (1.0, -1.0):
         x = (sign * rng.uniform(0.1, 1.0, (2, 3))).astype(np.float32)

@@ -10,6 +10,11 @@ Spec F(Shape shape, std::vector<double> v) { return {std::nullopt, std::move(sha
 Spec I32(Shape shape, std::vector<double> v) { return Typed(DType::kInt32, std::move(shape), std::move(v)); }
 Spec Bool(Shape shape, std::vector<double> v) { return Typed(DType::kBool, std::move(shape), std::move(v)); }
 Spec Typed(DType dtype, Shape shape, std::vector<double> v) { return {dtype, std::move(shape), std::move(v), ""}; }
+Spec List(Spec elements, bool dynamic_length) {
+  elements.is_list = true;
+  elements.dynamic_length = dynamic_length;
+  return elements;
+}
 
 const std::vector<Array>& Inputs::all(const std::string& name) const {
   auto it = by_name.find(name);

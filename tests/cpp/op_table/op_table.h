@@ -27,13 +27,18 @@ struct Spec {
   std::optional<DType> dtype;
   Shape shape;
   std::vector<double> v;
-  std::string str;  // a string constant (cast's dtype, gelu's mode) when non-empty
+  std::string str;       // a string constant (cast's dtype, gelu's mode) when non-empty
+  bool is_list = false;  // a MIL list: `shape` is [length, *element shape]
+  bool dynamic_length = false;
 };
 
 Spec F(Shape shape, std::vector<double> v);
 Spec I32(Shape shape, std::vector<double> v);
 Spec Bool(Shape shape, std::vector<double> v);
 Spec Typed(DType dtype, Shape shape, std::vector<double> v);
+// `elements` stacked as a list ([length, *element shape]), which list
+// writes may grow when `dynamic_length`.
+Spec List(Spec elements, bool dynamic_length);
 
 // A tensor in double precision: what references read (the inputs as the op
 // saw them, fp16 rounding included) and return.

@@ -35,6 +35,7 @@ import importlib.util
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -252,6 +253,15 @@ def measure(side: str, model: Path, args: argparse.Namespace) -> dict[str, float
     cmd += ["--context", str(args.context), "--threads", str(args.threads)]
     env = dict(os.environ, STATICLLM_NUM_THREADS=str(args.threads))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode == -signal.SIGILL and side == "llama.cpp":
+        # Seen on a VM whose cpuinfo lists AMX the guest cannot run: pip's
+        # llama.cpp build targets the build machine's advertised features.
+        sys.exit(
+            f"llama.cpp on {model} died of an illegal instruction: its build uses CPU features this "
+            "machine advertises but cannot run; rebuild it without them, e.g. "
+            "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX512=ON' pip install --force-reinstall "
+            "--no-cache-dir llama-cpp-python==0.3.36"
+        )
     if done.returncode != 0:
         sys.exit(f"{side} on {model} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -259,8 +259,9 @@ def measure(side: str, model: Path, args: argparse.Namespace) -> dict[str, float
         sys.exit(
             f"llama.cpp on {model} died of an illegal instruction: its build uses CPU features this "
             "machine advertises but cannot run; rebuild it without them, e.g. "
-            "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX512=ON' pip install --force-reinstall "
-            "--no-cache-dir llama-cpp-python==0.3.36"
+            "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX2=ON "
+            "-DGGML_FMA=ON -DGGML_F16C=ON' pip install --force-reinstall --no-deps --no-cache-dir "
+            "llama-cpp-python==0.3.36"
         )
     if done.returncode != 0:
         sys.exit(f"{side} on {model} failed:\n{done.stderr}")

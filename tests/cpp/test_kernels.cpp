@@ -13,6 +13,7 @@
 
 #include "mil/cpu_features.h"
 #include "mil/half.h"
+#include "mil/kernels/activation.h"
 #include "mil/kernels/gemm.h"
 #include "mil/kernels/gemm_panel_impl.h"
 #include "mil/kernels/softmax.h"
@@ -250,5 +251,43 @@ TEST_CASE("softmax rows match the double-precision reference at every SIMD level
     INFO(name);
     REQUIRE(std::isnan(out[0]));
     REQUIRE(std::isnan(out[19]));
+  }
+}
+
+TEST_CASE("silu and sigmoid match the double-precision reference at every SIMD level", "[kernels]") {
+  using Kernel = void (*)(const float*, float*, int64_t);
+  struct Level {
+    const char* name;
+    Kernel silu, sigmoid;
+  };
+  std::vector<Level> levels = {{"portable", silu_n_portable, sigmoid_n_portable}};
+#if defined(STATICLLM_X86_SIMD)
+  if (simd_level() >= SimdLevel::kAvx2) levels.push_back({"avx2", silu_n_avx2, sigmoid_n_avx2});
+  if (simd_level() >= SimdLevel::kAvx512) levels.push_back({"avx512", silu_n_avx512, sigmoid_n_avx512});
+#endif
+  std::mt19937 gen(4);
+  std::normal_distribution<float> dist(0.f, 6.f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 33, 300}) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = dist(gen);
+    if (n > 3) x[1] = -120.f, x[2] = 120.f, x[3] = inf;  // saturated exp both ways
+    for (const Level& level : levels) {
+      std::vector<float> silu(n, -1.f), sigmoid(n, -1.f);
+      level.silu(x.data(), silu.data(), n);
+      level.sigmoid(x.data(), sigmoid.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double s = 1.0 / (1.0 + std::exp(-static_cast<double>(x[i])));
+        const double ref = x[i] == inf ? inf : x[i] * s;
+        INFO(level.name << " n=" << n << " i=" << i << " x=" << x[i]);
+        // a few ulp of the exp and the quotient; tiny results (x -> -inf) to an absolute 1e-30
+        REQUIRE(std::abs(sigmoid[i] - s) <= 4e-7 * s + 1e-30);
+        if (x[i] == inf) {
+          REQUIRE(silu[i] == inf);
+        } else {
+          REQUIRE(std::abs(silu[i] - ref) <= 4e-7 * std::abs(ref) + 1e-30);
+        }
+      }
+    }
   }
 }

@@ -33,6 +33,7 @@ struct IsaAvx2 {
   static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm256_div_ps(a, b); }
   // e^x, see exp_poly in isa_generic.h for the method and its constants.
   static F exp(F x) {
     using namespace exp_poly;

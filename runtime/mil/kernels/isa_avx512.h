@@ -28,6 +28,7 @@ struct IsaAvx512 {
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm512_div_ps(a, b); }
   // e^x, see exp_poly in isa_generic.h for the method and its constants.
   static F exp(F x) {
     using namespace exp_poly;

@@ -77,6 +77,10 @@ struct IsaGeneric {
     for (int i = 0; i < N; ++i) a.v[i] *= b.v[i];
     return a;
   }
+  static F div(F a, F b) {
+    for (int i = 0; i < N; ++i) a.v[i] /= b.v[i];
+    return a;
+  }
   static F exp(F x) {
     using namespace exp_poly;
     for (int i = 0; i < N; ++i) {

@@ -2,6 +2,7 @@
 // compute in fp32, fp16 converted per block; integers in double.
 #include <cmath>
 
+#include "mil/kernels/activation.h"
 #include "mil/ops/elementwise_util.h"
 
 namespace staticllm::mil {
@@ -50,6 +51,32 @@ OpBuilder unary(bool float_only, bool bool_only, std::vector<const char*> param_
       } else {
         run_unary<double>(call.in(xs), call.out(0), call.pool, [&](double v) { return static_cast<double>(f(v)); });
       }
+    };
+    return op;
+  };
+}
+
+// A float-only activation with a vector kernel (kernels/activation.h) over
+// blocks of fp32 (fp16 widened per block).
+OpBuilder vectorized(void (*kernel)(const float*, float*, int64_t)) {
+  return [kernel](OpPlanContext& ctx) {
+    const ValueType& xt = ctx.type("x");
+    if (!is_float_dtype(xt.dtype)) ctx.fail(std::string("needs a float dtype, got ") + dtype_name(xt.dtype));
+    int xs = ctx.input("x");
+    PlannedOp op;
+    op.outputs.push_back(xt);
+    op.run = [xs, kernel](const KernelCall& call) {
+      const Tensor& x = call.in(xs);
+      Tensor& out = call.out(0);
+      const int64_t n = x.numel();
+      for_blocks(call.pool, n, (n + kBlock - 1) / kBlock, [&](int64_t b0, int64_t b1) {
+        alignas(64) float xb[kBlock], ob[kBlock];
+        for (int64_t start = b0 * kBlock; start < std::min(n, b1 * kBlock); start += kBlock) {
+          const int64_t len = std::min(kBlock, n - start);
+          kernel(load_run<float>(x.dtype(), x.data(), start, 1, len, xb), ob, len);
+          store_run<float>(out.dtype(), out.data(), start, len, ob);
+        }
+      });
     };
     return op;
   };
@@ -161,8 +188,8 @@ void register_elementwise_unary_ops(OpRegistry& r) {
   r.add("tanh", simple([](auto v) { return std::tanh(v); }));
   r.add("erf", simple([](auto v) { return std::erf(v); }));
   r.add("relu", simple([](auto v) { return v > 0 ? v : decltype(v)(0); }));
-  r.add("sigmoid", simple([](auto v) { return 1.0f / (1.0f + std::exp(-static_cast<float>(v))); }));
-  r.add("silu", simple([](auto v) { return static_cast<float>(v) / (1.0f + std::exp(-static_cast<float>(v))); }));
+  r.add("sigmoid", vectorized(sigmoid_n));
+  r.add("silu", vectorized(silu_n));
   // log(1 + e^v) = v + log(1 + e^-v): exp of a large positive v overflows
   r.add("softplus", simple([](auto v) { return softplus(v); }));
   r.add("acos", simple([](auto v) { return std::acos(v); }));

@@ -7,9 +7,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
+#include "mil/attention_fusion.h"
 #include "mil/control_flow.h"
+#include "mil/ops/attention_split.h"
 #include "mil/plan_context.h"
 #include "mil/thread_pool.h"
 #include "staticllm/errors.h"
@@ -121,7 +124,12 @@ class Planner {
       }
     }
     bind_inputs();
-    for (const OpDecl& op : fn_.ops) plan_op(op);
+    if (!fusion_disabled()) fusion_.emplace(fn_);
+    for (const OpDecl& op : fn_.ops) {
+      plan_op(op);
+      if (fusion_) fuse_attention(op);
+    }
+    drop_fused_steps();
     bind_outputs();
     layout_arena();
     return plan_;
@@ -444,7 +452,79 @@ class Planner {
       values()[outs[0]].alias_offset = offset;
       return;
     }
+    step_of_[op.name] = plan_->steps.size();
     plan_->steps.push_back({op.name, op.type, std::move(planned.run), ins, outs, planned.scratch_bytes});
+  }
+
+  // A constant parameter as the fusion matcher reads it; null otherwise.
+  const Tensor* constant_of(const Binding& b) const {
+    if (b.value) return b.value->is_string || b.value->packed ? nullptr : &b.value->tensor;
+    auto it = by_name_.find(b.name);
+    if (it == by_name_.end()) return nullptr;
+    const PlanValue& v = plan_->values[it->second];
+    // (a compressed weight not yet expanded has no dense tensor: never a parameter)
+    return v.is_const && !v.is_string && v.constant.defined() ? &v.constant : nullptr;
+  }
+
+  // After `op` is planned: when it ends a split-key attention
+  // (attention_fusion.h) whose ops all became steps on run-time values,
+  // those steps give way to one fused step.
+  void fuse_attention(const OpDecl& op) {
+    if (op.type != "add") return;
+    auto m = fusion_->match(op, [this](const Binding& b) { return constant_of(b); });
+    if (!m) return;
+    std::vector<size_t> steps;
+    for (const std::string& name : m->ops) {
+      auto v = by_name_.find(name);
+      if (v == by_name_.end() || values()[v->second].is_const) return;
+      auto s = step_of_.find(name);
+      if (s != step_of_.end())
+        steps.push_back(s->second);
+      else if (values()[v->second].alias_of < 0)
+        return;  // neither a step nor a view
+    }
+    auto id = [&](const std::string& name) { return by_name_.at(name); };
+    const int out = id(op.name);
+    SplitAttentionTypes t;
+    t.q = values()[id(m->q)].type;
+    for (int part = 0; part < 2; ++part) {
+      t.k[part] = values()[id(m->k[part])].type;
+      t.v[part] = values()[id(m->v[part])].type;
+    }
+    t.mask = values()[id(m->mask)].type;
+    t.scores = values()[id(m->scores)].type;
+    t.scale = m->scale;
+    const Shape& k0 = t.k[0].shape;
+    const int64_t s0 = k0.size() >= 2 ? k0[k0.size() - 2] : -1;
+    if (m->slice_begin[1] != s0) return;  // the second slice must start where the cache part ends
+    std::optional<PlannedOp> fused = plan_split_attention(t);
+    if (!fused || fused->outputs[0].shape != values()[out].type.shape ||
+        fused->outputs[0].dtype != values()[out].type.dtype)
+      return;
+    std::vector<int> ins;
+    for (const std::string& name : {m->q, m->k[0], m->k[1], m->v[0], m->v[1], m->mask}) {
+      ensure_dense(id(name), op_where(fn_, op));
+      ins.push_back(id(name));
+    }
+    for (size_t s : steps) dropped_.push_back(s);
+    step_of_[op.name] = plan_->steps.size();
+    plan_->steps.push_back({op.name, "split_kv_attention", std::move(fused->run), ins, {out}, fused->scratch_bytes});
+  }
+
+  // Removes the steps fused steps replaced (their values are then never placed).
+  void drop_fused_steps() {
+    if (dropped_.empty()) return;
+    std::sort(dropped_.begin(), dropped_.end());
+    std::vector<PlanStep> kept;
+    size_t d = 0;
+    for (size_t s = 0; s < plan_->steps.size(); ++s) {
+      if (d < dropped_.size() && dropped_[d] == s) {
+        ++d;
+        continue;
+      }
+      kept.push_back(std::move(plan_->steps[s]));
+    }
+    plan_->steps = std::move(kept);
   }
 
   // Metadata outputs (in order) must be program outputs.
@@ -512,6 +592,9 @@ class Planner {
   ConstPool own_pool_;  // when the caller shares none
   ConstPool* pool_;
   const std::vector<NamedConstant>* outer_;
+  std::optional<AttentionFusion> fusion_;            // unset: STATICLLM_NO_FUSION
+  std::unordered_map<std::string, size_t> step_of_;  // op name -> its step
+  std::vector<size_t> dropped_;                      // steps fused steps replaced
 
   // The id of a value the op's blocks read from this scope.
   int value_id(const std::string& name, const std::string& where) const {

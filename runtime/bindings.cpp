@@ -337,6 +337,8 @@ PYBIND11_MODULE(_core, m) {
         return sha256_hex(s.data(), s.size());
       },
       py::arg("data"));
+  m.def("release_free_heap", &release_free_heap,
+        "Give the heap's free memory back to the system (glibc malloc_trim; a no-op elsewhere).");
   m.def("simd_level", [] { return std::string(mil::simd_level_name(mil::simd_level())); });
   m.def("supported_ops", [] { return mil::OpRegistry::instance().op_types(); });
   bind_bench(m);

@@ -1,6 +1,9 @@
 #include "staticllm/runtime.h"
 
 #include <sys/stat.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <atomic>
 #include <cstddef>
@@ -146,6 +149,12 @@ std::shared_ptr<Method> Runtime::method(const std::string& name) {
   auto m = std::make_shared<Method>(spec, backend_->load_method(spec), id_);
   methods_[name] = m;
   return m;
+}
+
+void release_free_heap() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
 }
 
 }  // namespace staticllm

@@ -11,6 +11,7 @@
 #include "mil/weight_store.h"
 #include "staticllm/backend.h"
 #include "staticllm/errors.h"
+#include "staticllm/runtime.h"
 #include "staticllm/weights_digest.h"
 
 namespace staticllm {
@@ -111,7 +112,9 @@ class MilBackend : public Backend {
 
 std::unique_ptr<Backend> make_mil_backend(const BundlePaths& paths, const ModelMetadata& metadata,
                                           const WeightOptions& weights) {
-  return std::make_unique<MilBackend>(paths, metadata, weights);
+  auto backend = std::make_unique<MilBackend>(paths, metadata, weights);
+  release_free_heap();  // the parsed program, freed once planned (30 MiB for SmolLM2-135M)
+  return backend;
 }
 
 }  // namespace staticllm

@@ -221,9 +221,18 @@ def run_llamacpp(model: Path, prompt: list[int], args: argparse.Namespace) -> di
     }
 
 
+def rss_mib() -> float:
+    """This process's RSS now (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def run_staticllm(bundle: Path, prompt: list[int], args: argparse.Namespace) -> dict[str, float]:
     from staticllm.generate import Generator
 
+    rss_before = rss_mib()  # Python, numpy, tokenizers and the runtime module, no model
     t0 = time.perf_counter()
     gen = Generator(bundle, backend="mil")
     load_s = time.perf_counter() - t0
@@ -231,12 +240,15 @@ def run_staticllm(bundle: Path, prompt: list[int], args: argparse.Namespace) -> 
     options = dict(max_new_tokens=args.gen_tokens, ignore_eos=True)
     gen.generate(prompt, **options)  # warm-up
     t = gen.generate(prompt, **options).timings
+    caches = sum(a.nbytes for _, c in gen.runner.caches for a in c.arrays.values())
     return {
         "load_s": load_s,
         "prefill": t.prefill_tokens_per_s,
         "decode": t.decode_tokens_per_s,
+        "rss_before": rss_before,
         "rss_load": rss_load,
         "rss": peak_rss_mib(),
+        "caches_mib": caches / 2**20,
     }
 
 
@@ -288,6 +300,27 @@ def machine_limits() -> tuple[float, float]:
     return _core.bench.read_bandwidth(1 << 30, 3), _core.bench.fma_peak(3)
 
 
+def layer_linears(gguf_file: Path) -> list[tuple[int, int]]:
+    """(N, K) of the first block's projection weights."""
+    import gguf
+
+    tensors = gguf.GGUFReader(str(gguf_file)).tensors
+    first = [t for t in tensors if t.name.startswith("blk.0.") and len(t.shape) == 2]
+    return [(int(t.shape[1]), int(t.shape[0])) for t in first]
+
+
+def prefill_gemm(gguf_file: Path, rows: int, precision: str) -> float:
+    """FLOP/s of linear's kernel over one layer's projections at M = rows."""
+    from staticllm import _core
+
+    flops = seconds = 0.0
+    for n, k in layer_linears(gguf_file):
+        t = _core.bench.linear_kernel(precision, rows, n, k, 20)
+        flops += t["flops"]
+        seconds += t["seconds"]
+    return flops / seconds
+
+
 def main() -> None:
     args = parse_args()
     if args.threads <= 0:
@@ -301,6 +334,7 @@ def main() -> None:
     os.environ["STATICLLM_NUM_THREADS"] = str(args.threads)
     models = prepare(args)
     bandwidth, fma = machine_limits()
+    gemm = {p: prefill_gemm(source_gguf(), args.prompt_tokens, p) for p in ("fp16", "fp32")}
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     jobs = [(p, side) for p in args.precisions for side in ("llama.cpp", "staticllm")]
     with tqdm(total=args.rounds * len(jobs), desc="runs", file=sys.stderr) as bar:
@@ -310,7 +344,7 @@ def main() -> None:
                 model = gguf_file if side == "llama.cpp" else bundle
                 results.setdefault((precision, side), []).append(measure(side, model, args))
                 bar.update()
-    print(report(args, models, results, bandwidth, fma))
+    print(report(args, models, results, bandwidth, fma, gemm))
 
 
 def report(
@@ -319,6 +353,7 @@ def report(
     results: dict[tuple[str, str], list[dict[str, float]]],
     bandwidth: float,
     fma: float,
+    gemm: dict[str, float],
 ) -> str:
     from staticllm import _core
 
@@ -331,10 +366,14 @@ def report(
         f"medians of {args.rounds} interleaved rounds",
         f"measured read bandwidth {bandwidth / 1e9:.1f} GB/s, fp32 FMA peak {fma / 1e9:.0f} GFLOP/s; "
         f"load average {load1:.1f} (1 min) {load5:.1f} (5 min) at the end; llama.cpp OMP_WAIT_POLICY {omp}",
+        f"prefill GEMM (linear's kernel over one layer's projections, M = {args.prompt_tokens} rows): "
+        + "; ".join(
+            f"{p} weights {r / 1e9:.0f} GFLOP/s = {r / fma:.0%} of the FMA peak" for p, r in gemm.items()
+        ),
         "",
         "| precision | decode tok/s staticllm | llama.cpp | ratio "
         "| prefill tok/s staticllm | llama.cpp | ratio "
-        "| peak RSS MiB staticllm / llama.cpp | RSS ratio | RSS after load MiB staticllm / weights "
+        "| peak RSS MiB staticllm / llama.cpp | RSS ratio | load RSS MiB staticllm / weights + caches "
         "| load s staticllm / llama.cpp "
         "| decode BW staticllm / llama.cpp | prefill of FMA peak staticllm / llama.cpp |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -353,14 +392,16 @@ def report(
             f"| {precision} / {PAIRS[precision]} | {s['decode']:.1f} | {ll['decode']:.1f} | "
             f"{s['decode'] / ll['decode']:.2f} | {s['prefill']:.0f} | {ll['prefill']:.0f} | "
             f"{s['prefill'] / ll['prefill']:.2f} | {s['rss']:.0f} / {ll['rss']:.0f} | "
-            f"{s['rss'] / ll['rss']:.2f} | {s['rss_load']:.0f} / {b_bytes / 2**20:.0f} | "
+            f"{s['rss'] / ll['rss']:.2f} | {s['rss_load'] - s['rss_before']:.0f} / "
+            f"{b_bytes / 2**20 + s['caches_mib']:.0f} | "
             f"{s['load_s']:.2f} / {ll['load_s']:.2f} | "
             f"{s['decode'] * b_bytes / bandwidth:.0%} / {ll['decode'] * g_bytes / bandwidth:.0%} | "
             f"{s['prefill'] * 2 * params / fma:.0%} / {ll['prefill'] * 2 * params / fma:.0%} |"
         )
     lines += [
         "",
-        "RSS after load: peak RSS when the model is loaded, before the first token, against weight.bin;",
+        "load RSS: peak RSS once the model is loaded, before the first token, less the RSS before the load",
+        "(Python and the modules), against weight.bin plus the KV caches;",
         "decode BW: weight bytes (weight.bin / GGUF file) x decode tokens/s over the read bandwidth;",
         "prefill of FMA peak: 2 x parameters FLOP per prompt token over the measured fp32 FMA peak.",
     ]

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "mil/kernels/gemm.h"
 #include "mil/kernels/gemm_panel_impl.h"
@@ -27,6 +28,14 @@ inline __m512 load_w(const uint16_t* p) {
 // output (i, row) before the sum across lanes.
 constexpr int kRowTile = 16;
 
+// The weight stream is fetched 4 KiB ahead: the hardware prefetcher stops
+// at each 4 KiB page, this runs past it (SmolLM2-135M decode on 2 threads:
+// fp16 54 -> 64-71 tokens/s, fp32 35 -> 38, interleaved runs). Integer
+// arithmetic: the address may lie past the weight's end (a prefetch never faults).
+inline void prefetch_ahead(const void* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + 4096), _MM_HINT_T0);
+}
+
 template <int MB, typename W>
 void dot_lanes(const float* x, int64_t K, const W* w, __m512* out) {
   __m512 acc[MB][4];
@@ -35,6 +44,7 @@ void dot_lanes(const float* x, int64_t K, const W* w, __m512* out) {
   int64_t k = 0;
   for (; k + 64 <= K; k += 64) {
     for (int c = 0; c < 4; ++c) {
+      if (sizeof(W) == 4 || c % 2 == 0) prefetch_ahead(w + k + 16 * c);  // each 64-byte line once
       const __m512 wv = load_w(w + k + 16 * c);
       for (int i = 0; i < MB; ++i) acc[i][c] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * K + k + 16 * c), wv, acc[i][c]);
     }
@@ -71,9 +81,9 @@ inline __m512 sum_lanes16(const __m512* v) {
 }
 
 // Small M (decode, the attention of a decode step): the weight rows are read
-// once, in order and one at a time, a single stream the hardware prefetcher
-// follows (faster than interleaving several rows with software prefetches,
-// most of all when other processes compete for memory); each row meets all
+// once, in order and one at a time, a single stream the prefetchers follow
+// (prefetch_ahead carries it across pages; faster than interleaving several
+// rows, most of all when other processes compete for memory); each row meets all
 // M activation rows, four at a time, while it is in L1. Tiles of 16 rows
 // are summed across lanes together (a partial tile padded with zeros), so
 // an output's bits depend neither on M nor on where a tile starts.

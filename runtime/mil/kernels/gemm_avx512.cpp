@@ -28,12 +28,13 @@ inline __m512 load_w(const uint16_t* p) {
 // output (i, row) before the sum across lanes.
 constexpr int kRowTile = 16;
 
-// The weight stream is fetched 4 KiB ahead: the hardware prefetcher stops
-// at each 4 KiB page, this runs past it (SmolLM2-135M decode on 2 threads:
-// fp16 54 -> 64-71 tokens/s, fp32 35 -> 38, interleaved runs). Integer
+// The weight stream is fetched 4 KiB ahead into L2: the hardware prefetcher
+// stops at each 4 KiB page, this runs past it. SmolLM2-135M decode on 2
+// threads, medians of interleaved runs: none 54 (fp16) and 35 (fp32) tokens/s,
+// into L1 (T0) 67 and 40, into L2 (T1) 75 and 44; NTA halves it. Integer
 // arithmetic: the address may lie past the weight's end (a prefetch never faults).
 inline void prefetch_ahead(const void* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + 4096), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + 4096), _MM_HINT_T1);
 }
 
 template <int MB, typename W>

@@ -130,7 +130,7 @@ std::optional<SplitAttentionMatch> AttentionFusion::match(const OpDecl& add, con
     const int part = start == 0 ? 0 : 1;
     if (!m.v[part].empty()) return std::nullopt;  // both slices start at 0
     m.v[part] = arg(*pv, "y");
-    m.slice_begin[part] = start;
+    if (part == 1) m.split = start;
     if (!probs.empty() && probs != arg(*slice, "x")) return std::nullopt;
     probs = arg(*slice, "x");
     m.ops.insert(m.ops.end(), {pv->name, slice->name});

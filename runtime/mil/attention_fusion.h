@@ -27,8 +27,7 @@ struct SplitAttentionMatch {
   std::string q, k[2], v[2], mask;
   std::string scores;  // the operand of the add the mask broadcasts against
   float scale = 1.f;
-  // The slices of p, part 0 then part 1: begin on the last axis.
-  int64_t slice_begin[2] = {0, 0};
+  int64_t split = 0;             // where part 1's slice of p starts on the last axis (part 0's starts at 0)
   std::vector<std::string> ops;  // first output names of the ops the fused step replaces
 };
 

@@ -470,7 +470,6 @@ class Planner {
   // (attention_fusion.h) whose ops all became steps on run-time values,
   // those steps give way to one fused step.
   void fuse_attention(const OpDecl& op) {
-    if (op.type != "add") return;
     auto m = fusion_->match(op, [this](const Binding& b) { return constant_of(b); });
     if (!m) return;
     std::vector<size_t> steps;
@@ -494,9 +493,7 @@ class Planner {
     t.mask = values()[id(m->mask)].type;
     t.scores = values()[id(m->scores)].type;
     t.scale = m->scale;
-    const Shape& k0 = t.k[0].shape;
-    const int64_t s0 = k0.size() >= 2 ? k0[k0.size() - 2] : -1;
-    if (m->slice_begin[1] != s0) return;  // the second slice must start where the cache part ends
+    t.split = m->split;
     std::optional<PlannedOp> fused = plan_split_attention(t);
     if (!fused || fused->outputs[0].shape != values()[out].type.shape ||
         fused->outputs[0].dtype != values()[out].type.dtype)

@@ -10,6 +10,7 @@
 #include "mil/kernels/gemm.h"
 #include "mil/kernels/softmax.h"
 #include "mil/ops/elementwise_util.h"
+#include "mil/ops/linear_mixed.h"
 #include "mil/thread_pool.h"
 
 namespace staticllm::mil {
@@ -157,25 +158,10 @@ bool same_batch(const Shape& a, const Shape& b) {
 bool mask_offsets(const Shape& scores, const Shape& mask, SplitPlan& p) {
   Shape full;
   if (!broadcast_shapes(scores, mask, &full) || full != scores) return false;
-  const size_t r = scores.size();
-  std::vector<int64_t> stride(r, 0);
-  int64_t s = 1;
-  for (size_t d = 0; d < mask.size(); ++d) {
-    const int64_t dim = mask[mask.size() - 1 - d];
-    stride[r - 1 - d] = dim == 1 ? 0 : s;
-    s *= dim;
-  }
-  p.mask_col = stride[r - 1];
-  const int64_t rows = shape_numel(scores) / scores[r - 1];
-  p.mask_row.resize(static_cast<size_t>(rows));
-  for (int64_t i = 0; i < rows; ++i) {
-    int64_t rem = i, off = 0;
-    for (size_t d = r - 1; d-- > 0;) {
-      off += (rem % scores[d]) * stride[d];
-      rem /= scores[d];
-    }
-    p.mask_row[static_cast<size_t>(i)] = off;
-  }
+  const int64_t last = mask.empty() ? 1 : mask.back();
+  p.mask_col = last == 1 ? 0 : 1;
+  p.mask_row = broadcast_offsets(Shape(scores.begin(), scores.end() - 1),
+                                 mask.empty() ? Shape{} : Shape(mask.begin(), mask.end() - 1), last);
   std::map<int64_t, int64_t> key;
   for (int64_t off : p.mask_row) {
     auto [it, added] = key.emplace(off, static_cast<int64_t>(p.mask_rows.size()));
@@ -205,6 +191,7 @@ std::optional<PlannedOp> plan_split_attention(const SplitAttentionTypes& t) {
     if (part == 1 && v[r - 1] != p.Ev) return std::nullopt;
     p.Ev = v[r - 1];
   }
+  if (t.split != p.S[0]) return std::nullopt;  // the probabilities must split where the cache part ends
   p.St = p.S[0] + p.S[1];
   p.batches = shape_numel(Shape(t.q.shape.begin(), t.q.shape.end() - 2));
   if (p.St == 0 || p.E == 0 || t.scores.shape.back() != p.St || shape_numel(t.scores.shape) != p.batches * p.L * p.St ||

@@ -18,6 +18,7 @@ struct SplitAttentionTypes {
   ValueType q, k[2], v[2], mask;
   ValueType scores;  // the add's other operand: the mask broadcasts to it
   float scale = 1.f;
+  int64_t split = 0;  // where the slice of the probabilities for k1 and v1 starts
 };
 
 // Kernel slots: q, k0, k1, v0, v1, mask. nullopt for types the kernel does

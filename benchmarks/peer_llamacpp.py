@@ -162,16 +162,22 @@ def prepare(args: argparse.Namespace) -> dict[str, tuple[Path, Path]]:
     return out
 
 
-def peak_rss_mib() -> float:
-    """This process's peak RSS. Linux's VmHWM: ru_maxrss survives fork and
-    exec, so a child would report the parent's peak (the 1 GiB bandwidth buffer)."""
+def status_mib(field: str) -> float | None:
+    """A field of /proc/self/status (VmHWM, VmRSS...) in MiB; None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS. Linux's VmHWM: ru_maxrss survives fork and
+    exec, so a child would report the parent's peak (the 1 GiB bandwidth buffer)."""
+    peak = status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_llamacpp(model: Path, prompt: list[int], args: argparse.Namespace) -> dict[str, float]:
@@ -221,18 +227,10 @@ def run_llamacpp(model: Path, prompt: list[int], args: argparse.Namespace) -> di
     }
 
 
-def rss_mib() -> float:
-    """This process's RSS now (VmRSS)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def run_staticllm(bundle: Path, prompt: list[int], args: argparse.Namespace) -> dict[str, float]:
     from staticllm.generate import Generator
 
-    rss_before = rss_mib()  # Python, numpy, tokenizers and the runtime module, no model
+    rss_before = status_mib("VmRSS") or 0.0  # Python, numpy, tokenizers and the runtime module, no model
     t0 = time.perf_counter()
     gen = Generator(bundle, backend="mil")
     load_s = time.perf_counter() - t0

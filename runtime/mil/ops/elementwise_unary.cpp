@@ -13,17 +13,25 @@ namespace {
 // fixed at plan time.
 using ParamReader = std::vector<double> (*)(const OpPlanContext&);
 
-template <typename C, typename F>
-void run_unary(const Tensor& x, Tensor& out, ThreadPool* pool, F f) {
+// out = block(x) over blocks of kBlock elements converted to C:
+// block(const C* in, C* out, len).
+template <typename C, typename B>
+void run_blocks(const Tensor& x, Tensor& out, ThreadPool* pool, B block) {
   const int64_t n = x.numel();
   for_blocks(pool, n, (n + kBlock - 1) / kBlock, [&](int64_t b0, int64_t b1) {
-    C xb[kBlock], ob[kBlock];
+    alignas(64) C xb[kBlock], ob[kBlock];
     for (int64_t start = b0 * kBlock; start < std::min(n, b1 * kBlock); start += kBlock) {
       int64_t len = std::min(kBlock, n - start);
-      const C* xs = load_run<C>(x.dtype(), x.data(), start, 1, len, xb);
-      for (int64_t i = 0; i < len; ++i) ob[i] = f(xs[i]);
+      block(load_run<C>(x.dtype(), x.data(), start, 1, len, xb), ob, len);
       store_run<C>(out.dtype(), out.data(), start, len, ob);
     }
+  });
+}
+
+template <typename C, typename F>
+void run_unary(const Tensor& x, Tensor& out, ThreadPool* pool, F f) {
+  run_blocks<C>(x, out, pool, [&](const C* xs, C* ob, int64_t len) {
+    for (int64_t i = 0; i < len; ++i) ob[i] = f(xs[i]);
   });
 }
 
@@ -65,19 +73,7 @@ OpBuilder vectorized(void (*kernel)(const float*, float*, int64_t)) {
     int xs = ctx.input("x");
     PlannedOp op;
     op.outputs.push_back(xt);
-    op.run = [xs, kernel](const KernelCall& call) {
-      const Tensor& x = call.in(xs);
-      Tensor& out = call.out(0);
-      const int64_t n = x.numel();
-      for_blocks(call.pool, n, (n + kBlock - 1) / kBlock, [&](int64_t b0, int64_t b1) {
-        alignas(64) float xb[kBlock], ob[kBlock];
-        for (int64_t start = b0 * kBlock; start < std::min(n, b1 * kBlock); start += kBlock) {
-          const int64_t len = std::min(kBlock, n - start);
-          kernel(load_run<float>(x.dtype(), x.data(), start, 1, len, xb), ob, len);
-          store_run<float>(out.dtype(), out.data(), start, len, ob);
-        }
-      });
-    };
+    op.run = [xs, kernel](const KernelCall& call) { run_blocks<float>(call.in(xs), call.out(0), call.pool, kernel); };
     return op;
   };
 }

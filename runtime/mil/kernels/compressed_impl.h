@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mil/half.h"
+#include "mil/kernels/aligned_vector.h"
 #include "mil/kernels/compressed.h"
 #include "mil/kernels/gemm.h"
 
@@ -448,7 +449,7 @@ template <class Isa, class Dec>
 void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
   const float* xp = x;
   if constexpr (Dec::kSplit == 2) {
-    thread_local std::vector<float> permuted;
+    thread_local AlignedVector<float> permuted;
     permuted.resize(static_cast<size_t>(M * w.cols));
     permute_pairs<Isa::W>(x, M, w.cols, permuted.data());
     xp = permuted.data();
@@ -485,7 +486,7 @@ template <class Isa, class Dec>
 void tiled_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0, int64_t n1,
                 DenseNt dense) {
   constexpr int64_t kTileRows = 32;
-  thread_local std::vector<float> tile;
+  thread_local AlignedVector<float> tile;
   tile.resize(static_cast<size_t>(kTileRows * w.cols));
   for (int64_t n = n0; n < n1; n += kTileRows) {
     const int64_t nb = std::min(kTileRows, n1 - n);

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "mil/kernels/aligned_vector.h"
+
 namespace staticllm::mil::detail {
 
 template <class Isa>
@@ -136,7 +138,7 @@ void pack_transposed(const T* w, int64_t K, int cols, float* panel) {
 template <class Isa, typename T>
 void gemm_nt_panels(const float* x, int64_t M, int64_t K, const T* w, float* y, int64_t ldy, int64_t n0, int64_t n1) {
   constexpr int P = 2 * Isa::W;
-  thread_local std::vector<float> panel;
+  thread_local AlignedVector<float> panel;
   panel.resize(static_cast<size_t>(K * P));
   for (int64_t n = n0; n < n1; n += P) {
     const int cols = static_cast<int>(std::min<int64_t>(P, n1 - n));

@@ -13,6 +13,7 @@
 
 #include "mil/cpu_features.h"
 #include "mil/half.h"
+#include "mil/kernels/aligned_vector.h"
 #include "mil/kernels/compressed.h"
 #include "mil/kernels/gemm.h"
 
@@ -95,8 +96,9 @@ double median_seconds(int calls, F&& f) {
 
 // A random weight in one of time_linear_kernel's precisions.
 struct BenchWeight {
-  std::vector<uint8_t> bytes;  // fp32/fp16 values, or the codes
-  std::vector<uint16_t> params;
+  // 64-byte aligned, as the bundle's weight blobs and the executor's arena are
+  AlignedVector<uint8_t> bytes;  // fp32/fp16 values, or the codes
+  AlignedVector<uint16_t> params;
   CompressedWeight cw;
   bool compressed = false;
   WeightType dense_type = WeightType::kF32;
@@ -215,7 +217,7 @@ double measure_fma_peak(ThreadPool& pool, int passes) {
 KernelTiming time_linear_kernel(ThreadPool& pool, const char* precision, int64_t M, int64_t N, int64_t K, int calls) {
   if (M <= 0 || N <= 0 || K <= 0 || calls <= 0) throw std::invalid_argument("M, N, K and calls must be positive");
   std::unique_ptr<BenchWeight> w = make_weight(precision, N, K);
-  std::vector<float> x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
+  AlignedVector<float> x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
   std::normal_distribution<float> normal(0.f, 1.f);
   std::mt19937 gen(2);
   for (auto& v : x) v = normal(gen);

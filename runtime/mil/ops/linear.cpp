@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "mil/kernels/aligned_vector.h"
 #include "mil/kernels/compressed.h"
 #include "mil/kernels/gemm.h"
 #include "mil/ops/elementwise_util.h"
@@ -27,7 +28,7 @@ WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16
 void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t c0, int64_t c1) {
   constexpr int64_t kCols = 64;
   const int64_t K = w.rows, N = w.cols;
-  thread_local std::vector<float> block, tile;
+  thread_local AlignedVector<float> block, tile;
   block.resize(static_cast<size_t>(K * kCols));
   tile.resize(static_cast<size_t>(M * kCols));
   for (int64_t c = c0; c < c1; c += kCols) {

@@ -51,7 +51,8 @@ TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD
   std::mt19937 gen(7);
   std::normal_distribution<float> dist(0.f, 1.f);
   // M >= 16: the panel path (weight rows transposed W x W, column panels of
-  // 2W with partial ones, row blocks with every tail length).
+  // kPanelCols with partial ones of every vector count, row blocks with
+  // every tail length).
   for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 37, 13},
                                                             {5, 64, 9},
                                                             {3, 100, 33},
@@ -60,7 +61,9 @@ TEST_CASE("gemm_nt matches the reference for fp32 and fp16 weights at every SIMD
                                                             {12, 200, 9},
                                                             {16, 5, 70},
                                                             {23, 37, 33},
-                                                            {47, 64, 16}}) {
+                                                            {47, 64, 16},
+                                                            {20, 33, 100},
+                                                            {17, 40, 50}}) {
     std::vector<float> x(M * K), w(N * K);
     std::vector<uint16_t> wh(N * K);
     for (auto& v : x) v = dist(gen);

@@ -294,3 +294,15 @@ TEST_CASE("silu and sigmoid match the double-precision reference at every SIMD l
     }
   }
 }
+
+TEST_CASE("AlignedVector storage starts on a 64-byte boundary whatever its size", "[kernels]") {
+  // malloc aligns large blocks to 16 bytes: the packed panels read a 64-byte
+  // vector at a time would straddle two cache lines on every load.
+  for (size_t n : {1u, 3u, 17u, 1000u, 1u << 18, (1u << 20) + 5u}) {
+    AlignedVector<float> v(n);
+    INFO("n=" << n);
+    REQUIRE(reinterpret_cast<uintptr_t>(v.data()) % 64 == 0);
+    v.resize(n * 2 + 1);  // reallocation keeps the alignment
+    REQUIRE(reinterpret_cast<uintptr_t>(v.data()) % 64 == 0);
+  }
+}

@@ -309,22 +309,25 @@ def layer_linears(gguf_file: Path) -> list[tuple[int, int]]:
 
 def prefill_gemm(gguf_file: Path, rows: int, precision: str, pairs: int = 5) -> tuple[float, float]:
     """FLOP/s of linear's kernel over one layer's projections at M = rows,
-    and its fraction of the FMA peak: medians over `pairs` timings, each
-    beside a peak measured just before it (the machine's speed drifts with
-    other tenants' load, so a peak from another moment misstates the ratio)."""
+    and its fraction of the FMA peak: medians over `pairs` passes. Each
+    projection's timing sits beside a peak measured just before it, and a
+    pass's fraction is its FLOP over the sum of (seconds x peak): the
+    machine's speed drifts with other tenants' load within a pass, so a peak
+    from another moment misstates the ratio."""
     from staticllm import _core
 
     shapes = layer_linears(gguf_file)
     rates, fractions = [], []
     for _ in range(pairs):
-        peak = _core.bench.fma_peak(1)
-        flops = seconds = 0.0
+        flops = seconds = peak_seconds = 0.0
         for n, k in shapes:
+            peak = _core.bench.fma_peak(1)
             t = _core.bench.linear_kernel(precision, rows, n, k, 10)
             flops += t["flops"]
             seconds += t["seconds"]
+            peak_seconds += t["seconds"] * peak
         rates.append(flops / seconds)
-        fractions.append(flops / seconds / peak)
+        fractions.append(flops / peak_seconds)
     return statistics.median(rates), statistics.median(fractions)
 
 
@@ -374,7 +377,7 @@ def report(
         f"measured read bandwidth {bandwidth / 1e9:.1f} GB/s, fp32 FMA peak {fma / 1e9:.0f} GFLOP/s; "
         f"load average {load1:.1f} (1 min) {load5:.1f} (5 min) at the end; llama.cpp OMP_WAIT_POLICY {omp}",
         f"prefill GEMM (linear's kernel over one layer's projections, M = {args.prompt_tokens} rows; "
-        "medians of 5 timings, each against an FMA peak measured just before it): "
+        "medians of 5 passes, each projection's timing against an FMA peak measured just before it): "
         + "; ".join(f"{p} weights {r / 1e9:.0f} GFLOP/s = {f:.0%} of the peak" for p, (r, f) in gemm.items()),
         "",
         "| precision | decode tok/s staticllm | llama.cpp | ratio "

@@ -27,7 +27,8 @@ constexpr int64_t kParallelFlops = 1 << 16;
 
 // Splits output features [0, n) over the pool for a product of `flops` work
 // (small ones stay on the calling thread) in chunks that are multiples of 32,
-// which keep the kernels' row blocks and column panels whole: fn(n0, n1) per chunk.
+// which keep the small-M kernels' 16-row tiles whole (a chunk ending inside one
+// of AVX-512's 48-column panels runs that panel narrower): fn(n0, n1) per chunk.
 void parallel_output_rows(ThreadPool* pool, int64_t n, int64_t flops, const std::function<void(int64_t, int64_t)>& fn);
 
 // Per-ISA entry points (gemm_portable.cpp, gemm_avx2.cpp, gemm_avx512.cpp).

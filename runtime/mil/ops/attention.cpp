@@ -1,12 +1,14 @@
 // scaled_dot_product_attention (iOS18): softmax(q k^T * scale + mask) v per
 // batch, with the scores row held in fp32 scratch. Batches are split across
 // the thread pool, each slot with its own scratch.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "mil/kernels/gemm.h"
 #include "mil/kernels/softmax.h"
 #include "mil/ops/elementwise_util.h"
+#include "mil/ops/linear_mixed.h"
 #include "mil/thread_pool.h"
 
 namespace staticllm::mil {
@@ -87,25 +89,13 @@ PlannedOp build_sdpa(OpPlanContext& ctx) {
     full.push_back(p.S);
     Shape b;
     if (!broadcast_shapes(full, mt.shape, &b) || b != full) ctx.fail("attn_mask does not broadcast to the scores");
-    // Strides of the mask aligned to [batch..., L, S], 0 where broadcast.
-    std::vector<int64_t> st(full.size(), 0);
-    int64_t stride = 1;
-    for (size_t d = 0; d < mt.shape.size(); ++d) {
-      size_t od = full.size() - 1 - d;
-      int64_t dim = mt.shape[mt.shape.size() - 1 - d];
-      st[od] = dim == 1 ? 0 : stride;
-      stride *= dim;
-    }
-    p.mask_col = st[full.size() - 1];
-    p.mask_row = st[full.size() - 2];
-    for (int64_t i = 0; i < p.batches; ++i) {
-      int64_t rem = i, off = 0;
-      for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
-        off += (rem % batch[d]) * st[d];
-        rem /= batch[d];
-      }
-      p.mask_batch.push_back(off);
-    }
+    // The mask's own last two dims (1 where it has none or broadcasts them)
+    // give the row and column strides; its leading dims the batch offsets.
+    const size_t r = mt.shape.size();
+    const int64_t Sm = r >= 1 ? mt.shape[r - 1] : 1, Lm = r >= 2 ? mt.shape[r - 2] : 1;
+    p.mask_col = Sm == 1 ? 0 : 1;
+    p.mask_row = Lm == 1 ? 0 : Sm;
+    p.mask_batch = broadcast_offsets(batch, Shape(mt.shape.begin(), mt.shape.end() - std::min<size_t>(r, 2)), Lm * Sm);
     p.has_mask = true;
     p.m_dtype = mt.dtype;
     ms = ctx.input("attn_mask");

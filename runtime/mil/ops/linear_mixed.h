@@ -18,7 +18,8 @@ PlannedOp plan_mixed_matmul(OpPlanContext& ctx);
 PlannedOp plan_mixed_linear(OpPlanContext& ctx);
 
 // Element offsets of `own` (right-aligned, size-1 dims broadcast) for every
-// index of `batch`, `matrix` elements per batch entry (linear.cpp uses it too).
+// index of `batch`, `matrix` elements per batch entry (linear.cpp and the
+// attention ops use it too).
 std::vector<int64_t> broadcast_offsets(const Shape& batch, const Shape& own, int64_t matrix);
 
 }  // namespace staticllm::mil

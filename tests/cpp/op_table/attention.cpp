@@ -1,6 +1,7 @@
 // Op-table entries of runtime/mil/ops/attention.cpp against a double-precision
 // softmax(q k^T / sqrt(E) + mask) v: no mask, an additive causal mask with
-// -inf broadcast over the batch, a bool mask.
+// -inf broadcast over the batch, a bool mask, a mask per batch broadcast over
+// the queries, and a rank-1 mask broadcast over both.
 #include <cmath>
 #include <limits>
 
@@ -56,6 +57,10 @@ std::vector<Entry> attentions() {
       attention("no mask"),
       attention("additive [3, 5] mask with -inf, broadcast over the batch").in("attn_mask", F({kL, kS}, causal)),
       attention("bool [1, 3, 5] mask").in("attn_mask", Bool({1, kL, kS}, allowed)),
+      attention("additive [2, 1, 5] mask, one row per batch broadcast over the queries")
+          .in("attn_mask", F({kB, 1, kS}, {0, -0.5, 0, 0.25, -inf, -inf, 0, 0.1, 0, 0})),
+      attention("additive rank-1 [5] mask broadcast over batch and queries")
+          .in("attn_mask", F({kS}, {0, 0.3, -inf, 0, -0.2})),
   };
 }
 

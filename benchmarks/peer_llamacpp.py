@@ -298,6 +298,9 @@ def machine_limits() -> tuple[float, float]:
     return _core.bench.read_bandwidth(1 << 30, 3), _core.bench.fma_peak(3)
 
 
+GEMM_PASSES = 5  # prefill_gemm's passes, the median of which the report prints
+
+
 def layer_linears(gguf_file: Path) -> list[tuple[int, int]]:
     """(N, K) of the first block's projection weights."""
     import gguf
@@ -307,7 +310,7 @@ def layer_linears(gguf_file: Path) -> list[tuple[int, int]]:
     return [(int(t.shape[1]), int(t.shape[0])) for t in first]
 
 
-def prefill_gemm(gguf_file: Path, rows: int, precision: str, pairs: int = 5) -> tuple[float, float]:
+def prefill_gemm(gguf_file: Path, rows: int, precision: str, pairs: int = GEMM_PASSES) -> tuple[float, float]:
     """FLOP/s of linear's kernel over one layer's projections at M = rows,
     and its fraction of the FMA peak: medians over `pairs` passes. Each
     projection's timing sits beside a peak measured just before it, and a
@@ -377,7 +380,8 @@ def report(
         f"measured read bandwidth {bandwidth / 1e9:.1f} GB/s, fp32 FMA peak {fma / 1e9:.0f} GFLOP/s; "
         f"load average {load1:.1f} (1 min) {load5:.1f} (5 min) at the end; llama.cpp OMP_WAIT_POLICY {omp}",
         f"prefill GEMM (linear's kernel over one layer's projections, M = {args.prompt_tokens} rows; "
-        "medians of 5 passes, each projection's timing against an FMA peak measured just before it): "
+        f"medians of {GEMM_PASSES} passes, each projection's timing against an FMA peak measured "
+        "just before it): "
         + "; ".join(f"{p} weights {r / 1e9:.0f} GFLOP/s = {f:.0%} of the peak" for p, (r, f) in gemm.items()),
         "",
         "| precision | decode tok/s staticllm | llama.cpp | ratio "

@@ -480,13 +480,12 @@ void fused_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, 
   }
 }
 
-// Larger M: a tile of 48 rows (whole panels of the dense kernels at every
-// SIMD level: 16 columns for AVX2, 48 for AVX-512) per thread, expanded once
-// and multiplied by all of x.
+// Larger M: a tile of kWholePanelCols rows (whole panels of the dense
+// kernels) per thread, expanded once and multiplied by all of x.
 template <class Isa, class Dec>
 void tiled_gemm(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t ldy, int64_t n0, int64_t n1,
                 DenseNt dense) {
-  constexpr int64_t kTileRows = 48;
+  constexpr int64_t kTileRows = kWholePanelCols;
   thread_local AlignedVector<float> tile;
   tile.resize(static_cast<size_t>(kTileRows * w.cols));
   for (int64_t n = n0; n < n1; n += kTileRows) {

@@ -22,6 +22,12 @@ void gemm_nt(const float* x, int64_t M, int64_t K, const void* w, WeightType wt,
 // its stored dtype (fp16 rows widened a slice at a time, never all of b).
 void gemm_nn(const float* x, int64_t K, const void* b, WeightType bt, int64_t N, float* y, int64_t m0, int64_t m1);
 
+// Weight columns that make whole column panels of the dense panel kernels at
+// every SIMD level (16 for AVX2, 48 for AVX-512; the ISA files assert it): the
+// compressed kernels expand a [K, N] weight this many columns at a time, and an
+// [N, K] one this many rows at a time, for those kernels.
+constexpr int64_t kWholePanelCols = 48;
+
 // Products of less work than this (in FLOP / 2) stay on the calling thread.
 constexpr int64_t kParallelFlops = 1 << 16;
 

@@ -8,6 +8,8 @@
 
 namespace staticllm::mil {
 
+static_assert(kWholePanelCols % detail::kPanelCols<IsaAvx2> == 0, "kWholePanelCols must be whole panels");
+
 namespace {
 
 inline __m256 load_w(const float* p) { return _mm256_loadu_ps(p); }

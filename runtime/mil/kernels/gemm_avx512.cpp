@@ -11,6 +11,8 @@
 
 namespace staticllm::mil {
 
+static_assert(kWholePanelCols % detail::kPanelCols<IsaAvx512> == 0, "kWholePanelCols must be whole panels");
+
 namespace {
 
 using detail::kPanelMinM;

@@ -45,6 +45,7 @@ __attribute__((always_inline)) inline double fma_chains_of(int64_t iters, float*
 }
 
 typedef float Vec1 __attribute__((vector_size(4)));
+typedef float Vec4 __attribute__((vector_size(16)));
 typedef float Vec8 __attribute__((vector_size(32)));
 typedef float Vec16 __attribute__((vector_size(64)));
 
@@ -91,7 +92,6 @@ __attribute__((always_inline)) inline float sum_lines_of(const float* p, int64_t
   return s;
 }
 
-typedef float Vec4 __attribute__((vector_size(16)));
 float sum_lines_portable(const float* p, int64_t n) { return sum_lines_of<Vec4>(p, n); }
 #if defined(STATICLLM_X86_SIMD)
 __attribute__((target("avx2"))) float sum_lines_avx2(const float* p, int64_t n) { return sum_lines_of<Vec8>(p, n); }

@@ -23,10 +23,11 @@ bool is_gemm_dtype(DType t) { return t == DType::kFloat16 || t == DType::kFloat3
 WeightType weight_type(DType t) { return t == DType::kFloat16 ? WeightType::kF16 : WeightType::kF32; }
 
 // Columns [c0, c1) of y[M, N] = x[M, K] W for W stored [K, N]: a block of
-// 64 columns of W at a time is expanded (K x 64 floats, cache-sized) and
-// multiplied by the panel kernel into a [M, 64] tile copied into y.
+// kWholePanelCols columns of W at a time (whole panels of the kernel) is
+// expanded (K x 48 floats, cache-sized) and multiplied by the panel kernel
+// into a [M, 48] tile copied into y.
 void gemm_nn_compressed(const float* x, int64_t M, const CompressedWeight& w, float* y, int64_t c0, int64_t c1) {
-  constexpr int64_t kCols = 64;
+  constexpr int64_t kCols = kWholePanelCols;
   const int64_t K = w.rows, N = w.cols;
   thread_local AlignedVector<float> block, tile;
   block.resize(static_cast<size_t>(K * kCols));

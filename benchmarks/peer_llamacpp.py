@@ -310,9 +310,11 @@ def layer_linears(gguf_file: Path) -> list[tuple[int, int]]:
     return [(int(t.shape[1]), int(t.shape[0])) for t in first]
 
 
-def prefill_gemm(gguf_file: Path, rows: int, precision: str, pairs: int = GEMM_PASSES) -> tuple[float, float]:
+def prefill_gemm(
+    gguf_file: Path, rows: int, precision: str, passes: int = GEMM_PASSES
+) -> tuple[float, float]:
     """FLOP/s of linear's kernel over one layer's projections at M = rows,
-    and its fraction of the FMA peak: medians over `pairs` passes. Each
+    and its fraction of the FMA peak: medians over `passes` passes. Each
     projection's timing sits beside a peak measured just before it, and a
     pass's fraction is its FLOP over the sum of (seconds x peak): the
     machine's speed drifts with other tenants' load within a pass, so a peak
@@ -321,7 +323,7 @@ def prefill_gemm(gguf_file: Path, rows: int, precision: str, pairs: int = GEMM_P
 
     shapes = layer_linears(gguf_file)
     rates, fractions = [], []
-    for _ in range(pairs):
+    for _ in range(passes):
         flops = seconds = peak_seconds = 0.0
         for n, k in shapes:
             peak = _core.bench.fma_peak(1)

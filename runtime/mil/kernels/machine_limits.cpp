@@ -206,20 +206,20 @@ std::unique_ptr<BenchWeight> make_weight(const std::string& precision, int64_t N
 }  // namespace
 
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
-  constexpr int64_t kLine = 64;  // floats per work unit: four 64-byte lines, whole vectors at every width
-  const int64_t units = std::max<int64_t>(1, static_cast<int64_t>(bytes / sizeof(float)) / kLine);
-  AlignedVector<float> buf(static_cast<size_t>(units * kLine));
+  constexpr int64_t kUnit = 64;  // floats per work unit: four 64-byte lines, whole vectors at every width
+  const int64_t units = std::max<int64_t>(1, static_cast<int64_t>(bytes / sizeof(float)) / kUnit);
+  AlignedVector<float> buf(static_cast<size_t>(units * kUnit));
   pool.parallel_for(units, 1 << 10, [&](int64_t a, int64_t b) {
-    std::fill(buf.data() + a * kLine, buf.data() + b * kLine, 1.f);  // each thread faults in its share
+    std::fill(buf.data() + a * kUnit, buf.data() + b * kUnit, 1.f);  // each thread faults in its share
   });
   std::atomic<int64_t> sink{0};
   double best = 0;
   for (int p = 0; p < passes; ++p) {
     auto t0 = Clock::now();
     pool.parallel_for(units, 1 << 10, [&](int64_t a, int64_t b) {
-      sink += static_cast<int64_t>(sum_lines(buf.data() + a * kLine, (b - a) * kLine));
+      sink += static_cast<int64_t>(sum_lines(buf.data() + a * kUnit, (b - a) * kUnit));
     });
-    best = std::max(best, static_cast<double>(units * kLine * sizeof(float)) / seconds_since(t0));
+    best = std::max(best, static_cast<double>(units * kUnit * sizeof(float)) / seconds_since(t0));
   }
   g_sink = static_cast<uint64_t>(sink.load());  // keeps the sums
   return best;
